@@ -1,0 +1,21 @@
+"""Storage backends: ``storage.type`` in the config picks one; backends import lazily."""
+
+from __future__ import annotations
+
+from beaconlake.backends.storage.base import Storage
+from beaconlake.config import LocalStorageSettings, S3StorageSettings, StorageSettings
+
+
+def open_storage(settings: StorageSettings) -> Storage:
+    if isinstance(settings, LocalStorageSettings):
+        from beaconlake.backends.storage.local import LocalStorage
+
+        return LocalStorage(settings.root)
+    if isinstance(settings, S3StorageSettings):
+        from beaconlake.backends.storage.s3 import S3Storage
+
+        return S3Storage(settings)
+    raise TypeError(f"unknown storage settings {type(settings).__name__}")
+
+
+__all__ = ["Storage", "open_storage"]

@@ -1,0 +1,78 @@
+"""S3 (or any S3-compatible store) storage, through boto3. Install with ``pip install beaconlake[s3]``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from beaconlake.backends.storage.base import Storage
+from beaconlake.config import S3StorageSettings
+from beaconlake.errors import StorageError
+
+try:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("storage.type = 's3' needs boto3: pip install 'beaconlake[s3]'") from exc
+
+
+class S3Storage(Storage):
+    def __init__(self, settings: S3StorageSettings) -> None:
+        self.bucket = settings.bucket
+        self.prefix = settings.prefix.strip("/")
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=settings.endpoint_url,
+            region_name=settings.region,
+            aws_access_key_id=settings.access_key_id,
+            aws_secret_access_key=settings.secret_access_key,
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _fail(self, action: str, key: str, exc: Exception) -> StorageError:
+        return StorageError(f"s3://{self.bucket}/{self._key(key)}: {action} failed: {exc}")
+
+    def put(self, key: str, data: bytes) -> None:
+        # A single PUT is atomic in S3: readers see the old object or the new one, never a part.
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("put", key, exc) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("get", key, exc) from exc
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._fail("head", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("head", key, exc) from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = self._key(prefix)
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+                keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("list", prefix, exc) from exc
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail("delete", key, exc) from exc
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"

@@ -1,0 +1,177 @@
+"""The ``beaconlake`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+from beaconlake import __version__, config
+from beaconlake.errors import BeaconlakeError
+
+log = logging.getLogger("beaconlake")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port must be a whole number, got {text!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"port must be between 1 and 65535, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from beaconlake.starter import write_starter
+
+    path = write_starter(Path.cwd(), port=args.port or 8080, force=args.force)
+    settings = config.load(path)
+    tenant = settings.tenants[0]
+    print(f"wrote {path}")
+    print(f"  tenant    {tenant.id}")
+    print(f"  write key {tenant.write_key}  (public: put it in your pages' script tag)")
+    print(f"  read key  {tenant.read_key}  (secret)")
+    print("start the pipeline with: beaconlake up")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> config.Settings:
+    settings = config.load(args.config)
+    if getattr(args, "port", None):
+        settings.server.port = args.port
+    if getattr(args, "host", None):
+        settings.server.host = args.host
+    if getattr(args, "workers", None):
+        settings.server.workers = args.workers
+    return settings
+
+
+def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Event) -> None:
+    """Restart the delivery process if it dies: acknowledged events must keep flowing to the lake."""
+    from beaconlake.ingest import deliver
+
+    ctx = multiprocessing.get_context("spawn")
+    while not stop.wait(1.0):
+        proc = holder["proc"]
+        if not proc.is_alive() and not stop.is_set():
+            log.error("lake delivery process exited with code %s; restarting it", proc.exitcode)
+            holder["proc"] = ctx.Process(target=deliver.run_forever, args=(settings,), name="beaconlake-deliver")
+            holder["proc"].start()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    from beaconlake.ingest import deliver, spool
+    from beaconlake.ingest.collector.app import CONFIG_ENV, create_app
+
+    settings = _load(args)
+    create_app(settings)  # compiles every tenant's schemas: a bad one stops us here, not in a worker
+    recovered = spool.recover_orphans(settings.spool_path)
+    if recovered:
+        log.info("recovered %d spool segment(s) left by an earlier run; delivering them", len(recovered))
+    shutil.rmtree(settings.run_path / "metrics", ignore_errors=True)
+
+    ctx = multiprocessing.get_context("spawn")
+    holder = {"proc": ctx.Process(target=deliver.run_forever, args=(settings,), name="beaconlake-deliver")}
+    holder["proc"].start()
+    stop = threading.Event()
+    threading.Thread(target=_watch_deliverer, args=(settings, holder, stop), daemon=True).start()
+
+    os.environ[CONFIG_ENV] = str(Path(args.config or config.DEFAULT_CONFIG_NAME).resolve())
+    # Command-line overrides reach the workers the same way file settings do.
+    os.environ["BEACONLAKE__SERVER__PORT"] = str(settings.server.port)
+    os.environ["BEACONLAKE__SERVER__HOST"] = f'"{settings.server.host}"'
+    log.info(
+        "collector on http://%s:%d (%d worker(s)), lake at %s",
+        settings.server.host, settings.server.port, settings.server.workers, settings.storage,
+    )
+    server = Granian(
+        "beaconlake.ingest.collector.app:from_env",
+        address=settings.server.host,
+        port=settings.server.port,
+        interface=Interfaces.ASGI,
+        workers=settings.server.workers,
+        factory=True,
+        respawn_failed_workers=True,
+        backlog=2048,
+        log_access=False,
+    )
+    try:
+        server.serve()
+    finally:
+        stop.set()
+        proc = holder["proc"]
+        if proc.is_alive():
+            proc.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
+            proc.join(settings.delivery.max_retry_secs + 5)
+    return 0
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    """Deliver whatever the spool holds, once, and exit (e.g. after an unclean shutdown)."""
+    from beaconlake.ingest import deliver, spool
+
+    settings = _load(args)
+    spool.recover_orphans(settings.spool_path)
+    d = deliver.Deliverer(settings)
+    d.drain()
+    left = len(spool.sealed_segments(settings.spool_path))
+    print(f"delivered; {left} segment(s) left in the spool")
+    return 1 if left else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="beaconlake", description="Self-hostable customer-behaviour analytics pipeline.")
+    parser.add_argument("--version", action="version", version=f"beaconlake {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="write a starter beaconlake.toml here, with a demo tenant and fresh keys")
+    p.add_argument("--port", type=_port, help="collector port to write in the config (default 8080)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing beaconlake.toml")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("up", help="run the collector and lake delivery")
+    p.add_argument("--config", help=f"config file (default ./{config.DEFAULT_CONFIG_NAME})")
+    p.add_argument("--port", type=_port, help="listen on this port instead of server.port")
+    p.add_argument("--host", help="listen on this address instead of server.host")
+    p.add_argument("--workers", type=_positive, help="server worker processes instead of server.workers")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("deliver", help="deliver what the spool holds to the lake, then exit")
+    p.add_argument("--config", help=f"config file (default ./{config.DEFAULT_CONFIG_NAME})")
+    p.set_defaults(func=cmd_deliver)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except BeaconlakeError as exc:
+        print(f"beaconlake: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

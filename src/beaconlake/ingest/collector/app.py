@@ -1,0 +1,180 @@
+"""The collector's ASGI application: the event endpoint plus the small routes around it.
+
+``POST /v1/events`` is dispatched before Starlette sees the request: it is the hot path
+and needs none of a framework's request objects. Everything else is a Starlette route.
+Each server worker process runs one of these apps, with its own spool segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from beaconlake import config
+from beaconlake.config import Settings
+from beaconlake.ingest import spool
+from beaconlake.ingest.collector.events import EventsEndpoint, SpoolPressure
+from beaconlake.ingest.route import build_router
+from beaconlake.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "BEACONLAKE_CONFIG"
+TRACKER_JS = Path(__file__).resolve().parent.parent / "tracker" / "beaconlake.js"
+HOUSEKEEPING_SECS = 0.25
+
+
+class Collector:
+    """One worker's collector: owns its spool writer, the router and the housekeeping task."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics(settings.run_path, role="collector")
+        self.pressure = SpoolPressure()
+        self.writer = spool.SegmentWriter(settings.spool_path, settings.spool)
+        self.router = build_router(self.writer, self.metrics)
+        self.events = EventsEndpoint(settings, self.router, self.metrics, self.pressure)
+        self.tenants_by_write_key = settings.tenant_by_write_key()
+        self.ready = False
+        self._task: asyncio.Task[None] | None = None
+        self.web = Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/metrics", self.metrics_text),
+                Route("/beaconlake.js", self.tracker_js),
+                Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
+            ]
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/v1/events":
+            await self.events(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.web(scope, receive, send)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        from beaconlake.ingest.collector.enrich import user_agent
+
+        user_agent("Mozilla/5.0")  # load the parser's regexes now, not on the first request
+        self._check_pressure()
+        self._task = asyncio.create_task(self._housekeeping())
+        self.ready = True
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.writer.seal()
+        self._count_spooled()
+        self.metrics.write_snapshot()
+
+    async def _housekeeping(self) -> None:
+        ticks = 0
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECS)
+            ticks += 1
+            try:
+                await self.writer.seal_if_due()
+                self._check_pressure()
+                if ticks % 4 == 0:
+                    self._count_spooled()
+                    self.metrics.write_snapshot()
+            except OSError as exc:
+                log.error("collector housekeeping failed: %s", exc)
+
+    def _count_spooled(self) -> None:
+        self.metrics.inc("beaconlake_spooled_bytes_total", self.writer.bytes_written)
+        self.writer.bytes_written = 0
+
+    def _check_pressure(self) -> None:
+        s = self.settings.spool
+        root = self.settings.spool_path
+        pending = spool.undelivered_bytes(root)
+        free = spool.free_disk_bytes(root)
+        if pending > s.max_undelivered_bytes:
+            self.pressure.reason = f"{pending} undelivered spool bytes, limit spool.max_undelivered_bytes={s.max_undelivered_bytes}"
+        elif free < s.min_free_disk_bytes:
+            self.pressure.reason = f"{free} bytes free on disk, floor spool.min_free_disk_bytes={s.min_free_disk_bytes}"
+        else:
+            self.pressure.reason = None
+
+    # -- small routes ----------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        if self.pressure.reason:
+            return JSONResponse({"status": "shedding", "reason": self.pressure.reason}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def metrics_text(self, request: Request) -> Response:
+        self._count_spooled()
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def tracker_js(self, request: Request) -> Response:
+        try:
+            body = TRACKER_JS.read_bytes()
+        except FileNotFoundError:
+            return PlainTextResponse("tracker not built", status_code=404)
+        return Response(
+            body,
+            media_type="application/javascript",
+            headers={"cache-control": "public, max-age=300", "access-control-allow-origin": "*"},
+        )
+
+    async def tracker_config(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        key = request.query_params.get("k")
+        tenant = self.tenants_by_write_key.get(key) if key else None
+        headers = {"access-control-allow-origin": origin, "vary": "Origin"} if origin else {}
+        if tenant is None:
+            return JSONResponse({"error": "unknown write key", "reason": "unknown_key"}, status_code=401, headers=headers)
+        rules = self.events.rules[tenant.write_key]
+        if not rules.origin_allowed(origin):
+            return JSONResponse({"error": f"origin {origin!r} is not allowed for this tenant", "reason": "origin"}, status_code=403)
+        body = {
+            "tenant": tenant.id,
+            "tracker": msgspec.to_builtins(tenant.tracker),
+            "sequences": msgspec.to_builtins(tenant.sequences),
+        }
+        return JSONResponse(body, headers={**headers, "cache-control": "public, max-age=60"})
+
+
+def create_app(settings: Settings) -> Collector:
+    return Collector(settings)
+
+
+def from_env() -> Collector:
+    """Factory for server workers: ``beaconlake up`` passes the config path in the environment."""
+    return create_app(config.load(os.environ[CONFIG_ENV]))

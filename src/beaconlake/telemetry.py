@@ -1,0 +1,141 @@
+"""Uniform counters for every component, summed across processes for ``/metrics``.
+
+Each process (collector workers, the lake deliverer) keeps its counters in memory and
+writes a snapshot to ``<data>/run/metrics/<role>-<pid>.json`` about once a second; whoever
+serves ``/metrics`` adds its live counters to the other processes' snapshots. Counters are
+monotonic, so a snapshot left by a process that has exited still counts what it did.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+
+# Request latency buckets, seconds (Prometheus convention: upper bounds, +Inf implied).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+HELP = {
+    "beaconlake_events_received_total": ("counter", "Events received by the collector, valid or not."),
+    "beaconlake_events_accepted_total": ("counter", "Events accepted and durable in the spool."),
+    "beaconlake_events_rejected_total": ("counter", "Events rejected, by reason."),
+    "beaconlake_requests_total": ("counter", "HTTP requests to the event endpoint, by status code."),
+    "beaconlake_spooled_bytes_total": ("counter", "Bytes appended to spool segments."),
+    "beaconlake_spool_undelivered_bytes": ("gauge", "Bytes in spool segments not yet delivered to the lake."),
+    "beaconlake_events_delivered_total": ("counter", "Events written to the raw lake."),
+    "beaconlake_rejections_delivered_total": ("counter", "Rejected events written to lake/rejected."),
+    "beaconlake_segments_delivered_total": ("counter", "Spool segments delivered and deleted."),
+    "beaconlake_delivery_failures_total": ("counter", "Failed attempts to deliver a spool segment."),
+    "beaconlake_delivery_lag_seconds": ("gauge", "Age of the oldest sealed segment waiting for delivery."),
+    "beaconlake_destination_failures_total": ("counter", "Best-effort destinations that failed on a batch."),
+    "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
+}
+
+Labels = tuple[tuple[str, str], ...]
+
+
+class Snapshot(msgspec.Struct):
+    counters: dict[str, dict[str, float]]  # metric -> encoded labels -> value
+    gauges: dict[str, dict[str, float]]
+    histogram_buckets: list[int]
+    histogram_sum: float
+    histogram_count: int
+    written_at: float
+
+
+def _encode(labels: Labels) -> str:
+    return ",".join(f'{k}="{v}"' for k, v in labels)
+
+
+class Metrics:
+    def __init__(self, run_dir: Path | None = None, role: str = "proc") -> None:
+        self.counters: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self.gauges: dict[str, dict[str, float]] = defaultdict(dict)
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.dir = run_dir / "metrics" if run_dir else None
+        self.path = self.dir / f"{role}-{os.getpid()}.json" if self.dir else None
+        self._enc = msgspec.json.Encoder()
+
+    def inc(self, name: str, value: float = 1, **labels: str) -> None:
+        self.counters[name][_encode(tuple(sorted(labels.items())))] += value
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        self.gauges[name][_encode(tuple(sorted(labels.items())))] = value
+
+    def observe(self, seconds: float) -> None:
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+        self.latency_count += 1
+
+    def value(self, name: str, **labels: str) -> float:
+        return self.counters.get(name, {}).get(_encode(tuple(sorted(labels.items()))), 0.0)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            counters={k: dict(v) for k, v in self.counters.items()},
+            gauges={k: dict(v) for k, v in self.gauges.items()},
+            histogram_buckets=list(self.buckets),
+            histogram_sum=self.latency_sum,
+            histogram_count=self.latency_count,
+            written_at=time.time(),
+        )
+
+    def write_snapshot(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(self._enc.encode(self.snapshot()))
+        os.replace(tmp, self.path)
+
+    def gather(self) -> Snapshot:
+        """This process's live counters plus every other process's last snapshot."""
+        total = self.snapshot()
+        if self.dir is None or not self.dir.is_dir():
+            return total
+        dec = msgspec.json.Decoder(Snapshot)
+        for path in self.dir.glob("*.json"):
+            if path == self.path:
+                continue
+            try:
+                other = dec.decode(path.read_bytes())
+            except (OSError, msgspec.DecodeError):
+                continue  # being replaced right now; the next scrape sees it
+            for name, series in other.counters.items():
+                mine = total.counters.setdefault(name, {})
+                for labels, v in series.items():
+                    mine[labels] = mine.get(labels, 0.0) + v
+            for name, series in other.gauges.items():
+                total.gauges.setdefault(name, {}).update(series)
+            total.histogram_buckets = [a + b for a, b in zip(total.histogram_buckets, other.histogram_buckets)]
+            total.histogram_sum += other.histogram_sum
+            total.histogram_count += other.histogram_count
+        return total
+
+    def render(self) -> str:
+        """Prometheus text exposition format."""
+        snap = self.gather()
+        lines: list[str] = []
+        for name, (kind, text) in HELP.items():
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+            if kind == "histogram":
+                running = 0
+                for bound, n in zip((*LATENCY_BUCKETS, "+Inf"), snap.histogram_buckets):
+                    running += n
+                    lines.append(f'{name}_bucket{{le="{bound}"}} {running}')
+                lines.append(f"{name}_sum {snap.histogram_sum:.6f}")
+                lines.append(f"{name}_count {snap.histogram_count}")
+                continue
+            series = (snap.counters if kind == "counter" else snap.gauges).get(name, {})
+            if not series and kind == "counter":
+                lines.append(f"{name} 0")
+            for labels, v in sorted(series.items()):
+                lines.append(f"{name}{{{labels}}} {v:g}" if labels else f"{name} {v:g}")
+        return "\n".join(lines) + "\n"

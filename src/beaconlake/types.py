@@ -1,0 +1,135 @@
+"""The canonical event and the records every stage shares (DESIGN.md, "The canonical event").
+
+Three shapes of one event:
+
+* ``ClientEvent``: what a client sends, validated at the collector's boundary.
+* ``SpoolRecord``: what the collector makes durable for one request: the server-side
+  enrichment once per request, plus the accepted events as the exact JSON bytes they
+  arrived in (already validated), plus the rejected ones with their reasons.
+* ``RAW_SCHEMA``: the Arrow schema of the raw lake, one row per event.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+import pyarrow as pa
+
+Level = Literal["low", "mid", "high"]
+LEVELS: tuple[str, ...] = ("low", "mid", "high")
+
+NAME_MAX = 64
+NAME_PATTERN = r"^[a-z0-9_.:-]+$"
+ID_MAX = 128
+TEXT_MAX = 2048
+CONTEXT_MAX_BYTES = 8 * 1024
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX)]
+Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
+EventId = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
+# ms since the epoch; bounded so that a seconds-or-microseconds mix-up is caught at the door.
+EpochMs = Annotated[int, msgspec.Meta(ge=946_684_800_000, le=4_102_444_800_000)]
+
+
+class ClientEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One event as a client sends it (the tenant comes from the write key, never the body)."""
+
+    level: Level
+    name: Name
+    anonymous_id: Id
+    event_id: EventId | None = None
+    user_id: Id | None = None
+    session_id: Id | None = None
+    client_ts: EpochMs | None = None
+    url: Text | None = None
+    referrer: Text | None = None
+    title: Text | None = None
+    # Kept as the client's JSON text: the lake stores it as text and only tenants with a
+    # registered JSON Schema pay for decoding it.
+    props: msgspec.Raw = msgspec.Raw(b"null")
+    context: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /v1/events``. Events stay raw so one bad event cannot sink the batch."""
+
+    events: list[msgspec.Raw]
+    sent_at: EpochMs | None = None
+    k: str | None = None
+
+
+class UserAgent(msgspec.Struct, array_like=True, frozen=True):
+    browser: str | None = None
+    browser_version: str | None = None
+    os: str | None = None
+    os_version: str | None = None
+    device: str | None = None
+    is_bot: bool = False
+
+
+class Rejection(msgspec.Struct, array_like=True):
+    index: int  # position in the batch, -1 when the whole request was refused
+    reason: str  # short machine-readable code: "invalid_event", "schema", "invalid_json", ...
+    error: str  # what was wrong, with the value and the limit
+    excerpt: str  # the start of what was sent, for the analyst who reads lake/rejected
+
+
+class SpoolRecord(msgspec.Struct, array_like=True):
+    """One acknowledged request, as it sits in a spool segment."""
+
+    tenant: str
+    received_at: int
+    sent_at: int
+    ip: str | None
+    user_agent: str | None
+    ua: UserAgent
+    events: list[bytes]  # JSON of each accepted ClientEvent, byte for byte as received
+    rejected: list[Rejection]
+
+
+RAW_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("level", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("anonymous_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("session_id", pa.string()),
+        pa.field("client_ts", pa.int64(), nullable=False),
+        pa.field("sent_at", pa.int64(), nullable=False),
+        pa.field("received_at", pa.int64(), nullable=False),
+        pa.field("event_ts", pa.int64(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("referrer", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("props", pa.string()),  # JSON object text
+        pa.field("context", pa.string()),  # client context, JSON object text
+        pa.field("ip", pa.string()),  # anonymised unless configured otherwise
+        pa.field("user_agent", pa.string()),
+        pa.field("ua_browser", pa.string()),
+        pa.field("ua_browser_version", pa.string()),
+        pa.field("ua_os", pa.string()),
+        pa.field("ua_os_version", pa.string()),
+        pa.field("ua_device", pa.string()),
+        pa.field("is_bot", pa.bool_(), nullable=False),
+        pa.field("segment", pa.string(), nullable=False),  # spool segment it came from: lineage
+    ]
+)
+
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("received_at", pa.int64(), nullable=False),
+        pa.field("index", pa.int32(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+        pa.field("excerpt", pa.string(), nullable=False),
+        pa.field("ip", pa.string()),
+        pa.field("user_agent", pa.string()),
+        pa.field("segment", pa.string(), nullable=False),
+    ]
+)

@@ -1,0 +1,182 @@
+"""Test support: a real ``beaconlake up`` in a subprocess, and a reader for the raw lake."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.dataset as ds
+
+from beaconlake.starter import write_starter
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if v is None:
+        raise ValueError("TOML has no null; leave the key out")
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items() if x is not None) + " }"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def write_config(folder: Path, port: int, overrides: dict[str, Any] | None = None) -> Path:
+    """A starter config with test-friendly timings; ``overrides`` merges into sections, and
+    ``{"tenant": {...}}`` replaces keys of the single tenant "demo"."""
+    path = write_starter(folder, port=port, force=True)
+    raw = tomllib.loads(path.read_text())
+    raw["spool"]["flush_interval_secs"] = 0.3
+    raw.setdefault("delivery", {})["poll_interval_secs"] = 0.1
+    raw["spool"]["min_free_disk_bytes"] = 0
+    for section, values in (overrides or {}).items():
+        if section == "tenant":
+            raw["tenants"][0].update(values)
+        elif isinstance(values, dict):
+            raw.setdefault(section, {}).update(values)
+        else:
+            raw[section] = values
+    lines = [f"{k} = {_toml_value(v)}" for k, v in raw.items() if not isinstance(v, (dict, list))]
+    for k, v in raw.items():
+        if isinstance(v, dict):
+            lines.append(f"[{k}]")
+            lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in v.items() if vv is not None]
+    for t in raw["tenants"]:
+        lines.append("[[tenants]]")
+        lines += [f"{kk} = {_toml_value(vv)}" for kk, vv in t.items() if vv is not None]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Collector:
+    folder: Path
+    port: int
+    config_path: Path
+    write_key: str
+    read_key: str
+    log_path: Path
+    proc: subprocess.Popen | None = None
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    def start(self, timeout: float = 30.0) -> Collector:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beaconlake.cli", "up", "--config", str(self.config_path), *self.extra_args],
+            cwd=self.folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so kill() reaches the workers and the deliverer too
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"beaconlake up exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"collector not ready after {timeout}s:\n{self.log_path.read_text()}")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM, the clean shutdown: workers seal, the deliverer drains."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        _reap_group(self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the collector: a crash, with no chance to clean up."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        _reap_group(self.proc.pid)
+
+    def wait_delivered(self, timeout: float = 20.0) -> None:
+        """Wait until the spool holds no segment (everything acknowledged is in the lake)."""
+        deadline = time.monotonic() + timeout
+        spool = self.data_dir / "spool"
+        while time.monotonic() < deadline:
+            if not any(spool.glob("*/*.seg")):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"spool not drained after {timeout}s: {sorted(p.name for p in spool.glob('*/*.seg'))}")
+
+
+def _reap_group(pgid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def start_collector(
+    tmp_path: Path,
+    *,
+    port: int | None = None,
+    config_overrides: dict[str, Any] | None = None,
+    args: list[str] | None = None,
+) -> Collector:
+    port = port or free_port()
+    config_path = write_config(tmp_path, port, config_overrides)
+    raw = tomllib.loads(config_path.read_text())
+    tenant = raw["tenants"][0]
+    collector = Collector(
+        tmp_path, port, config_path, tenant["write_key"], tenant["read_key"], tmp_path / "collector.log",
+        extra_args=args or [],
+    )
+    return collector.start()
+
+
+def read_lake(data_dir: Path, area: str = "raw") -> list[dict]:
+    """Every row of the raw (or rejected) lake, with the partition columns."""
+    root = Path(data_dir) / "lake" / area
+    if not root.is_dir() or not any(root.rglob("*.parquet")):
+        return []
+    return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pylist()
