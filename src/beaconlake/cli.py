@@ -122,7 +122,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         proc = holder["proc"]
         if proc.is_alive():
             proc.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
-            proc.join(settings.delivery.max_retry_secs + 5)
+            proc.join(settings.delivery.drain_timeout_secs + 5)
     return 0
 
 

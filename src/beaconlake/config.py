@@ -59,6 +59,8 @@ class SpoolSettings(_Section):
 class DeliverySettings(_Section):
     poll_interval_secs: PositiveFloat = 0.5
     max_retry_secs: PositiveFloat = 60.0
+    # On shutdown, how long to keep retrying delivery of what the spool holds before exiting.
+    drain_timeout_secs: PositiveFloat = 60.0
     zstd_level: Annotated[int, msgspec.Meta(ge=1, le=22)] = 3
 
 

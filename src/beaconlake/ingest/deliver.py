@@ -186,7 +186,7 @@ class Deliverer:
 
     def drain(self) -> None:
         """Deliver everything sealed now, retrying failures until they succeed or time runs out."""
-        deadline = time.monotonic() + self.settings.delivery.max_retry_secs
+        deadline = time.monotonic() + self.settings.delivery.drain_timeout_secs
         while spool.sealed_segments(self.root) and time.monotonic() < deadline:
             if not self.run_once():
                 time.sleep(self.settings.delivery.poll_interval_secs)

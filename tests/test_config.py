@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+
+from beaconlake import config
+from beaconlake.config import LocalStorageSettings, S3StorageSettings
+from beaconlake.errors import ConfigError
+from beaconlake.starter import write_starter
+
+KEY_W = "wk_aaaaaaaaaaaaaaaaaaaaaaaa"
+KEY_R = "rk_bbbbbbbbbbbbbbbbbbbbbbbb"
+
+
+def minimal(**extra) -> dict:
+    tenant = {"id": "shop", "write_key": KEY_W, "read_key": KEY_R}
+    return {"tenants": [tenant], **extra}
+
+
+def test_starter_config_loads_with_fresh_keys(tmp_path):
+    write_starter(tmp_path)
+    first = config.load(tmp_path / "beaconlake.toml", environ={})
+    (tmp_path / "other").mkdir()
+    write_starter(tmp_path / "other")
+    second = config.load(tmp_path / "other" / "beaconlake.toml", environ={})
+    assert first.tenants[0].id == "demo"
+    assert first.tenants[0].write_key != second.tenants[0].write_key
+    assert first.tenants[0].read_key != first.tenants[0].write_key
+    assert first.tenants[0].sequences[0].steps[1].same == ["props.category"]
+
+
+def test_init_refuses_to_overwrite(tmp_path):
+    write_starter(tmp_path)
+    with pytest.raises(ConfigError, match="already exists"):
+        write_starter(tmp_path)
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    s = config.parse(minimal(data_dir="state"), tmp_path, environ={})
+    assert s.data_dir == str(tmp_path / "state")
+    assert isinstance(s.storage, LocalStorageSettings)
+    assert s.storage.root == str(tmp_path / "state" / "lake")
+    assert s.spool_path == tmp_path / "state" / "spool"
+
+
+def test_environment_overrides_sections_and_tenants(tmp_path):
+    env = {
+        "BEACONLAKE__SERVER__PORT": "9090",
+        "BEACONLAKE__SPOOL__DURABILITY": "os",
+        "BEACONLAKE__TENANTS__SHOP__ALLOWED_ORIGINS": '["https://shop.example"]',
+        "UNRELATED": "x",
+    }
+    s = config.parse(minimal(), tmp_path, environ=env)
+    assert s.server.port == 9090
+    assert s.spool.durability == "os"
+    assert s.tenants[0].allowed_origins == ["https://shop.example"]
+
+
+def test_environment_can_switch_storage_to_s3(tmp_path):
+    env = {"BEACONLAKE__STORAGE__TYPE": "s3", "BEACONLAKE__STORAGE__BUCKET": "lake-bucket"}
+    s = config.parse(minimal(), tmp_path, environ=env)
+    assert isinstance(s.storage, S3StorageSettings)
+    assert s.storage.bucket == "lake-bucket"
+
+
+@pytest.mark.parametrize(
+    ("raw", "env", "message"),
+    [
+        (minimal(server={"port": 70000}), {}, r"<= 65535 - at `\$.server.port`"),
+        (minimal(spool={"durability": "maybe"}), {}, r"Invalid enum value 'maybe' - at `\$.spool.durability`"),
+        (minimal(server={"prot": 1}), {}, "unknown field `prot`"),
+        (minimal(), {"BEACONLAKE__TENANTS__NOPE__READ_KEY": "x"}, "no tenant with id 'nope'"),
+        ({"tenants": [{"id": "a", "write_key": "short", "read_key": KEY_R}]}, {}, r"length >= 16 - at `\$.tenants\[0\].write_key`"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_W}]}, {}, "same key is already used"),
+        (minimal() | {"tenants": minimal()["tenants"] * 2}, {}, "declared twice"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "allowed_origins": ["shop.example"]}]}, {}, "is not an origin"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "schemas": [{"level": "mid", "name": "x"}]}]}, {}, "exactly one of"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R,
+                       "sequences": [{"name": "s", "within_secs": 5, "steps": [{"name": "x", "where": [{"field": "url", "op": "like"}]}]}]}]},
+         {}, r"Invalid enum value 'like'"),
+        ({"storage": {"type": "ftp"}}, {}, "Invalid value 'ftp' - at `\\$.storage.type`"),
+    ],
+)
+def test_invalid_settings_name_the_problem(tmp_path, raw, env, message):
+    with pytest.raises(ConfigError, match=message):
+        config.parse(raw, tmp_path, environ=env)
+
+
+def test_missing_and_malformed_files_are_explained(tmp_path):
+    with pytest.raises(ConfigError, match="not found; run `beaconlake init`"):
+        config.load(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server\nport = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load(bad, environ={})
+
+
+def test_moved_deployment_folder_keeps_working(tmp_path):
+    (tmp_path / "a").mkdir()
+    write_starter(tmp_path / "a")
+    (tmp_path / "a").rename(tmp_path / "b")
+    s = config.load(tmp_path / "b" / "beaconlake.toml", environ={})
+    assert Path(s.data_dir) == tmp_path / "b" / "data"
