@@ -85,6 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = _load(args)
     create_app(settings)  # compiles every tenant's schemas: a bad one stops us here, not in a worker
+    spool.lock_spool(settings.spool_path)  # held until this process exits
     recovered = spool.recover_orphans(settings.spool_path)
     if recovered:
         log.info("recovered %d spool segment(s) left by an earlier run; delivering them", len(recovered))
@@ -131,6 +132,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from beaconlake.ingest import deliver, spool
 
     settings = _load(args)
+    spool.lock_spool(settings.spool_path)
     spool.recover_orphans(settings.spool_path)
     d = deliver.Deliverer(settings)
     d.drain()

@@ -19,6 +19,7 @@ request waits for a timer tick.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import secrets
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beaconlake.config import SpoolSettings
-from beaconlake.errors import SpoolCorrupt
+from beaconlake.errors import BeaconlakeError, SpoolCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,26 @@ def read_frames(path: Path) -> Iterator[bytes]:
             return
         yield body
         pos += FRAME.size + length
+
+
+def lock_spool(root: Path) -> int:
+    """Take the spool for this process (``up`` or ``deliver``) and return the lock's fd.
+
+    Sealing orphans while a collector writes would pull live segments from under it, so
+    only one owner at a time; the lock dies with its process, even on SIGKILL."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "owner.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise BeaconlakeError(
+            f"the spool {root} is in use by another beaconlake process (pid {owner}); stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def recover_orphans(root: Path) -> list[Path]:

@@ -1,0 +1,33 @@
+# Two commands for a fresh machine: `make up` runs the pipeline, `make test` runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install system-deps up test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,s3]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian packages the tests drive for real (headless Chromium for the tracker).
+system-deps:
+	@scripts/system-deps chromium
+
+up: install
+	@test -f beaconlake.toml || $(BIN)/beaconlake init
+	$(BIN)/beaconlake up
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+bench: install
+	@scripts/system-deps nginx wrk
+	$(BIN)/python bench/ingest
+
+clean:
+	rm -rf $(VENV) .pytest_cache test-artifacts
