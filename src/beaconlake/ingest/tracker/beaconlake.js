@@ -177,10 +177,10 @@
   // (bl_o_<tab id>). A slot is adopted by the next page load once its tab is gone, so events
   // survive reloads and crashes without two live tabs ever sending the same events.
 
-  var out = [], busy = null, fails = 0, stoppedAt = 0;
+  var out = [], busy = null, gone = false; // gone: the page was unloaded, not just hidden
 
-  function save(closed) {
-    set(SLOT, out.length ? { k: KEY, a: API, t: now(), x: closed, e: out } : null);
+  function save() {
+    set(SLOT, out.length ? { k: KEY, a: API, t: now(), x: gone, e: out } : null);
   }
 
   // Over the cap: drop the oldest low-level events first, then the oldest of any level.
@@ -213,7 +213,7 @@
         o = get(k);
         if (o && o.k == KEY && o.a == API && (o.x || now() - o.t > ABANDONED_MS)) {
           set(k, null);
-          out = o.e.concat(out);
+          out = [].concat(o.e || [], out);
         }
       }
     }
@@ -262,30 +262,32 @@
     }
   }
 
-  // Retry-After is shared by the tabs of the browser, so a busy collector sees all of them wait.
-  function waitUntil() { return get('bl_wait') || 0; }
+  // The collector's health, shared by the tabs of this browser and kept across page loads:
+  // null after a success, else {t: no request before this time, f: failures in a row}. So a
+  // Retry-After holds for every tab, and the backoff goes on growing on the next page.
+  function trouble() { return get('bl_wait'); }
 
   function flush() {
     if (!ready) return;
     take();
-    if (busy || !out.length || now() < waitUntil()) return;
+    if (busy || !out.length || now() < (trouble() || {}).t) return;
     var list = busy = batch();
     post(body(list), function (status, retryAfter, text) {
       busy = null;
       if (status >= 200 && status < 500 && status != 408 && status != 429) {
         // durable on the collector (2xx), or refused for good (4xx): either way never resend
         forget(list);
-        fails = 0;
         set('bl_wait', null);
         if (status > 299 || /"index"/.test(text)) warn('collector refused events (' + status + '): ' + text);
         save();
         if (out.length) flush(); // drain what queued up meanwhile
       } else {
         // down, overloaded, or timed out: keep the events, wait, try again
-        fails++;
-        var wait = +retryAfter >= 0 ? retryAfter * 1000 : Date.parse(retryAfter) - now();
-        if (!(wait >= 0)) wait = Math.min(30 * FLUSH_MS, FLUSH_MS * Math.pow(2, fails)) * (0.5 + Math.random());
-        set('bl_wait', now() + wait);
+        var f = ((trouble() || {}).f || 0) + 1;
+        var wait = retryAfter ? (+retryAfter >= 0 ? retryAfter * 1000 : Date.parse(retryAfter) - now()) : NaN;
+        // no usable Retry-After: exponential backoff with jitter, capped at 30 flush intervals
+        if (!(wait >= 0)) wait = Math.min(30 * FLUSH_MS, FLUSH_MS * Math.pow(2, f)) * (0.5 + Math.random());
+        set('bl_wait', { t: now() + wait, f: f });
         save();
       }
     });
@@ -295,10 +297,10 @@
   // outlives the page but reports nothing back, so events handed to it count as sent only
   // when the collector answered the last request well; otherwise they stay in the outbox and
   // the next page load sends them, where an answer can be seen.
-  function hide(closing) {
+  function hide() {
     take();
-    if (ready && !fails && now() >= waitUntil()) {
-      if (busy) forget(busy); // an in-flight keepalive fetch completes without us
+    if (!trouble()) {
+      if (busy && gone) forget(busy); // an in-flight keepalive fetch completes without us
       while (out.length) {
         var list = batch(), ok = false;
         try { ok = nav.sendBeacon(API + '/v1/events' + Q, body(list)); } catch (e) { /* no sendBeacon */ }
@@ -306,7 +308,7 @@
         forget(list);
       }
     }
-    save(closing);
+    save();
   }
 
   // ---- high level: the analyst's sequences ----------------------------------------------------
@@ -365,7 +367,7 @@
     function step(k, j, prev) {
       if (--work < 0) return false;
       if (k == n - 1) return fits(last, q.steps[k], prev) && path.push(last);
-      for (; j < h.length - 1; j++) {
+      for (; j < h.length - 1 && work-- > 0; j++) {
         var e = h[j];
         if (e.s > after && e.t >= from && fits(e, q.steps[k], prev) && step(k + 1, j + 1, e)) return path.unshift(e);
       }
@@ -374,7 +376,10 @@
     return step(0, 0, null) && path;
   }
 
-  function loadSeq() { return (anon ? seqMem : get(SEQ)) || { n: 0, h: [], m: {}, p: [] }; }
+  function loadSeq() {
+    var st = anon ? seqMem : get(SEQ);
+    return st && st.h && st.m && st.p ? st : { n: 0, h: [], m: {}, p: [] };
+  }
   function saveSeq(st) { if (anon) seqMem = st; else set(SEQ, st); }
 
   function high(q, ids) {
@@ -429,7 +434,7 @@
   }
 
   function newView(ref) {
-    view = { id: uuid(), ref: ref, key: key(), n: 0, low: 0, dropped: 0, max: 0, eng: 0, act: visible() ? now() : 0 };
+    view = { id: uuid(), ref: ref, url: cut(loc.href), key: key(), n: 0, low: 0, dropped: 0, max: 0, eng: 0, act: visible() ? now() : 0 };
   }
 
   // Engaged time: time between inputs, counting at most 15 s after each, and only while visible.
@@ -439,10 +444,10 @@
     view.act = t;
   }
 
-  function pageView(how) {
-    view.left = false;
+  function pageView(how, props) {
+    view.viewed = true;
     view.max = Math.max(view.max, depth());
-    emit('mid', 'page_view', { navigation: how });
+    emit('mid', 'page_view', extend({ navigation: how }, props));
     var u;
     try { u = new URL(loc.href).searchParams; } catch (e) { return; }
     each(T.search_params, function (p) {
@@ -452,7 +457,7 @@
   }
 
   function leave() {
-    if (view.left) return;
+    if (view.left || !view.viewed) return;
     view.left = true;
     if (visible()) active();
     view.max = Math.max(view.max, depth());
@@ -460,12 +465,13 @@
   }
 
   // SPA navigation: history.pushState / replaceState and popstate (back, forward).
-  function navigated(how) {
-    if (key() == view.key) return;
-    var prev = view.url || view.firstUrl;
-    leave();
-    newView(prev);
-    pageView(how);
+  function navigated(how, props) {
+    if (how != 'manual' && key() == view.key) return; // same page, e.g. a replaceState of state only
+    if (view.viewed) {
+      leave();
+      newView(view.url); // the page we come from is the new view's referrer
+    }
+    pageView(how, props);
   }
 
   function path(el) {
@@ -489,7 +495,7 @@
   function extend(a, b) { for (var k in b) a[k] = b[k]; return a; }
 
   var last = {}; // sampling: one event of each continuous stream per pointer_interval_ms
-  function due_(k) {
+  function sample(k) {
     var t = now();
     if (t - (last[k] || 0) < T.pointer_interval_ms) return false;
     return last[k] = t;
@@ -543,14 +549,14 @@
     var pointer = 'onpointermove' in w ? 'pointermove' : 'mousemove';
     on(d, pointer, function (e) {
       active();
-      if (e.pointerType != 'touch' && due_('p')) emit('low', 'pointer_move', extend(pos(e), { pointer: e.pointerType || 'mouse' }));
+      if (e.pointerType != 'touch' && sample('p')) emit('low', 'pointer_move', extend(pos(e), { pointer: e.pointerType || 'mouse' }));
     }, 1);
     on(d, 'click', click, 1);
     on(d, 'submit', submit, 1);
     on(d, 'keydown', active, 1);
     on(w, 'scroll', function () {
       active();
-      if (!due_('s')) return;
+      if (!sample('s')) return;
       var pct = depth();
       view.max = Math.max(view.max, pct);
       emit('low', 'scroll', { x: Math.round(w.scrollX), y: Math.round(w.scrollY), depth_pct: pct });
@@ -559,23 +565,25 @@
       on(d, type, function (e) {
         active();
         var t = e.changedTouches && e.changedTouches[0], phase = type.slice(5);
-        if (t && (phase != 'move' || due_('t'))) emit('low', 'touch', extend(pos(t), { phase: phase, touches: e.touches.length }));
+        if (t && (phase != 'move' || sample('t'))) emit('low', 'touch', extend(pos(t), { phase: phase, touches: e.touches.length }));
       }, 1);
     });
     on(d, 'visibilitychange', function () {
       if (visible()) view.act = now(); else { active(); view.act = 0; }
       emit('low', 'visibility', { state: d.visibilityState });
-      if (!visible()) hide(false);
+      if (!visible()) hide();
     });
     on(w, 'pagehide', function (e) {
+      gone = !e.persisted; // into the back/forward cache is not gone: it may come back
       leave();
-      hide(!e.persisted);
+      hide();
     });
     on(w, 'pageshow', function (e) {
       if (!e.persisted) return;
       // back from the back/forward cache: our slot may have been adopted meanwhile
       var o = get(SLOT);
-      out = o ? o.e : [];
+      gone = false;
+      out = o && o.e || [];
       save();
       newView(d.referrer);
       pageView('restore');
@@ -623,17 +631,15 @@
     identify: function (userId, traits) {
       if (off || anon || userId == null || userId === '') return;
       userId = cut(userId, 128);
-      if (userId == uid && !traits) return;
+      if (userId == uid && !traits) return; // sites often call identify on every page
+      traits = JSON.parse(JSON.stringify(traits || {}));
       uid = userId;
       set('bl_u', uid, 1);
-      emit('mid', 'identify', { traits: JSON.parse(JSON.stringify(traits || {})) });
+      emit('mid', 'identify', { traits: traits });
     },
     // a page view by hand, for sites that set data-auto-pageviews="false"
     page: function (props) {
-      if (started && view.n) navigated('manual');
-      if (off) return;
-      pageView('manual');
-      if (props) extend(buf[buf.length - 1].props, props);
+      if (!off) navigated('manual', JSON.parse(JSON.stringify(props || {})));
     },
     // logout: a new anonymous id, no user, a new session, no partial sequences
     reset: function () {
@@ -698,26 +704,27 @@
     w.beaconlake = bl;
     configure(cached);
     identity();
-    view = { n: 0, firstUrl: cut(loc.href) };
     newView(d.referrer);
-    view.firstUrl = cut(loc.href);
     off = blocked();
     // calls that change who is tracked go first, so the first page view already knows
     each(queued, function (c) { if (state.test(c[0])) safe(run)(c); });
     booted = true;
     refresh();
     each(queued, function (c) { if (!state.test(c[0])) safe(run)(c); });
-    adopt();
+    if (!off) safe(adopt)();
     if (cached) go();
-    setTimeout(go, 5000); // no answer from /v1/config: carry on with what we have
+    setTimeout(safe(go), 5000); // no answer from /v1/config: carry on with what we have
     setInterval(safe(function () { due(); flush(); }), FLUSH_MS);
-    if (w.fetch) {
-      w.fetch(API + '/v1/config' + Q, { credentials: 'omit' })
-        .then(function (r) { return r.ok ? r.json() : null; })
-        .then(safe(function (c) {
-          if (c) { set('bl_c_' + KEY, c); configure(c); refresh(); }
-          go();
-        }), safe(go));
-    } else go();
+    // an opted-out browser makes no request at all; the config request carries no id
+    if (opt == 'out' || !w.fetch) return go();
+    w.fetch(API + '/v1/config' + Q, { credentials: 'omit' })
+      .then(function (r) { return r.ok ? r.json() : null; }, function () {
+        // unreachable: until a request gets through, unload keeps events instead of beaconing
+        if (!trouble()) set('bl_wait', { t: 0, f: 0 });
+      })
+      .then(safe(function (c) {
+        if (c) { set('bl_c_' + KEY, c); configure(c); refresh(); }
+        go();
+      }));
   })();
 })(window, document);
