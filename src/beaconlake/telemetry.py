@@ -9,6 +9,7 @@ monotonic, so a snapshot left by a process that has exited still counts what it 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import time
 from collections import defaultdict
@@ -47,6 +48,7 @@ class Snapshot(msgspec.Struct):
     written_at: float
 
 
+@functools.lru_cache(maxsize=1024)
 def _encode(labels: Labels) -> str:
     return ",".join(f'{k}="{v}"' for k, v in labels)
 
@@ -63,7 +65,7 @@ class Metrics:
         self._enc = msgspec.json.Encoder()
 
     def inc(self, name: str, value: float = 1, **labels: str) -> None:
-        self.counters[name][_encode(tuple(sorted(labels.items())))] += value
+        self.counters[name][_encode(tuple(sorted(labels.items()))) if labels else ""] += value
 
     def set(self, name: str, value: float, **labels: str) -> None:
         self.gauges[name][_encode(tuple(sorted(labels.items())))] = value

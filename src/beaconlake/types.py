@@ -4,8 +4,8 @@ Three shapes of one event:
 
 * ``ClientEvent``: what a client sends, validated at the collector's boundary.
 * ``SpoolRecord``: what the collector makes durable for one request: the server-side
-  enrichment once per request, plus the accepted events as the exact JSON bytes they
-  arrived in (already validated), plus the rejected ones with their reasons.
+  enrichment once per request, the request body exactly as it arrived (decompressed),
+  which of its events were accepted, and the rejected ones with their reasons.
 * ``RAW_SCHEMA``: the Arrow schema of the raw lake, one row per event.
 """
 
@@ -61,6 +61,14 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
     k: str | None = None
 
 
+class TypedEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    """The same body decoded in one pass: the fast path for the usual batch of valid events."""
+
+    events: list[ClientEvent]
+    sent_at: EpochMs | None = None
+    k: str | None = None
+
+
 class UserAgent(msgspec.Struct, array_like=True, frozen=True):
     browser: str | None = None
     browser_version: str | None = None
@@ -86,7 +94,8 @@ class SpoolRecord(msgspec.Struct, array_like=True):
     ip: str | None
     user_agent: str | None
     ua: UserAgent
-    events: list[bytes]  # JSON of each accepted ClientEvent, byte for byte as received
+    body: bytes  # the request body as received (after gzip), an Envelope
+    accepted: list[int] | None  # indexes of the accepted events in body; None: all of them
     rejected: list[Rejection]
 
 

@@ -23,8 +23,8 @@ def settings(tmp_path, **sections):
     return config.parse(raw, tmp_path, environ={})
 
 
-def ev(name="page_view", level="mid", client_ts=DAY1, **kw) -> bytes:
-    return msgspec.json.encode({"level": level, "name": name, "anonymous_id": "a", "client_ts": client_ts, **kw})
+def ev(name="page_view", level="mid", client_ts=DAY1, **kw) -> dict:
+    return {"level": level, "name": name, "anonymous_id": "a", "client_ts": client_ts, **kw}
 
 
 def spool_records(s, records):
@@ -38,8 +38,10 @@ def spool_records(s, records):
     return spool.sealed_segments(s.spool_path)
 
 
-def record(events, received_at=DAY1 + HOUR, sent_at=None, rejected=()):
-    return SpoolRecord("t1", received_at, sent_at or received_at, "203.0.113.0", "ua", UserAgent(browser="Firefox"), list(events), list(rejected))
+def record(events, received_at=DAY1 + HOUR, sent_at=None, rejected=(), accepted=None):
+    body = msgspec.json.encode({"sent_at": sent_at or received_at, "events": list(events)})
+    return SpoolRecord("t1", received_at, sent_at or received_at, "203.0.113.0", "ua", UserAgent(browser="Firefox"),
+                       body, accepted, list(rejected))
 
 
 def test_partitions_by_tenant_level_and_event_day(tmp_path):
@@ -78,8 +80,10 @@ def test_redelivery_after_a_crash_rewrites_the_same_files(tmp_path):
 
 def test_rejections_go_to_the_rejected_area(tmp_path):
     s = settings(tmp_path)
-    spool_records(s, [record([ev()], rejected=[Rejection(1, "invalid_event", "events[1]: bad", '{"x"')])])
+    rejection = Rejection(1, "invalid_event", "events[1]: bad", '{"x"')
+    spool_records(s, [record([ev(), {"x": 1}, ev("click", "low")], rejected=[rejection], accepted=[0, 2])])
     Deliverer(s).run_once()
+    assert sorted(r["name"] for r in read_lake(s.data_path)) == ["click", "page_view"]
     [row] = read_lake(s.data_path, "rejected")
     assert (row["tenant"], row["index"], row["reason"], row["excerpt"]) == ("t1", 1, "invalid_event", '{"x"')
 

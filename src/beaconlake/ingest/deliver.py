@@ -31,7 +31,7 @@ from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt, StorageError
 from beaconlake.ingest import spool
 from beaconlake.telemetry import Metrics
-from beaconlake.types import RAW_SCHEMA, REJECTED_SCHEMA, ClientEvent, SpoolRecord
+from beaconlake.types import RAW_SCHEMA, REJECTED_SCHEMA, ClientEvent, Envelope, SpoolRecord
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 EVENT_ID_NAMESPACE = uuid.UUID("5b0c7d0e-3a43-4a8f-9a7e-bea0c0a1a4e0")
 
 _record_decoder = msgspec.msgpack.Decoder(SpoolRecord)
+_envelope_decoder = msgspec.json.Decoder(Envelope)
 _event_decoder = msgspec.json.Decoder(ClientEvent)
 
 
@@ -61,8 +62,9 @@ def segment_tables(path: Path) -> tuple[dict[tuple, pa.Table], dict[tuple, pa.Ta
     for rec_no, payload in enumerate(spool.read_frames(path)):
         rec = _record_decoder.decode(payload)
         ua = rec.ua
-        for idx, data in enumerate(rec.events):
-            ev = _event_decoder.decode(data)
+        events = _envelope_decoder.decode(rec.body).events if rec.body else []
+        for idx in range(len(events)) if rec.accepted is None else rec.accepted:
+            ev = _event_decoder.decode(events[idx])
             client_ts = ev.client_ts if ev.client_ts is not None else rec.sent_at
             # Clock-skew correction: the client's clock may be off, but the interval between
             # the event and the send is measured on one clock, so anchor it to ours.

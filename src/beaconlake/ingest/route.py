@@ -25,16 +25,18 @@ _record_encoder = msgspec.msgpack.Encoder()
 
 @dataclass(slots=True)
 class Batch:
-    record: SpoolRecord  # record.events[i] is the wire form of events[i]
-    events: list[ClientEvent]
+    record: SpoolRecord
+    events: list[ClientEvent]  # the accepted events, decoded
 
     def only(self, levels: frozenset[str]) -> Batch:
         keep = [i for i, ev in enumerate(self.events) if ev.level in levels]
         if len(keep) == len(self.events):
             return self
         rec = self.record
+        positions = rec.accepted if rec.accepted is not None else range(len(self.events))
         record = SpoolRecord(
-            rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, rec.ua, [rec.events[i] for i in keep], []
+            rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, rec.ua, rec.body,
+            [positions[i] for i in keep], [],
         )
         return Batch(record, [self.events[i] for i in keep])
 

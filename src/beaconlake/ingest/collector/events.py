@@ -11,13 +11,13 @@ import logging
 import time
 import zlib
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 import msgspec
 
 from beaconlake.config import Settings
 from beaconlake.ingest.collector import enrich
-from beaconlake.ingest.collector.validate import TenantRules, envelope_decoder, excerpt
+from beaconlake.ingest.collector.validate import TenantRules, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
 from beaconlake.types import Rejection, SpoolRecord
@@ -110,7 +110,7 @@ class EventsEndpoint:
         body = await _read_body(receive, headers, self.limits.max_body_bytes, encoding == b"gzip")
         received_at = time.time_ns() // 1_000_000
         try:
-            envelope = envelope_decoder.decode(body)
+            envelope = decode_envelope(body)
         except msgspec.DecodeError as exc:
             kind = "invalid_json" if not isinstance(exc, msgspec.ValidationError) else "invalid_batch"
             error = f"body is not valid JSON: {exc}" if kind == "invalid_json" else f"batch envelope: {exc}; expected {{\"sent_at\": ms, \"events\": [...]}}"
@@ -136,16 +136,8 @@ class EventsEndpoint:
         if n == 0:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
-        accepted, accepted_bytes, rejected = [], [], []
-        for i, raw in enumerate(envelope.events):
-            data = bytes(raw)
-            ev, rej = rules.check_event(i, data)
-            if ev is not None:
-                accepted.append(ev)
-                accepted_bytes.append(data)
-            else:
-                rejected.append(rej)
-        record = self._record(rules, scope, headers, received_at, envelope.sent_at, accepted_bytes, rejected)
+        accepted, indexes, rejected = rules.check_batch(envelope)
+        record = self._record(rules, scope, headers, received_at, envelope.sent_at, body, indexes, rejected)
         await self._make_durable(Batch(record, accepted))
 
         self.metrics.inc("beaconlake_events_accepted_total", len(accepted))
@@ -157,14 +149,16 @@ class EventsEndpoint:
         return 200, _json.encode(answer)
 
     def _record(self, rules: TenantRules, scope: dict[str, Any], headers: dict[bytes, bytes], received_at: int,
-                sent_at: int | None, events: list[bytes], rejected: list[Rejection]) -> SpoolRecord:
+                sent_at: int | None, body: bytes, accepted: list[int] | None, rejected: list[Rejection]) -> SpoolRecord:
         peer = scope.get("client")
         ip = enrich.client_ip(peer[0] if peer else None, _str(headers.get(b"x-forwarded-for")),
                               self.settings.server.trust_forwarded_for)
         if ip is not None and self.limits.anonymize_ip:
             ip = enrich.anonymize_ip(ip)
         ua = _str(headers.get(b"user-agent"))
-        return SpoolRecord(rules.tenant.id, received_at, sent_at or received_at, ip, ua, enrich.user_agent(ua), events, rejected)
+        return SpoolRecord(
+            rules.tenant.id, received_at, sent_at or received_at, ip, ua, enrich.user_agent(ua), body, accepted, rejected
+        )
 
     async def _make_durable(self, batch: Batch) -> None:
         try:
@@ -178,7 +172,7 @@ class EventsEndpoint:
     async def _keep_refusal(self, rules: TenantRules, scope: dict[str, Any], headers: dict[bytes, bytes],
                             received_at: int, reason: str, error: str, body: bytes) -> None:
         """A refused batch of a known tenant is kept in lake/rejected like a rejected event."""
-        record = self._record(rules, scope, headers, received_at, None, [], [Rejection(-1, reason, error, excerpt(body))])
+        record = self._record(rules, scope, headers, received_at, None, b"", [], [Rejection(-1, reason, error, excerpt(body))])
         await self._make_durable(Batch(record, []))
 
 
@@ -195,12 +189,11 @@ def _origin(headers: dict[bytes, bytes]) -> str | None:
 
 
 def _query_key(scope: dict[str, Any]) -> str | None:
-    qs = scope.get("query_string", b"")
-    if not qs:
-        return None
-    for name, value in parse_qsl(qs.decode("latin-1")):
-        if name == "k":
-            return value
+    qs: bytes = scope.get("query_string", b"")
+    for part in qs.split(b"&") if qs else ():
+        if part.startswith(b"k="):
+            value = part[2:].decode("latin-1")
+            return unquote_plus(value) if b"%" in part or b"+" in part else value
     return None
 
 

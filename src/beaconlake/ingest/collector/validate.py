@@ -18,14 +18,26 @@ import msgspec
 
 from beaconlake.config import CollectorSettings, TenantSettings
 from beaconlake.errors import ConfigError
-from beaconlake.types import CONTEXT_MAX_BYTES, ClientEvent, Envelope, Rejection
+from beaconlake.types import CONTEXT_MAX_BYTES, ClientEvent, Envelope, Rejection, TypedEnvelope
 
 EXCERPT_BYTES = 512
 _PATH_RE = re.compile(r"at `\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`")
 
-envelope_decoder = msgspec.json.Decoder(Envelope)
+_typed_decoder = msgspec.json.Decoder(TypedEnvelope)
+_envelope_decoder = msgspec.json.Decoder(Envelope)
 _event_decoder = msgspec.json.Decoder(ClientEvent)
 _any_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+def decode_envelope(body: bytes) -> TypedEnvelope | Envelope:
+    """One pass when every event is well-formed (the usual case); otherwise the envelope with
+    its events left raw, to be checked one by one. Raises msgspec.DecodeError (invalid JSON)
+    or msgspec.ValidationError (a bad envelope)."""
+    try:
+        return _typed_decoder.decode(body)
+    except msgspec.ValidationError:
+        return _envelope_decoder.decode(body)
 
 
 def excerpt(data: bytes, limit: int = EXCERPT_BYTES) -> str:
@@ -85,43 +97,59 @@ class TenantRules:
         # is their only credential (write keys are public and can only write).
         return origin is None or self.any_origin or origin.lower() in self.origins
 
-    def check_event(self, index: int, data: bytes) -> tuple[ClientEvent | None, Rejection | None]:
+    def check_batch(self, envelope: TypedEnvelope | Envelope) -> tuple[list[ClientEvent], list[int] | None, list[Rejection]]:
+        """The accepted events, their indexes in the batch (None when all are), the rejections."""
+        accepted: list[ClientEvent] = []
+        indexes: list[int] = []
+        rejected: list[Rejection] = []
+        typed = isinstance(envelope, TypedEnvelope)
+        for i, item in enumerate(envelope.events):
+            if typed:
+                ev, rej = item, self.check_parsed(i, item)
+            else:
+                ev, rej = self.check_raw(i, bytes(item))
+            if rej is None:
+                accepted.append(ev)
+                indexes.append(i)
+            else:
+                rejected.append(rej)
+        return accepted, (None if not rejected else indexes), rejected
+
+    def check_raw(self, index: int, data: bytes) -> tuple[ClientEvent | None, Rejection | None]:
         try:
             ev = _event_decoder.decode(data)
         except msgspec.ValidationError as exc:
             msg = str(exc)
             return None, Rejection(index, "invalid_event", f"events[{index}]: {msg}{_value_at(data, msg)}", excerpt(data))
-        except msgspec.DecodeError as exc:  # not reachable for a Raw slice, kept for safety
-            return None, Rejection(index, "invalid_json", f"events[{index}]: {exc}", excerpt(data))
+        rej = self.check_parsed(index, ev, data)
+        return (ev, None) if rej is None else (None, rej)
+
+    def check_parsed(self, index: int, ev: ClientEvent, data: bytes | None = None) -> Rejection | None:
+        """The checks types cannot express: props and context are objects within their limits,
+        and props pass the tenant's schema for (level, name)."""
+        problem = self._check_fields(index, ev)
+        if problem is None:
+            return None
+        reason, error = problem
+        return Rejection(index, reason, error, excerpt(data if data is not None else _encoder.encode(ev)))
+
+    def _check_fields(self, index: int, ev: ClientEvent) -> tuple[str, str] | None:
         props = bytes(ev.props)
         if props != b"null":
             if props[:1] != b"{":
-                return None, Rejection(
-                    index, "invalid_event", f"events[{index}].props: must be a JSON object (got {excerpt(props, 40)})", excerpt(data)
-                )
+                return "invalid_event", f"events[{index}].props: must be a JSON object (got {excerpt(props, 40)})"
             if len(props) > self.limits.max_props_bytes:
-                return None, Rejection(
-                    index,
-                    "too_large",
-                    f"events[{index}].props: {len(props)} bytes, limit {self.limits.max_props_bytes}",
-                    excerpt(data),
-                )
+                return "too_large", f"events[{index}].props: {len(props)} bytes, limit {self.limits.max_props_bytes}"
         context = bytes(ev.context)
         if context != b"null":
             if context[:1] != b"{":
-                return None, Rejection(
-                    index, "invalid_event", f"events[{index}].context: must be a JSON object (got {excerpt(context, 40)})", excerpt(data)
-                )
+                return "invalid_event", f"events[{index}].context: must be a JSON object (got {excerpt(context, 40)})"
             if len(context) > CONTEXT_MAX_BYTES:
-                return None, Rejection(
-                    index, "too_large", f"events[{index}].context: {len(context)} bytes, limit {CONTEXT_MAX_BYTES}", excerpt(data)
-                )
+                return "too_large", f"events[{index}].context: {len(context)} bytes, limit {CONTEXT_MAX_BYTES}"
         validator = self.schemas.get((ev.level, ev.name)) if self.schemas else None
         if validator is not None:
             try:
                 validator(_any_decoder.decode(props) if props != b"null" else {})
             except fastjsonschema.JsonSchemaValueException as exc:
-                return None, Rejection(
-                    index, "schema", f"events[{index}].props fails the {ev.level}/{ev.name} schema: {exc.message}", excerpt(data)
-                )
-        return ev, None
+                return "schema", f"events[{index}].props fails the {ev.level}/{ev.name} schema: {exc.message}"
+        return None
