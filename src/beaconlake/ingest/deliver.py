@@ -70,7 +70,7 @@ def segment_tables(path: Path) -> tuple[dict[tuple, pa.Table], dict[tuple, pa.Ta
             # the event and the send is measured on one clock, so anchor it to ours.
             event_ts = rec.received_at - (rec.sent_at - client_ts)
             cols = raw[(rec.tenant, ev.level, *_day(event_ts))]
-            cols["event_id"].append(ev.event_id or str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{segment}/{rec_no}/{idx}")))
+            cols["event_id"].append(str(ev.event_id or uuid.uuid5(EVENT_ID_NAMESPACE, f"{segment}/{rec_no}/{idx}")))
             cols["tenant"].append(rec.tenant)
             cols["level"].append(ev.level)
             cols["name"].append(ev.name)

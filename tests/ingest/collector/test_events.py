@@ -304,3 +304,9 @@ def test_metrics_count_by_reason(client):
 def test_health_and_ready(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_event_ids_are_stored_canonical_so_case_does_not_split_dedupe(client):
+    eid = uuid.uuid4()
+    client.post(URL, content=body(event(event_id=str(eid).upper())), headers=TEXT)
+    assert deliver(client)[0]["event_id"] == str(eid)
