@@ -109,7 +109,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "beaconlake.ingest.collector.app:from_env",
         address=settings.server.host,
         port=settings.server.port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         workers=settings.server.workers,
         factory=True,
         respawn_failed_workers=True,

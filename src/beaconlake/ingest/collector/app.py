@@ -1,8 +1,10 @@
-"""The collector's ASGI application: the event endpoint plus the small routes around it.
+"""The collector application: the event endpoint plus the small routes around it.
 
 ``POST /v1/events`` is dispatched before Starlette sees the request: it is the hot path
 and needs none of a framework's request objects. Everything else is a Starlette route.
-Each server worker process runs one of these apps, with its own spool segment.
+The app speaks both RSGI (what ``beaconlake up`` serves through granian) and ASGI (for
+in-process tests and other servers). Each server worker process runs one of these apps,
+with its own spool segment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.routing import Route
 from beaconlake import config
 from beaconlake.config import Settings
 from beaconlake.ingest import spool
+from beaconlake.ingest.collector import asgi, rsgi
 from beaconlake.ingest.collector.events import EventsEndpoint, SpoolPressure
 from beaconlake.ingest.route import build_router
 from beaconlake.telemetry import Metrics
@@ -58,12 +61,31 @@ class Collector:
         )
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI."""
         if scope["type"] == "http" and scope["path"] == "/v1/events":
-            await self.events(scope, receive, send)
+            await asgi.serve_events(self.events, scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         else:
             await self.web(scope, receive, send)
+
+    async def __rsgi__(self, scope: Any, proto: Any) -> None:
+        """RSGI (granian)."""
+        if scope.path == "/v1/events":
+            await rsgi.serve_events(self.events, scope, proto)
+        elif scope.proto == "http":
+            await rsgi.serve_asgi(self.web, scope, proto)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._start(loop)
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.ready = False
+        if self._task is not None:
+            self._task.cancel()
+        self.writer.close_sync()
+        self._count_spooled()
+        self.metrics.write_snapshot()
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -79,11 +101,14 @@ class Collector:
                 return
 
     async def startup(self) -> None:
+        self._start(asyncio.get_running_loop())
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         from beaconlake.ingest.collector.enrich import user_agent
 
         user_agent("Mozilla/5.0")  # load the parser's regexes now, not on the first request
         self._check_pressure()
-        self._task = asyncio.create_task(self._housekeeping())
+        self._task = loop.create_task(self._housekeeping())
         self.ready = True
 
     async def shutdown(self) -> None:
