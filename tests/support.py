@@ -87,7 +87,9 @@ class Collector:
     def data_dir(self) -> Path:
         return self.folder / "data"
 
-    def start(self, timeout: float = 30.0) -> Collector:
+    def start(self, timeout: float = 30.0, ready_path: str = "/readyz") -> Collector:
+        """Start ``beaconlake up`` and wait for ``ready_path`` to answer 200 (``/healthz`` for a
+        collector that is meant to shed load from the start, and so is never ready)."""
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "beaconlake.cli", "up", "--config", str(self.config_path), *self.extra_args],
@@ -101,7 +103,7 @@ class Collector:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"beaconlake up exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=0.5).status_code == 200:
+                if httpx.get(f"{self.url}{ready_path}", timeout=0.5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -162,6 +164,7 @@ def start_collector(
     port: int | None = None,
     config_overrides: dict[str, Any] | None = None,
     args: list[str] | None = None,
+    ready_path: str = "/readyz",
 ) -> Collector:
     port = port or free_port()
     config_path = write_config(tmp_path, port, config_overrides)
@@ -171,7 +174,7 @@ def start_collector(
         tmp_path, port, config_path, tenant["write_key"], tenant["read_key"], tmp_path / "collector.log",
         extra_args=args or [],
     )
-    return collector.start()
+    return collector.start(ready_path=ready_path)
 
 
 def read_lake(data_dir: Path, area: str = "raw") -> list[dict]:

@@ -196,11 +196,11 @@ def test_unknown_or_missing_key_is_401(client):
     assert r.status_code == 401
 
 
-def test_disallowed_origin_is_403_without_cors_headers(make_client):
+def test_disallowed_origin_is_403_readable_so_the_tracker_stops(make_client):
     client = make_client({"allowed_origins": ["https://shop.example"]})
     r = client.post(URL, content=body(event()), headers={**TEXT, "origin": "https://evil.example"})
     assert r.status_code == 403 and "evil.example" in r.json()["error"]
-    assert "access-control-allow-origin" not in r.headers
+    assert r.headers["access-control-allow-origin"] == "https://evil.example"
     ok = client.post(URL, content=body(event()), headers={**TEXT, "origin": "https://shop.example"})
     assert ok.status_code == 200
     assert ok.headers["access-control-allow-origin"] == "https://shop.example"
@@ -264,8 +264,9 @@ def test_backpressure_answers_503_with_retry_after(make_client):
     assert client.post(URL, content=body(event()), headers=TEXT).status_code == 200
     client.portal.call(client.app.writer.seal)
     client.app._check_pressure()  # the housekeeping task does this every 250 ms
-    r = client.post(URL, content=body(event()), headers=TEXT)
+    r = client.post(URL, content=body(event()), headers={**TEXT, "origin": "https://shop.example"})
     assert r.status_code == 503 and r.headers["retry-after"] == "7"
+    assert r.headers["access-control-expose-headers"] == "Retry-After"
     assert "max_undelivered_bytes" in r.json()["error"]
     assert client.get("/readyz").status_code == 503
     Deliverer(client.settings).run_once()
@@ -310,3 +311,14 @@ def test_event_ids_are_stored_canonical_so_case_does_not_split_dedupe(client):
     eid = uuid.uuid4()
     client.post(URL, content=body(event(event_id=str(eid).upper())), headers=TEXT)
     assert deliver(client)[0]["event_id"] == str(eid)
+
+
+def test_tracker_script_is_served_gzipped_when_asked(client):
+    import gzip as gz
+
+    plain = client.get("/beaconlake.js", headers={"accept-encoding": "identity"})
+    packed = client.get("/beaconlake.js", headers={"accept-encoding": "gzip, br"})
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("application/javascript")
+    assert packed.headers["content-encoding"] == "gzip"
+    assert packed.content == plain.content  # httpx decodes; the bytes on the wire were smaller
+    assert len(gz.compress(plain.content, 9)) < len(plain.content) / 2

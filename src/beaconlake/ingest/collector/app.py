@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import logging
 import os
 from pathlib import Path
@@ -50,6 +51,7 @@ class Collector:
         self.tenants_by_write_key = settings.tenant_by_write_key()
         self.ready = False
         self._task: asyncio.Task[None] | None = None
+        self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
         self.web = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
@@ -168,15 +170,17 @@ class Collector:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def tracker_js(self, request: Request) -> Response:
-        try:
-            body = TRACKER_JS.read_bytes()
-        except FileNotFoundError:
-            return PlainTextResponse("tracker not built", status_code=404)
-        return Response(
-            body,
-            media_type="application/javascript",
-            headers={"cache-control": "public, max-age=300", "access-control-allow-origin": "*"},
-        )
+        if self._tracker is None:
+            try:
+                plain = TRACKER_JS.read_bytes()
+            except FileNotFoundError:
+                return PlainTextResponse(f"the tracker is not built: {TRACKER_JS} is missing", status_code=404)
+            self._tracker = (plain, gzip.compress(plain, 9))
+        plain, packed = self._tracker
+        headers = {"cache-control": "public, max-age=300", "access-control-allow-origin": "*", "vary": "Accept-Encoding"}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            return Response(packed, media_type="application/javascript", headers={**headers, "content-encoding": "gzip"})
+        return Response(plain, media_type="application/javascript", headers=headers)
 
     async def tracker_config(self, request: Request) -> Response:
         origin = request.headers.get("origin")

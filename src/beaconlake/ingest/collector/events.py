@@ -78,7 +78,9 @@ class EventsEndpoint:
     async def handle(self, req: EventRequest) -> tuple[int, Headers, bytes]:
         start = time.perf_counter()
         origin = req.header("origin")
-        cors: Headers = [("access-control-allow-origin", origin), ("vary", "Origin")] if origin else []
+        # Expose Retry-After so a tracker on another origin can honour it.
+        cors: Headers = [("access-control-allow-origin", origin), ("access-control-expose-headers", "Retry-After"),
+                         ("vary", "Origin")] if origin else []
         try:
             if req.method == "POST":
                 status, body = await self._post(req, origin)
@@ -90,8 +92,9 @@ class EventsEndpoint:
         except Refused as exc:
             status = exc.status
             self.metrics.inc("beaconlake_events_rejected_total", reason=exc.reason)
-            # Never let a disallowed origin read our answer.
-            headers = (cors if status != 403 else []) + exc.headers
+            # CORS headers even on 403: the page learns it is refused (and stops retrying);
+            # the answer reveals nothing but that, and a write key can only write anyway.
+            headers = cors + exc.headers
             body = _json.encode({"error": exc.error, "reason": exc.reason})
         self.metrics.inc("beaconlake_requests_total", code=str(status))
         self.metrics.observe(time.perf_counter() - start)

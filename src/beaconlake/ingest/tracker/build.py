@@ -52,7 +52,7 @@ def minify(source: str) -> str:
     except ImportError:
         raise SystemExit("building the tracker needs calmjs.parse: pip install 'calmjs.parse>=1.3'") from None
     # Globals stay as written: window, document and the page's own names must not change.
-    body = minify_print(es5(source), obfuscate=True, obfuscate_globals=False)
+    body = minify_print(es5(source), obfuscate=True, obfuscate_globals=False, shadow_funcname=True, drop_semi=True)
     header = f"/*! beaconlake.js {source_version(source)} | Apache-2.0 | source sha256:{source_digest(source)} */\n"
     return header + body + "\n"
 

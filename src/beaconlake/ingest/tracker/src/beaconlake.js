@@ -13,7 +13,7 @@
 (function (w, d) {
   var VERSION = '0.1.0',
     SESSION_MS = 18e5, // a session ends after 30 minutes without an event
-    YEAR_MS = 3e10, // the anonymous id is renewed after about a year unseen
+    YEAR_MS = 31536e6, // the anonymous id is renewed after a year unseen
     BATCH_BYTES = 6e4, // a request stays under the browser's 64 KB keepalive/sendBeacon quota
     OUTBOX_EVENTS = 1000, // bounds of this tab's outbox in localStorage
     OUTBOX_BYTES = 5e5,
@@ -64,7 +64,8 @@
   function attr(n) { return tag && tag.getAttribute('data-' + n); }
   var KEY = attr('key');
   if (!KEY) return warn('no data-key on the script tag');
-  var API = (attr('api') || new URL(tag.src, loc.href).origin).replace(/\/$/, ''),
+  // the collector: where this script came from (tag.src is always absolute), unless data-api says
+  var API = (attr('api') || (/^\w+:\/\/[^/?#]+/.exec(tag.src) || [''])[0]).replace(/\/$/, ''),
     EVENTS = API + '/v1/events?k=' + encodeURIComponent(KEY),
     FLUSH_MS = +attr('flush-ms') || 2000,
     AUTO = attr('auto-pageviews') != 'false',
@@ -91,11 +92,10 @@
   var mem = {};
   function get(k) {
     var v;
-    try { v = w.localStorage.getItem(k); } catch (e) { /* unavailable */ }
-    try {
-      if (v == null) v = decodeURIComponent((d.cookie.match('(^|; )' + k + '=([^;]*)') || [])[2] || '') || null;
-      return v == null ? mem[k] : JSON.parse(v);
-    } catch (e) { return mem[k]; }
+    try { v = w.localStorage.getItem(k); } catch (e) {
+      try { v = decodeURIComponent((d.cookie.match('(^|; )' + k + '=([^;]*)') || [])[2] || '') || null; } catch (e) { /* none */ }
+    }
+    try { return v == null ? mem[k] : JSON.parse(v); } catch (e) { return mem[k]; }
   }
   function set(k, v, small) {
     var s = JSON.stringify(v);
@@ -120,15 +120,18 @@
 
   function blocked() { return opt == 'out' || opt != 'in' && T.respect_do_not_track && dnt; }
 
+  // The id is only stored while tracking is allowed: an opted-out browser stores none. Within a
+  // page it stays the same until the person is forgotten (reset, opt-out).
   function identity() {
     var a = !anon && get('bl_id');
-    aid = a && now() - a.t < YEAR_MS ? a.v : uuid();
-    if (!anon) set('bl_id', { v: aid, t: now() }, 1);
+    aid = a && now() - a.t < YEAR_MS ? a.v : aid || uuid();
+    if (!anon && !blocked()) set('bl_id', { v: aid, t: now() }, 1);
     uid = !anon && get('bl_u') || null;
     sess = null;
   }
 
   function forgetPerson() {
+    aid = uid = null;
     each(['bl_id', 'bl_u', 'bl_s'], function (k) { set(k, null, 1); });
     saveSeq(null);
   }
@@ -186,12 +189,11 @@
   function take() {
     out = out.concat(buf);
     buf = [];
-    var total = 0, i;
-    each(out, function (e) { total += bytes(JSON.stringify(e)); });
+    var total = bytes(JSON.stringify(out)), i;
     while (out.length > OUTBOX_EVENTS || total > OUTBOX_BYTES) {
       for (i = 0; out[i].level != 'low' && i < out.length - 1; i++);
       if (out[i].level != 'low') i = 0;
-      total -= bytes(JSON.stringify(out.splice(i, 1)[0]));
+      total -= bytes(JSON.stringify(out.splice(i, 1)[0])) + 1; // and its comma
     }
     save();
   }
@@ -285,15 +287,16 @@
   // which can see an answer.
   function hide() {
     take();
-    if (!trouble()) {
-      if (busy && gone) forget(busy); // an in-flight keepalive fetch completes without us
-      while (out.length) {
-        var list = batch(), ok = 0;
-        try { ok = nav.sendBeacon(EVENTS, body(list)); } catch (e) { /* no sendBeacon */ }
-        if (!ok) break;
-        forget(list);
-      }
+    var flying = busy || [], ok = !trouble(), list;
+    forget(flying); // the request in flight answers for these: never beacon them as well
+    while (ok && out.length) {
+      list = batch();
+      try { ok = nav.sendBeacon(EVENTS, body(list)); } catch (e) { ok = 0; }
+      if (ok) forget(list);
     }
+    // Keep the in-flight ones while the page lives to see the answer, or when the collector is
+    // in trouble; a page that is gone leaves them to its keepalive request.
+    if (!gone || trouble()) out = flying.concat(out);
     save();
   }
 
@@ -562,22 +565,26 @@
       var o = get(SLOT);
       gone = 0;
       out = o && o.e || [];
+      save(); // alive again: no longer for adoption
       newView(d.referrer);
       pageView('restore');
     });
+    // A new page once the router is done: it sets the title after changing the URL, and a
+    // redirect (pushState, then replaceState at once) is one page view.
+    function later(how) { setTimeout(safe(function () { navigated(how); })); }
     if (AUTO) {
-      each(['pushState', 'replaceState'], function (m) {
-        var orig = history[m];
+      each(['push', 'replace'], function (how) {
+        var m = how + 'State', orig = history[m];
         try {
           history[m] = function () {
             var r = orig.apply(this, arguments); // the page's own errors stay the page's
-            safe(navigated)(m == 'pushState' ? 'push' : 'replace');
+            later(how);
             return r;
           };
         } catch (e) { /* a frozen history object: no single-page views */ }
       });
-      on(w, 'popstate', function () { navigated('pop'); });
-      if (HASH) on(w, 'hashchange', function () { navigated('hash'); });
+      on(w, 'popstate', function () { later('pop'); });
+      if (HASH) on(w, 'hashchange', function () { later('hash'); });
     }
   }
 
@@ -591,6 +598,7 @@
       early = [];
       save();
     } else if (!started && booted) {
+      identity();
       begin();
       if (AUTO) pageView('load');
     }
@@ -627,7 +635,9 @@
     // explicit consent: lifts an opt-out, Do Not Track, and anonymous mode
     optIn: function () {
       set('bl_opt', opt = 'in', 1);
-      if (anon) anon = false, identity();
+      if (anon) aid = null; // what was sent anonymously stays unlinked to the person
+      anon = false;
+      identity();
       refresh();
     },
     flush: function () { take(); flush(); },
