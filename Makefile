@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Debian packages the tests drive for real (headless Chromium for the tracker).
+# Debian packages the tests drive for real (headless Chromium for the tracker; Redis and
+# PostgreSQL for the realtime stage's server backends).
 system-deps:
-	@scripts/system-deps chromium
+	@scripts/system-deps chromium redis-server postgresql
 
 up: install
 	@test -f beaconlake.toml || $(BIN)/beaconlake init

@@ -81,6 +81,48 @@ class S3StorageSettings(_Section, tag="s3", tag_field="type"):
 StorageSettings = LocalStorageSettings | S3StorageSettings
 
 
+class MemoryCountersSettings(_Section, tag="memory", tag_field="type"):
+    """Each process keeps its partials in memory and writes them under ``<data_dir>/realtime/``."""
+
+    partials_interval_secs: PositiveFloat = 1.0
+
+
+class RedisCountersSettings(_Section, tag="redis", tag_field="type"):
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = "bl"
+
+
+CountersSettings = MemoryCountersSettings | RedisCountersSettings
+
+
+class SqliteHighLevelSettings(_Section, tag="sqlite", tag_field="type"):
+    # Empty means "<data_dir>/highlevel.db".
+    path: str = ""
+
+
+class PostgresHighLevelSettings(_Section, tag="postgres", tag_field="type"):
+    dsn: Annotated[str, msgspec.Meta(min_length=1)]
+
+
+HighLevelSettings = SqliteHighLevelSettings | PostgresHighLevelSettings
+
+
+class RealtimeSettings(_Section):
+    """Mid-level statistics in the collector workers; sequence detection in the deliverer."""
+
+    enabled: bool = True
+    # A minute window [s, s+60) closes at s + 60 + allowed_lateness_secs on the collector's clock.
+    allowed_lateness_secs: Annotated[float, msgspec.Meta(ge=0)] = 120.0
+    retention_hours: PositiveInt = 48
+    # Events whose page path is a statistics group (besides the all-paths total).
+    path_events: list[Name] = msgspec.field(default_factory=lambda: ["page_view", "page_leave"])
+    max_paths_per_window: PositiveInt = 1000
+    max_numeric_props: PositiveInt = 16
+    # How long a server-detected match waits for the browser's report of the same match.
+    browser_grace_secs: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    max_events_per_person: Annotated[int, msgspec.Meta(ge=16, le=10_000)] = 200
+
+
 class Predicate(_Section):
     """A condition on one field of an event: ``props.category``, ``url``, ``title``, ``level``..."""
 
@@ -147,6 +189,9 @@ class Settings(_Section):
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     storage: StorageSettings = msgspec.field(default_factory=LocalStorageSettings)
+    counters: CountersSettings = msgspec.field(default_factory=MemoryCountersSettings)
+    highlevel: HighLevelSettings = msgspec.field(default_factory=SqliteHighLevelSettings)
+    realtime: RealtimeSettings = msgspec.field(default_factory=RealtimeSettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
     base_dir: str = ""
@@ -163,6 +208,11 @@ class Settings(_Section):
     def run_path(self) -> Path:
         """Process-local state: metrics snapshots, pid files."""
         return self.data_path / "run"
+
+    @property
+    def realtime_path(self) -> Path:
+        """Realtime state: counter partials, detector checkpoint."""
+        return self.data_path / "realtime"
 
     def tenant_by_write_key(self) -> dict[str, TenantSettings]:
         return {t.write_key: t for t in self.tenants}
@@ -221,11 +271,39 @@ def _check(settings: Settings) -> None:
                     f"tenants.{t.id}.allowed_origins: {origin!r} is not an origin; "
                     "write it as scheme://host[:port], e.g. https://shop.example, or '*'"
                 )
+        _check_sequences(t)
         for ref in t.schemas:
             if (ref.schema is None) == (ref.file is None):
                 raise ConfigError(
                     f"tenants.{t.id}.schemas ({ref.level}, {ref.name}): give exactly one of 'schema' or 'file'"
                 )
+
+
+def _check_sequences(t: TenantSettings) -> None:
+    """The predicates' values must suit their ops, or a definition could never match."""
+    names: set[str] = set()
+    for q in t.sequences:
+        where = f"tenants.{t.id}.sequences.{q.name}"
+        if q.name in names:
+            raise ConfigError(f"{where}: the name is defined twice")
+        names.add(q.name)
+        steps = [(f"steps[{i}]", s.where) for i, s in enumerate(q.steps)]
+        if q.not_followed_by is not None:
+            steps.append(("not_followed_by", q.not_followed_by.where))
+        for label, preds in steps:
+            for p in preds:
+                ok = {
+                    "in": isinstance(p.value, list),
+                    "prefix": isinstance(p.value, str),
+                    "exists": p.value is None,
+                }.get(p.op, p.value is not None)
+                if p.op in ("gt", "gte", "lt", "lte"):
+                    ok = isinstance(p.value, (int, float)) and not isinstance(p.value, bool)
+                if not ok:
+                    wants = {"in": "a list", "prefix": "a string", "exists": "no value"}.get(
+                        p.op, "a number" if p.op in ("gt", "gte", "lt", "lte") else "a value"
+                    )
+                    raise ConfigError(f"{where}.{label}: op {p.op!r} on {p.field!r} needs {wants}, got {p.value!r}")
 
 
 def parse(raw: dict[str, Any], base_dir: Path, environ: dict[str, str] | None = None) -> Settings:
@@ -239,6 +317,8 @@ def parse(raw: dict[str, Any], base_dir: Path, environ: dict[str, str] | None = 
     settings.data_dir = _resolve(base_dir, settings.data_dir)
     if isinstance(settings.storage, LocalStorageSettings):
         settings.storage.root = _resolve(base_dir, settings.storage.root or str(Path(settings.data_dir) / "lake"))
+    if isinstance(settings.highlevel, SqliteHighLevelSettings):
+        settings.highlevel.path = _resolve(base_dir, settings.highlevel.path or str(Path(settings.data_dir) / "highlevel.db"))
     for t in settings.tenants:
         for ref in t.schemas:
             if ref.file is not None:

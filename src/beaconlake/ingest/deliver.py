@@ -134,6 +134,11 @@ class Deliverer:
         self.metrics = metrics or Metrics(settings.run_path, role="deliver")
         self.corrupt_dir = self.root / "corrupt"
         self._failures: dict[str, tuple[int, float]] = {}  # segment -> (attempts, next try)
+        self.realtime = None
+        if settings.realtime.enabled:
+            from beaconlake.realtime.consumer import RealtimeConsumer
+
+            self.realtime = RealtimeConsumer(settings, self.storage, self.metrics)
 
     def deliver_segment(self, path: Path) -> tuple[int, int]:
         """Write one segment's files, then delete it. Returns (events, rejections)."""
@@ -157,6 +162,13 @@ class Deliverer:
         segments = spool.sealed_segments(self.root)
         oldest = min((p.stat().st_mtime for p in segments if p.exists()), default=None)
         self.metrics.set("beaconlake_delivery_lag_seconds", 0.0 if oldest is None else max(0.0, time.time() - oldest))
+        if self.realtime is not None:
+            try:
+                # before delivery deletes them: sequence detection and high-level indexing
+                self.realtime.process(segments)
+            except Exception:  # realtime is best-effort; lake delivery must go on
+                self.metrics.inc("beaconlake_realtime_failures_total")
+                log.exception("realtime pass failed; lake delivery continues")
         for path in segments:
             attempts, next_try = self._failures.get(path.name, (0, 0.0))
             if next_try > now:
@@ -213,3 +225,5 @@ def run_forever(settings: Settings) -> None:
             log.exception("delivery pass failed; retrying")
             time.sleep(settings.delivery.poll_interval_secs)
     deliverer.drain()
+    if deliverer.realtime is not None:
+        deliverer.realtime.close()

@@ -85,5 +85,6 @@ class Router:
                 log.exception("destination %s failed on a batch of %d events", dest.name, len(part.events))
 
 
-def build_router(writer: SegmentWriter, metrics: Metrics) -> Router:
-    return Router([LakeDestination(writer)], metrics)
+def build_router(writer: SegmentWriter, metrics: Metrics, extra: list[Destination] | None = None) -> Router:
+    """The lake first (durable), then ``extra``: best-effort destinations such as realtime stats."""
+    return Router([LakeDestination(writer), *(extra or [])], metrics)

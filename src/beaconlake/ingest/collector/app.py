@@ -46,7 +46,12 @@ class Collector:
         self.metrics = Metrics(settings.run_path, role="collector")
         self.pressure = SpoolPressure()
         self.writer = spool.SegmentWriter(settings.spool_path, settings.spool)
-        self.router = build_router(self.writer, self.metrics)
+        self.realtime = None
+        if settings.realtime.enabled:
+            from beaconlake.realtime.worker import WorkerRealtime
+
+            self.realtime = WorkerRealtime(settings, self.metrics)
+        self.router = build_router(self.writer, self.metrics, [self.realtime.stats] if self.realtime else [])
         self.events = EventsEndpoint(settings, self.router, self.metrics, self.pressure)
         self.tenants_by_write_key = settings.tenant_by_write_key()
         self.ready = False
@@ -59,6 +64,7 @@ class Collector:
                 Route("/metrics", self.metrics_text),
                 Route("/beaconlake.js", self.tracker_js),
                 Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
+                *(self.realtime.routes() if self.realtime else []),
             ]
         )
 
@@ -86,6 +92,8 @@ class Collector:
         if self._task is not None:
             self._task.cancel()
         self.writer.close_sync()
+        if self.realtime is not None:
+            self.realtime.close()
         self._count_spooled()
         self.metrics.write_snapshot()
 
@@ -120,6 +128,8 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.writer.seal()
+        if self.realtime is not None:
+            self.realtime.close()
         self._count_spooled()
         self.metrics.write_snapshot()
 
@@ -131,6 +141,8 @@ class Collector:
             try:
                 await self.writer.seal_if_due()
                 self._check_pressure()
+                if self.realtime is not None:
+                    self.realtime.housekeeping()
                 if ticks % 4 == 0:
                     self._count_spooled()
                     self.metrics.write_snapshot()

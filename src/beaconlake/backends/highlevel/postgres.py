@@ -1,0 +1,88 @@
+"""The high-level index on PostgreSQL: the server backend, shared by every process and machine."""
+
+from __future__ import annotations
+
+import threading
+
+import msgspec
+import psycopg
+
+from beaconlake.backends.highlevel.base import HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.sqlite import COLUMNS, _row, range_sql
+
+SCHEMA = """
+create table if not exists high_level_events (
+    tenant text not null, event_id text not null, name text not null, anonymous_id text not null,
+    user_id text, session_id text, event_ts bigint not null, source text not null,
+    matched_event_ids text not null, props text not null,
+    primary key (tenant, event_id)
+);
+create index if not exists hle_name on high_level_events (tenant, name, event_ts);
+create index if not exists hle_time on high_level_events (tenant, event_ts);
+create index if not exists hle_anon on high_level_events (tenant, anonymous_id, event_ts);
+create index if not exists hle_user on high_level_events (tenant, user_id, event_ts);
+create table if not exists identities (
+    tenant text not null, user_id text not null, anonymous_id text not null,
+    primary key (tenant, user_id, anonymous_id)
+);
+"""
+
+
+class PostgresHighLevelIndex(HighLevelIndex):
+    def __init__(self, dsn: str) -> None:
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self._lock = threading.Lock()
+        with self._lock, self.conn.transaction():
+            # several processes may start at once: serialise the create-if-not-exists
+            self.conn.execute("select pg_advisory_xact_lock(7351)")
+            self.conn.execute(SCHEMA)
+
+    def add(self, events: list[HighLevelEvent], identities: list[tuple[str, str, str]] = ()) -> None:
+        rows = [
+            (e.tenant, e.event_id, e.name, e.anonymous_id, e.user_id, e.session_id, e.event_ts, e.source,
+             msgspec.json.encode(e.matched_event_ids).decode(), e.props)
+            for e in events
+        ]
+        with self._lock, self.conn.transaction(), self.conn.cursor() as cur:
+            if rows:
+                cur.executemany(
+                    f"insert into high_level_events ({COLUMNS}) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) on conflict do nothing",
+                    rows,
+                )
+            if identities:
+                cur.executemany("insert into identities values (%s,%s,%s) on conflict do nothing",
+                                [(t, u, a) for t, a, u in identities])
+
+    def search(self, tenant, name, start_ms, end_ms, limit):
+        where, args = range_sql(name, start_ms, end_ms, "%s")
+        with self._lock:
+            rows = self.conn.execute(
+                f"select {COLUMNS} from high_level_events where tenant = %s{where} order by event_ts desc, event_id limit %s",
+                [tenant, *args, limit],
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def counts(self, tenant, name, start_ms, end_ms):
+        where, args = range_sql(name, start_ms, end_ms, "%s")
+        with self._lock:
+            rows = self.conn.execute(
+                f"select name, count(*) from high_level_events where tenant = %s{where} group by name order by name",
+                [tenant, *args],
+            ).fetchall()
+        return {n: int(c) for n, c in rows}
+
+    def person(self, tenant, person_id, limit):
+        sql = f"""
+            select {COLUMNS} from high_level_events where tenant = %s and anonymous_id = %s
+            union
+            select {COLUMNS} from high_level_events where tenant = %s and user_id = %s
+            union
+            select {COLUMNS} from high_level_events where tenant = %s and anonymous_id in
+                (select anonymous_id from identities where tenant = %s and user_id = %s)
+            order by event_ts desc, event_id limit %s"""
+        with self._lock:
+            rows = self.conn.execute(sql, [tenant, person_id, tenant, person_id, tenant, tenant, person_id, limit]).fetchall()
+        return [_row(r) for r in rows]
+
+    def close(self) -> None:
+        self.conn.close()

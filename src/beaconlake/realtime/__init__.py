@@ -1,0 +1,19 @@
+"""The realtime stage: mid-level statistics (``stats``) and high-level sequences (``sequences``).
+
+Statistics are folded in every collector worker (a router destination) into mergeable
+minute windows; sequence detection, high-level indexing and closing windows to the lake run
+in the lake deliverer (``consumer``), the one process that sees every event. See docs/realtime.md.
+"""
+
+from beaconlake.telemetry import HELP
+
+HELP.update(
+    {
+        "beaconlake_stats_events_total": ("counter", "Events folded into statistics windows."),
+        "beaconlake_stats_late_events_total": ("counter", "Events too late for their window (past allowed lateness), left out of statistics."),
+        "beaconlake_stats_windows_written_total": ("counter", "Closed statistics rows written to lake/stats."),
+        "beaconlake_sequences_matched_total": ("counter", "High-level events emitted by server-side sequence detection."),
+        "beaconlake_highlevel_indexed_total": ("counter", "High-level events indexed for search."),
+        "beaconlake_realtime_failures_total": ("counter", "Failed passes of the realtime consumer in the deliverer."),
+    }
+)

@@ -1,0 +1,100 @@
+"""Closed windows go to the lake: ``lake/stats/tenant=T/grain=G/year=/month=/day=/<from>.parquet``.
+
+Runs in the deliverer (one process, so one writer). A minute window is closed once no
+process can still add to it: ``allowed_lateness_secs`` after its end, plus a margin for the
+memory backend's partials to be published. When the minutes of an hour (a day) are all
+closed, the hour's (day's) row is written too; ``<from>`` is the first window start the
+file covers, so a pass repeated after a crash rewrites the same file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beaconlake.backends.counters import Counters
+from beaconlake.backends.storage import Storage
+from beaconlake.realtime.aggregate import GRAINS, MINUTE_MS
+
+log = logging.getLogger(__name__)
+
+STATS_SCHEMA = pa.schema(
+    [
+        pa.field("tenant", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("grain", pa.string(), nullable=False),
+        pa.field("window_start", pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field("path", pa.string()),  # null: every path (the event name's total)
+        pa.field("count", pa.int64(), nullable=False),
+        pa.field("distinct_anonymous_ids", pa.int64(), nullable=False),
+        pa.field("props", pa.string(), nullable=False),  # {"prop": {count,sum,min,max,mean,stddev}} JSON
+    ]
+)
+
+
+class WindowCloser:
+    def __init__(self, counters: Counters, storage: Storage, state_path: Path, lateness_ms: int, margin_ms: int,
+                 retention_ms: int) -> None:
+        self.counters = counters
+        self.storage = storage
+        self.state_path = state_path
+        self.delay_ms = lateness_ms + margin_ms
+        self.retention_ms = retention_ms
+
+    def closed_until(self, now_ms: int) -> int:
+        """Window starts below this are closed."""
+        last_end = now_ms - self.delay_ms
+        return last_end - last_end % MINUTE_MS
+
+    def _load(self) -> int | None:
+        try:
+            return int(json.loads(self.state_path.read_text())["until"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def run(self, now_ms: int) -> int:
+        """Write the windows closed since the last run; return the rows written."""
+        until = self.closed_until(now_ms)
+        since = self._load()
+        if since is None:
+            since = until - self.retention_ms
+        if until <= since:
+            return 0
+        rows: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+        for tenant, name in sorted(self.counters.series(since - GRAINS["day"], until)):
+            for grain, size in GRAINS.items():
+                # buckets [b, b + size) whose end came into (since, until]: b in (since - size, until - size]
+                first = since - size + 1
+                first += -first % size
+                last = until - size
+                if first > last:
+                    continue
+                for grouped in (False, True):
+                    for r in self.counters.query(tenant, name, first, last + size, grain, grouped):
+                        if not first <= r["start"] <= last:
+                            continue
+                        day = datetime.fromtimestamp(r["start"] / 1000, UTC)
+                        rows[(tenant, grain, day.year * 10000 + day.month * 100 + day.day)].append(
+                            {"tenant": tenant, "name": name, "grain": grain, "window_start": r["start"],
+                             "path": r["path"], "count": r["count"],
+                             "distinct_anonymous_ids": r["distinct_anonymous_ids"], "props": json.dumps(r["props"])})
+        written = 0
+        for (tenant, grain, ymd), part in sorted(rows.items()):
+            y, m, d = ymd // 10000, ymd // 100 % 100, ymd % 100
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(part, schema=STATS_SCHEMA), buf, compression="zstd")
+            key = f"stats/tenant={tenant}/grain={grain}/year={y:04d}/month={m:02d}/day={d:02d}/{since}.parquet"
+            self.storage.put(key, buf.getvalue())
+            written += len(part)
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"until": until}))
+        tmp.replace(self.state_path)
+        return written

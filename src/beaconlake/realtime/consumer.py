@@ -1,0 +1,138 @@
+"""The realtime consumer: runs in the lake deliverer, over every sealed spool segment.
+
+Why here: sequence detection needs each person's events in one place, and with N collector
+workers a person's events land on any of them. The deliverer is the one process that reads
+every segment, so it feeds the detector (in event-time order), indexes the high-level
+events (the browser's and its own), and writes closed statistics windows to the lake. It
+runs before a segment's lake delivery, and records which segments it has fed in the same
+checkpoint as the detector's state, so a segment redelivered after a crash is not fed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+from beaconlake.backends.counters import open_counters
+from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
+from beaconlake.backends.storage import Storage
+from beaconlake.config import MemoryCountersSettings, Settings
+from beaconlake.errors import SpoolCorrupt
+from beaconlake.realtime.closer import WindowCloser
+from beaconlake.realtime.emit import is_own, write_segment
+from beaconlake.realtime.feed import event_id_of, segment_events
+from beaconlake.realtime.sequences import Detector, Seen
+from beaconlake.realtime.stats import Folder
+from beaconlake.telemetry import Metrics
+
+log = logging.getLogger(__name__)
+_props = msgspec.json.Decoder()
+MAX_KNOWN_IDENTITIES = 100_000
+
+
+class RealtimeConsumer:
+    def __init__(self, settings: Settings, storage: Storage, metrics: Metrics) -> None:
+        rt = settings.realtime
+        self.settings = settings
+        self.metrics = metrics
+        self.spool_root = settings.spool_path
+        self.state_path = settings.realtime_path / "detector.bin"
+        self.detector = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person)
+        if self.state_path.exists():
+            self.detector.load(self.state_path.read_bytes())
+        self.counters = open_counters(settings, role="deliver")
+        self.index = open_highlevel(settings.highlevel)
+        self.folder = Folder(rt)
+        margin = 0
+        if isinstance(settings.counters, MemoryCountersSettings):
+            margin = int(2 * settings.counters.partials_interval_secs * 1000) + 1000
+        self.retention_ms = rt.retention_hours * 3_600_000
+        self.closer = WindowCloser(self.counters, storage, settings.realtime_path / "closed.json",
+                                   int(rt.allowed_lateness_secs * 1000), margin, self.retention_ms)
+        self._known: set[tuple[str, str, str]] = set()
+        self._last_close = 0.0
+
+    def process(self, segments: list[Path]) -> None:
+        """Feed the segments not fed yet, then checkpoint; call before delivering them."""
+        done = set(self.detector.state.processed)
+        todo = [p for p in segments if p.name not in done]
+        now = time.time_ns() // 1_000_000
+        fed = []
+        for path in todo:
+            own_seg = is_own(path)
+            try:
+                fed.extend((own_seg, *e) for e in segment_events(path))
+            except (SpoolCorrupt, msgspec.DecodeError, OSError) as exc:  # lake delivery parks it; go on
+                log.error("realtime: cannot read %s: %s", path.name, exc)
+        fed.sort(key=lambda x: x[4])  # event time; stable, so per-segment order holds within a ms
+        highs, idents, own = [], set(), {}
+        wanted = self.detector.names_by_tenant()
+        for own_seg, tenant, where, ev, ts in fed:
+            if own_seg:
+                own.setdefault(tenant, []).append((ev, ts))
+            if ev.user_id and (tenant, ev.anonymous_id, ev.user_id) not in self._known:
+                idents.add((tenant, ev.anonymous_id, ev.user_id))
+            if ev.level != "high" and ev.name not in wanted.get(tenant, ()):
+                continue  # most events: no definition mentions them
+            props = _props.decode(ev.props)
+            event_id = event_id_of(ev, where)
+            self.detector.feed(tenant, Seen(event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id,
+                                            ts, ev.url, ev.title, ev.referrer, props), now)
+            if ev.level == "high":
+                source = props.get("source") if isinstance(props, dict) else None
+                highs.append(HighLevelEvent(
+                    tenant=tenant, event_id=event_id, name=ev.name, anonymous_id=ev.anonymous_id, user_id=ev.user_id,
+                    session_id=ev.session_id, event_ts=ts, source=str(source or "client"),
+                    matched_event_ids=[str(i) for i in (props or {}).get("matched_event_ids", [])]
+                    if isinstance(props, dict) and isinstance(props.get("matched_event_ids"), list) else [],
+                    props=bytes(ev.props).decode() if props is not None else "{}",
+                ))
+        if highs or idents:
+            self.index.add(highs, sorted(idents))
+            if len(self._known) > MAX_KNOWN_IDENTITIES:
+                self._known.clear()
+            self._known |= idents
+            self.metrics.inc("beaconlake_highlevel_indexed_total", len(highs))
+        for tenant, pairs in own.items():
+            # server matches never passed a collector's router: count them here
+            late = self.counters.fold(self.folder, tenant, pairs, now)
+            self.metrics.inc("beaconlake_stats_events_total", len(pairs) - late)
+        live = {p.name for p in segments}
+        self.detector.state.processed = sorted((done & live) | {p.name for p in todo})
+        self.tick(now, force_checkpoint=bool(todo))
+
+    def tick(self, now_ms: int | None = None, force_checkpoint: bool = False) -> None:
+        """Emit matches whose wait is over, forget expired state, close windows."""
+        now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        matches = self.detector.due(now_ms)
+        if matches:
+            write_segment(self.spool_root, matches)
+            self.metrics.inc("beaconlake_sequences_matched_total", len(matches))
+        self.detector.expire(now_ms)
+        if matches or force_checkpoint:
+            self.checkpoint()
+        self.counters.flush()
+        if time.monotonic() - self._last_close >= 5.0:
+            self._last_close = time.monotonic()
+            self.counters.prune(now_ms - self.retention_ms)
+            rows = self.closer.run(now_ms)
+            if rows:
+                self.metrics.inc("beaconlake_stats_windows_written_total", rows)
+
+    def checkpoint(self) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(self.detector.dump())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+
+    def close(self) -> None:
+        self.checkpoint()
+        self.counters.close()
+        self.index.close()

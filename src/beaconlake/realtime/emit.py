@@ -1,0 +1,66 @@
+"""Server-detected high-level events enter the pipeline through a spool segment of their own,
+so they reach the lake, the index and the statistics exactly as a browser's events do."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import msgspec
+
+from beaconlake.ingest import spool
+from beaconlake.realtime.sequences import Match
+from beaconlake.types import SpoolRecord, UserAgent
+
+# The marker in the names of the segments this module writes: the consumer counts their
+# events itself, since they never passed through a collector worker's router.
+OWN_MARK = "-detect-"
+_json = msgspec.json.Encoder()
+_record = msgspec.msgpack.Encoder()
+
+
+def is_own(path: Path) -> bool:
+    return OWN_MARK in path.name
+
+
+def match_event(m: Match) -> dict:
+    return {
+        "event_id": m.event_id,
+        "level": "high",
+        "name": m.definition,
+        "anonymous_id": m.anonymous_id,
+        "user_id": m.user_id,
+        "session_id": m.session_id,
+        "client_ts": m.event_ts,
+        "props": {"definition": m.definition, "matched_event_ids": m.event_ids, "source": "server"},
+    }
+
+
+def write_segment(root: Path, matches: list[Match]) -> Path | None:
+    """One sealed, fsynced segment holding the matches (one record per tenant)."""
+    if not matches:
+        return None
+    now = time.time_ns() // 1_000_000
+    by_tenant: dict[str, list[dict]] = defaultdict(list)
+    for m in matches:
+        ev = match_event(m)
+        by_tenant[m.tenant].append({k: v for k, v in ev.items() if v is not None})
+    new_dir, sealed_dir = spool.spool_dirs(root)
+    name = f"{now:013d}{OWN_MARK}{os.getpid()}-{secrets.token_hex(3)}{spool.SUFFIX}"
+    path = new_dir / name
+    with open(path, "wb") as f:
+        f.write(spool.MAGIC)
+        for tenant, events in sorted(by_tenant.items()):
+            body = _json.encode({"sent_at": now, "events": events})
+            # client_ts is the last step's time; sent_at = received_at makes event_ts equal it
+            payload = _record.encode(SpoolRecord(tenant, now, now, None, None, UserAgent(), body, None, []))
+            f.write(spool.FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path, sealed_dir / name)
+    spool._fsync_dir(sealed_dir)
+    return sealed_dir / name

@@ -1,0 +1,84 @@
+"""The events of a sealed spool segment, as the realtime consumer reads them.
+
+Same decoding as lake delivery (``ingest/deliver.py``): the same clock-skew correction and
+the same derived event ids for events that came without one, so a high-level event's
+``matched_event_ids`` name rows that are in the lake. Lean: the fields the realtime stage
+uses, a whole request's events in one decoder call (the context object is skipped).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from beaconlake.ingest import spool
+from beaconlake.ingest.deliver import EVENT_ID_NAMESPACE
+from beaconlake.types import SpoolRecord
+
+
+class LeanEvent(msgspec.Struct):
+    level: str
+    name: str
+    anonymous_id: str
+    event_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    client_ts: int | None = None
+    url: str | None = None
+    title: str | None = None
+    referrer: str | None = None
+    props: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _LeanEnvelope(msgspec.Struct):
+    events: list[LeanEvent]
+
+
+class _RawEnvelope(msgspec.Struct):
+    events: list[msgspec.Raw]
+
+
+_record = msgspec.msgpack.Decoder(SpoolRecord)
+_lean = msgspec.json.Decoder(_LeanEnvelope)
+_raw = msgspec.json.Decoder(_RawEnvelope)
+_event = msgspec.json.Decoder(LeanEvent)
+
+
+def _canonical(event_id: str) -> str:
+    # the collector accepted it as a UUID and the lake stores its canonical text
+    if len(event_id) == 36 and event_id.islower():
+        return event_id
+    return str(uuid.UUID(event_id))
+
+
+def event_id_of(ev: LeanEvent, where: tuple[str, int, int]) -> str:
+    """The event's id as the lake has it: its own, or the one lake delivery derives from where
+    it sits in the spool. Computed only for the events that need it."""
+    if ev.event_id:
+        return _canonical(ev.event_id)
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "{}/{}/{}".format(*where)))
+
+
+def segment_events(path: Path) -> Iterator[tuple[str, tuple[str, int, int], LeanEvent, int]]:
+    """(tenant, where, event, event_ts) for every accepted event of the segment, in order;
+    ``where`` is what ``event_id_of`` needs."""
+    segment = path.stem
+    for rec_no, payload in enumerate(spool.read_frames(path)):
+        rec = _record.decode(payload)
+        if not rec.body:
+            continue
+        if rec.accepted is None:  # every event valid: the one-call path
+            events: list = _lean.decode(rec.body).events
+            indexes = range(len(events))
+        else:  # some were rejected and may not even decode: take the accepted ones one by one
+            raw = _raw.decode(rec.body).events
+            events = {i: _event.decode(raw[i]) for i in rec.accepted}  # type: ignore[assignment]
+            indexes = rec.accepted
+        skew = rec.received_at - rec.sent_at
+        for idx in indexes:
+            ev = events[idx]
+            client_ts = ev.client_ts if ev.client_ts is not None else rec.sent_at
+            yield rec.tenant, (segment, rec_no, idx), ev, client_ts + skew

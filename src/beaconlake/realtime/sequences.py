@@ -1,0 +1,396 @@
+"""Server-side detection of the analysts' sequences (the high-level events).
+
+Same definitions and rules as the browser tracker (docs/tracker.md, "High level"), over
+each person's events (per anonymous id, across sessions, pages and tabs) in event-time
+order. An event that arrives late is slotted into its place, and every later event that
+could end a sequence is tried again, so arrival order does not change what matches.
+
+A server match is held for ``realtime.browser_grace_secs`` (plus, with ``not_followed_by``,
+until the negation's deadline) before it is emitted, because the browser may report the
+same match: a browser report (level ``high``, props ``source = "browser"``) registers its
+matched event ids, and a server match that shares any event with a reported match of the
+same definition is dropped. The "once" rule makes that test exact: the events of a match
+take part in no later match of the same definition, so two matches that share an event are
+the same match.
+
+State is bounded: a person keeps only events of the names the definitions mention, for the
+longest window (at most ``realtime.max_events_per_person``), and is forgotten when idle
+past it; ``dump``/``load`` make it survive a restart.
+"""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from beaconlake.config import SequenceDefinition, TenantSettings
+from beaconlake.realtime.predicates import (
+    compile_fields,
+    extract,
+    fields_read,
+    json_eq,
+    test,
+)
+
+MATCH_NAMESPACE = uuid.UUID("0e9d51a6-8a4c-4d55-9f0e-7f3d3c6c2b11")
+MAX_WORK = 10_000  # candidate steps tried per search, as in the browser: no definition can stall us
+
+
+NEGATION = 31  # step number of a definition's not_followed_by in Ev.m; steps are at most 16
+
+
+class Ev(msgspec.Struct, array_like=True):
+    t: int  # event_ts
+    s: int  # arrival number: the order of events within a millisecond
+    id: str
+    name: str
+    f: dict[str, Any]
+    # (definition number * 32 + step number) of every step whose name and ``where`` this event
+    # fits: tested once when it arrives, not in every search. Recomputed on load, since the
+    # definitions may have changed across the restart.
+    m: frozenset[int] = frozenset()
+
+
+class Pending(msgspec.Struct, array_like=True):
+    definition: str
+    anonymous_id: str
+    ids: list[str]
+    last_ts: int
+    deadline: int  # event time after which a not_followed_by can no longer cancel it
+    user_id: str | None
+    session_id: str | None
+
+
+class Person(msgspec.Struct, array_like=True):
+    h: list[Ev] = []
+    used: dict[str, tuple[int, int]] = {}  # definition -> (t, s) of the last event of its last match
+    user_id: str | None = None
+    session_id: str | None = None
+
+
+class TenantState(msgspec.Struct):
+    people: dict[str, Person] = {}
+    pending: dict[str, list[Pending]] = {}  # by anonymous id
+    reported: dict[str, int] = {}  # "definition\x1fevent id" -> forget after (ms epoch)
+
+
+class State(msgspec.Struct):
+    seq: int = 0
+    tenants: dict[str, TenantState] = {}
+    processed: list[str] = []  # spool segments already fed (for idempotent replay)
+
+
+@dataclass(slots=True)
+class Seen:
+    """An event as the detector is fed it."""
+
+    event_id: str
+    level: str
+    name: str
+    anonymous_id: str
+    user_id: str | None
+    session_id: str | None
+    event_ts: int
+    url: str | None
+    title: str | None
+    referrer: str | None
+    props: Any
+
+
+@dataclass(slots=True)
+class Match:
+    tenant: str
+    definition: str
+    anonymous_id: str
+    user_id: str | None
+    session_id: str | None
+    event_ids: list[str]
+    event_ts: int
+
+    @property
+    def event_id(self) -> str:
+        return str(uuid.uuid5(MATCH_NAMESPACE, f"{self.tenant}/{self.definition}/{','.join(self.event_ids)}"))
+
+
+class _Rules:
+    """A tenant's definitions, indexed for the per-event path."""
+
+    def __init__(self, defs: list[SequenceDefinition]) -> None:
+        self.defs = defs
+        self.names: set[str] = set()
+        self.fields: set[str] = set()
+        self.by_last: dict[str, list[tuple[int, SequenceDefinition]]] = {}
+        self.negations: dict[str, dict[str, int]] = {}  # event name -> definition name -> number
+        # event name -> its distinct predicates, and (step key, the predicates it needs): a
+        # predicate many definitions share is tested once per event
+        self.preds: dict[str, list[Any]] = {}
+        self.steps: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
+        # event name -> (steps with no predicate, [(predicates needed, steps needing exactly those)])
+        self.groups: dict[str, tuple[frozenset[int], list[tuple[tuple[int, ...], frozenset[int]]]]] = {}
+        self.window_ms = 0
+        for di, q in enumerate(defs):
+            self.window_ms = max(self.window_ms, int(q.within_secs * 1000))
+            steps = [*enumerate(q.steps), *([(NEGATION, q.not_followed_by)] if q.not_followed_by else [])]
+            for si, s in steps:
+                self.names.add(s.name)
+                self.fields |= fields_read(s)
+                preds = self.preds.setdefault(s.name, [])
+                need = []
+                for pr in s.where:
+                    if pr not in preds:
+                        preds.append(pr)
+                    need.append(preds.index(pr))
+                self.steps.setdefault(s.name, []).append((di * 32 + si, tuple(sorted(set(need)))))
+            self.by_last.setdefault(q.steps[-1].name, []).append((di, q))
+            if q.not_followed_by:
+                self.negations.setdefault(q.not_followed_by.name, {})[q.name] = di
+                neg = q.not_followed_by.within_secs
+                self.window_ms = max(self.window_ms, int((neg or 0) * 1000))
+        self.wanted = compile_fields(self.fields)
+
+        # eq predicates on one field with scalar values: one dict lookup instead of one test each
+        self.eq_index: dict[str, list[tuple[str, dict[Any, list[int]]]]] = {}
+        self.tested: dict[str, list[int]] = {}  # the predicates the lookup does not cover
+        for name, preds in self.preds.items():
+            by_field: dict[str, dict[Any, list[int]]] = {}
+            rest = []
+            for i, pr in enumerate(preds):
+                if pr.op == "eq" and isinstance(pr.value, (str, int, float)) and not isinstance(pr.value, bool):
+                    by_field.setdefault(pr.field, {}).setdefault(pr.value, []).append(i)
+                else:
+                    rest.append(i)
+            self.eq_index[name] = list(by_field.items())
+            self.tested[name] = rest
+        for name, steps in self.steps.items():
+            by_need: dict[tuple[int, ...], set[int]] = {}
+            for key, need in steps:
+                by_need.setdefault(need, set()).add(key)
+            always = frozenset(by_need.pop((), ()))
+            self.groups[name] = (always, [(need, frozenset(keys)) for need, keys in by_need.items()])
+
+    def marks(self, e: Ev) -> frozenset[int]:
+        grouped = self.groups.get(e.name)
+        if grouped is None:
+            return frozenset()
+        f = e.f
+        preds = self.preds[e.name]
+        ok = [False] * len(preds)
+        for i in self.tested[e.name]:
+            ok[i] = test(f.get(preds[i].field), preds[i])
+        for field, by_value in self.eq_index[e.name]:
+            v = f.get(field)
+            # JSON equality: 1 == 1.0, but true is no number
+            if v is not None and not isinstance(v, (bool, list, dict)):
+                for i in by_value.get(v, ()):
+                    ok[i] = True
+        always, groups = grouped
+        found = set(always)
+        for need, keys in groups:
+            for i in need:
+                if not ok[i]:
+                    break
+            else:
+                found |= keys
+        return frozenset(found)
+
+
+def _same(step: Any, e: Ev, prev: Ev | None) -> bool:
+    if prev is None or not step.same:
+        return True
+    for k in step.same:
+        v = e.f.get(k)
+        if v is None or not json_eq(v, prev.f.get(k)):
+            return False
+    return True
+
+
+def search(q: SequenceDefinition, di: int, h: list[Ev], li: int, after: tuple[int, int]) -> list[Ev] | None:
+    """The earliest-starting match of ``q`` (definition number ``di``) whose last step is ``h[li]``."""
+    last = h[li]
+    start = last.t - int(q.within_secs * 1000)
+    steps = q.steps
+    n = len(steps)
+    base = di * 32
+    work = MAX_WORK
+    path: list[Ev] = []
+
+    def step(k: int, j: int, prev: Ev | None) -> bool:
+        nonlocal work
+        if k == n - 1:
+            if base + k in last.m and _same(steps[k], last, prev):
+                path.append(last)
+                return True
+            return False
+        key = base + k
+        while j < li and work > 0:
+            work -= 1
+            e = h[j]
+            if key in e.m and e.t >= start and (e.t, e.s) > after and _same(steps[k], e, prev) and step(k + 1, j + 1, e):
+                path.insert(0, e)
+                return True
+            j += 1
+        return False
+
+    return path if step(0, 0, None) else None
+
+
+class Detector:
+    def __init__(self, tenants: list[TenantSettings], grace_ms: int, max_events_per_person: int) -> None:
+        self.rules = {t.id: _Rules(t.sequences) for t in tenants if t.sequences}
+        self.grace_ms = grace_ms
+        self.max_events = max_events_per_person
+        self.state = State()
+
+    # -- feeding -------------------------------------------------------------------------
+
+    def names_by_tenant(self) -> dict[str, set[str]]:
+        """The event names each tenant's definitions mention: no other event needs feeding
+        (but high-level ones do, for the browser's reports)."""
+        return {t: r.names for t, r in self.rules.items()}
+
+    def feed(self, tenant: str, ev: Seen, now_ms: int) -> None:
+        rules = self.rules.get(tenant)
+        if rules is None:
+            return
+        ts = self.state.tenants.get(tenant)
+        if ts is None:
+            ts = self.state.tenants[tenant] = TenantState()
+        if ev.level == "high" and isinstance(ev.props, dict) and ev.props.get("source") == "browser":
+            self._browser_report(ts, rules, ev, now_ms)
+        if ev.name not in rules.names:
+            return
+        person = ts.people.get(ev.anonymous_id)
+        if person is None:
+            person = ts.people[ev.anonymous_id] = Person(h=[], used={})
+        if ev.user_id:
+            person.user_id = ev.user_id
+        eid = ev.event_id
+        for x in person.h:
+            if x.id == eid:
+                return  # a segment replayed after a crash: this event was already fed
+        self.state.seq += 1
+        e = Ev(ev.event_ts, self.state.seq, ev.event_id, ev.name, extract(ev, ev.props, rules.wanted))
+        e.m = rules.marks(e)
+        self._cancel_negated(ts, rules, ev.anonymous_id, e)
+        h = person.h
+        pos = bisect.bisect_right(h, (e.t, e.s), key=lambda x: (x.t, x.s))
+        h.insert(pos, e)
+        # bounded: the longest window back from the newest event, and at most max_events
+        horizon = h[-1].t - rules.window_ms
+        drop = 0
+        while drop < len(h) - 1 and (h[drop].t < horizon or len(h) - drop > self.max_events):
+            drop += 1
+        if drop:
+            del h[:drop]
+            pos = max(0, pos - drop)
+        if e.t >= h[-1].t:
+            person.session_id = ev.session_id
+        for li in range(pos, len(h)):
+            candidates = rules.by_last.get(h[li].name)
+            if not candidates:
+                continue
+            marks = h[li].m
+            before: set[int] = set()  # every step some earlier event fits: most definitions fail here
+            for x in h[:li]:
+                before |= x.m
+            for di, q in candidates:
+                base = di * 32
+                n = len(q.steps)
+                if base + n - 1 in marks and all(base + k in before for k in range(n - 1)):
+                    self._try(ts, q, di, person, ev.anonymous_id, li)
+
+    def _try(self, ts: TenantState, q: SequenceDefinition, di: int, person: Person, anon: str, li: int) -> None:
+        h = person.h
+        used = person.used.get(q.name, (0, 0))
+        if (h[li].t, h[li].s) <= tuple(used):
+            return
+        found = search(q, di, h, li, tuple(used))
+        if found is None:
+            return
+        last = found[-1]
+        person.used[q.name] = (last.t, last.s)
+        ids = [x.id for x in found]
+        if any(f"{q.name}\x1f{i}" in ts.reported for i in ids):
+            return  # the browser reported this match already
+        neg = q.not_followed_by
+        if neg is None:
+            deadline = last.t
+        elif neg.within_secs:
+            deadline = last.t + int(neg.within_secs * 1000)
+        else:
+            deadline = found[0].t + int(q.within_secs * 1000)
+        ts.pending.setdefault(anon, []).append(Pending(q.name, anon, ids, last.t, deadline, person.user_id, person.session_id))
+
+    def _cancel_negated(self, ts: TenantState, rules: _Rules, anon: str, e: Ev) -> None:
+        negated = rules.negations.get(e.name)
+        waiting = ts.pending.get(anon) if negated else None
+        if not waiting:
+            return
+        keep = [p for p in waiting if not (
+            p.definition in negated and negated[p.definition] * 32 + NEGATION in e.m and p.last_ts < e.t <= p.deadline)]
+        if keep:
+            ts.pending[anon] = keep
+        else:
+            del ts.pending[anon]
+
+    def _browser_report(self, ts: TenantState, rules: _Rules, ev: Seen, now_ms: int) -> None:
+        definition = ev.props.get("definition")
+        ids = ev.props.get("matched_event_ids")
+        if not isinstance(definition, str) or not isinstance(ids, list):
+            return
+        forget = now_ms + rules.window_ms + 2 * self.grace_ms + 600_000
+        keys = {f"{definition}\x1f{i}" for i in ids if isinstance(i, str)}
+        for k in keys:
+            ts.reported[k] = forget
+        for anon in [ev.anonymous_id] if ev.anonymous_id in ts.pending else []:
+            keep = [p for p in ts.pending[anon] if not (p.definition == definition and keys & {f"{definition}\x1f{i}" for i in p.ids})]
+            if keep:
+                ts.pending[anon] = keep
+            else:
+                del ts.pending[anon]
+
+    # -- emitting and forgetting ---------------------------------------------------------
+
+    def due(self, now_ms: int) -> list[Match]:
+        """Matches whose wait is over: past their deadline and the browser's grace."""
+        out = []
+        for tenant, ts in self.state.tenants.items():
+            for anon in list(ts.pending):
+                keep = []
+                for p in ts.pending[anon]:
+                    if p.deadline + self.grace_ms <= now_ms:
+                        out.append(Match(tenant, p.definition, p.anonymous_id, p.user_id, p.session_id, p.ids, p.last_ts))
+                    else:
+                        keep.append(p)
+                if keep:
+                    ts.pending[anon] = keep
+                else:
+                    del ts.pending[anon]
+        return out
+
+    def expire(self, now_ms: int) -> None:
+        """Forget people idle past the longest window, and browser reports past their use."""
+        for tenant, ts in self.state.tenants.items():
+            rules = self.rules.get(tenant)
+            window = rules.window_ms if rules else 0
+            waiting = ts.pending
+            for anon in [a for a, p in ts.people.items() if (not p.h or p.h[-1].t < now_ms - window) and a not in waiting]:
+                del ts.people[anon]
+            for k in [k for k, until in ts.reported.items() if until < now_ms]:
+                del ts.reported[k]
+
+    def dump(self) -> bytes:
+        return msgspec.msgpack.encode(self.state)
+
+    def load(self, data: bytes) -> None:
+        self.state = msgspec.msgpack.decode(data, type=State)
+        for tenant, ts in self.state.tenants.items():
+            rules = self.rules.get(tenant)
+            for p in ts.people.values():
+                p.used = {k: tuple(v) for k, v in p.used.items()}
+                for e in p.h:
+                    e.m = rules.marks(e) if rules else frozenset()

@@ -1,0 +1,1 @@
+"""The serve stage: the read API (statistics, high-level events) behind each tenant's read key."""

@@ -1,0 +1,105 @@
+"""The read API through the real collector app: auth, tenant isolation, stats, high-level events."""
+
+import time
+import uuid
+
+import msgspec
+import pytest
+from serve.conftest import OTHER_READ, OTHER_WRITE, READ_KEY, WRITE_KEY
+
+from beaconlake.ingest.deliver import Deliverer
+
+
+def send(client, *events, key=WRITE_KEY):
+    now = int(time.time() * 1000)
+    for e in events:
+        e.setdefault("client_ts", now)
+        e.setdefault("event_id", str(uuid.uuid4()))
+    r = client.post(f"/v1/events?k={key}", content=msgspec.json.encode({"sent_at": now, "events": list(events)}),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    return [e["event_id"] for e in events]
+
+
+def ev(name, anon, level="mid", **props):
+    return {"level": level, "name": name, "anonymous_id": anon, "url": props.pop("url", "https://shop.example/"),
+            "props": props}
+
+
+def get(client, path, key=READ_KEY, **params):
+    return client.get(path, params=params, headers={"authorization": f"Bearer {key}"} if key else {})
+
+
+def deliver_pass(client):
+    """What the deliverer process does: seal the worker's segment, then one realtime + lake pass."""
+    client.portal.call(client.app.writer.seal)
+    d = Deliverer(client.settings)
+    d.run_once()  # feeds the detector; a match with no browser report and grace 0 is due at once
+    d.run_once()  # delivers the detector's own segment: indexes and counts the server's matches
+    d.realtime.close()
+
+
+def test_reading_needs_the_tenants_read_key(app):
+    for key in (None, WRITE_KEY, "rk_nopenopenopenopenope"):
+        r = get(app, "/v1/stats", key=key, name="page_view")
+        assert r.status_code == 401, key
+        assert "read key" in r.json()["error"] and r.headers["www-authenticate"].startswith("Bearer")
+    assert get(app, "/v1/stats", name="page_view").status_code == 200
+
+
+def test_stats_per_minute_hour_and_path_merge_what_was_sent(app):
+    send(app, ev("page_view", "a1", url="https://shop.example/p/1?x=1"), ev("page_view", "a2", url="https://shop.example/p/1"),
+         ev("page_view", "a1", url="https://shop.example/"), ev("page_leave", "a1", engaged_ms=1000, max_scroll_pct=50))
+    send(app, ev("page_leave", "a2", engaged_ms=3000, max_scroll_pct=100))
+    [row] = get(app, "/v1/stats", name="page_view").json()["rows"]
+    assert (row["count"], row["distinct_anonymous_ids"], row["path"]) == (3, 2, None)
+    paths = get(app, "/v1/stats", name="page_view", group="path").json()["rows"]
+    assert sorted((r["path"], r["count"]) for r in paths) == [("/", 1), ("/p/1", 2)]
+    body = get(app, "/v1/stats", name="page_leave", by="hour").json()
+    [hour] = body["rows"]
+    assert hour["props"]["engaged_ms"] == {"count": 2, "sum": 2000 * 2, "min": 1000, "max": 3000, "mean": 2000,
+                                           "stddev": 1000}
+    assert body["distinct_standard_error"] == 0.00813
+    # the other tenant's key sees none of it
+    assert get(app, "/v1/stats", key=OTHER_READ, name="page_view").json()["rows"] == []
+
+
+@pytest.mark.parametrize("params, fragment", [
+    ({"name": "page_view", "by": "week"}, "by='week' is not allowed; use one of minute, hour, day"),
+    ({"name": "page_view", "group": "referrer"}, "group='referrer' is not allowed; use one of path"),
+    ({"name": "Page View!"}, "is not an event name"),
+    ({}, "name is required"),
+    ({"name": "page_view", "from": "yesterday"}, "from='yesterday' is not a time"),
+    ({"name": "page_view", "from": "2026-01-02", "to": "2026-01-01"}, "must be before to="),
+    ({"name": "page_view", "from": "2000-01-01", "to": "2026-01-01", "by": "minute"}, "limit 10000"),
+])
+def test_bad_parameters_get_400_naming_the_value(app, params, fragment):
+    r = get(app, "/v1/stats", **params)
+    assert r.status_code == 400
+    assert fragment in r.json()["error"]
+
+
+def test_high_level_server_matches_and_browser_reports_without_double_counting(app):
+    steps = lambda anon: [ev("product_view", anon, category="shoes"), ev("product_view", anon, category="shoes"),
+                          ev("add_to_cart", anon, sku="x")]
+    server_only = send(app, *steps("s1"))
+    browser = send(app, *steps("b1"))
+    send(app, ev("considered_then_added", "b1", level="high", definition="considered_then_added",
+                 matched_event_ids=browser, source="browser"))
+    send(app, {**ev("identify", "s1"), "user_id": "user-7"})  # s1 logs in after the match
+    other = send(app, *steps("o1"), key=OTHER_WRITE)
+    deliver_pass(app)
+
+    body = get(app, "/v1/high-level", name="considered_then_added").json()
+    assert body["counts"] == {"considered_then_added": 2}
+    by_person = {e["anonymous_id"]: e for e in body["events"]}
+    assert by_person["s1"]["source"] == "server" and by_person["s1"]["matched_event_ids"] == server_only
+    assert by_person["b1"]["source"] == "browser"
+    assert [e["source"] for e in get(app, "/v1/people/s1/high-level").json()["events"]] == ["server"]
+    assert [e["anonymous_id"] for e in get(app, "/v1/people/user-7/high-level").json()["events"]] == ["s1"]
+    assert get(app, "/v1/people/o1/high-level").json()["events"] == []  # another tenant's person
+    assert get(app, "/v1/people/o1/high-level", key=OTHER_READ).json()["events"][0]["matched_event_ids"] == other
+    # counted like any event: one browser report + one server match for this tenant
+    [row] = get(app, "/v1/stats", name="considered_then_added").json()["rows"]
+    assert row["count"] == 2
+    assert get(app, "/v1/high-level", limit="0").status_code == 400
