@@ -24,6 +24,7 @@ from pathlib import Path
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from beaconlake.backends.storage import Storage, open_storage
@@ -54,62 +55,107 @@ def _text(raw: msgspec.Raw) -> str | None:
     return None if data == b"null" else data.decode("utf-8")
 
 
+class _StoredEvent(msgspec.Struct):
+    """A ClientEvent as the deliverer reads it back: validated at the door already, so no
+    constraints to check again, and event_id stays text (formatting UUIDs is costly)."""
+
+    level: str
+    name: str
+    anonymous_id: str
+    event_id: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    client_ts: int | None = None
+    url: str | None = None
+    referrer: str | None = None
+    title: str | None = None
+    props: msgspec.Raw = msgspec.Raw(b"null")
+    context: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_stored_decoder = msgspec.json.Decoder(_StoredEvent)
+DAY_MS = 86_400_000
+
+
+def _canonical_id(event_id: str) -> str:
+    # The door accepted it as a UUID; store one spelling of it so dedupe sees one event.
+    return event_id if len(event_id) == 36 and event_id.islower() else str(uuid.UUID(event_id))
+
+
 def segment_tables(path: Path) -> tuple[dict[tuple, pa.Table], dict[tuple, pa.Table]]:
-    """Read one segment into Arrow tables keyed by lake partition."""
+    """Read one segment into Arrow tables keyed by lake partition.
+
+    Rows are gathered as tuples and turned into columns in one go; the per-request fields
+    (tenant, clocks, IP, user agent) are kept once per request and spread with ``take``."""
     segment = path.stem
-    raw: dict[tuple, dict[str, list]] = defaultdict(lambda: {f.name: [] for f in RAW_SCHEMA})
+    rows: list[tuple] = []
+    where: list[tuple[int, int]] = []  # (record number, index in its batch) of each row
+    records: list[tuple] = []
     rejected: dict[tuple, dict[str, list]] = defaultdict(lambda: {f.name: [] for f in REJECTED_SCHEMA})
     for rec_no, payload in enumerate(spool.read_frames(path)):
         rec = _record_decoder.decode(payload)
         ua = rec.ua
+        records.append((rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, ua.browser,
+                        ua.browser_version, ua.os, ua.os_version, ua.device, ua.is_bot))
         events = _envelope_decoder.decode(rec.body).events if rec.body else []
         for idx in range(len(events)) if rec.accepted is None else rec.accepted:
-            ev = _event_decoder.decode(events[idx])
-            client_ts = ev.client_ts if ev.client_ts is not None else rec.sent_at
-            # Clock-skew correction: the client's clock may be off, but the interval between
-            # the event and the send is measured on one clock, so anchor it to ours.
-            event_ts = rec.received_at - (rec.sent_at - client_ts)
-            cols = raw[(rec.tenant, ev.level, *_day(event_ts))]
-            cols["event_id"].append(str(ev.event_id or uuid.uuid5(EVENT_ID_NAMESPACE, f"{segment}/{rec_no}/{idx}")))
-            cols["tenant"].append(rec.tenant)
-            cols["level"].append(ev.level)
-            cols["name"].append(ev.name)
-            cols["anonymous_id"].append(ev.anonymous_id)
-            cols["user_id"].append(ev.user_id)
-            cols["session_id"].append(ev.session_id)
-            cols["client_ts"].append(client_ts)
-            cols["sent_at"].append(rec.sent_at)
-            cols["received_at"].append(rec.received_at)
-            cols["event_ts"].append(event_ts)
-            cols["url"].append(ev.url)
-            cols["referrer"].append(ev.referrer)
-            cols["title"].append(ev.title)
-            cols["props"].append(_text(ev.props))
-            cols["context"].append(_text(ev.context))
-            cols["ip"].append(rec.ip)
-            cols["user_agent"].append(rec.user_agent)
-            cols["ua_browser"].append(ua.browser)
-            cols["ua_browser_version"].append(ua.browser_version)
-            cols["ua_os"].append(ua.os)
-            cols["ua_os_version"].append(ua.os_version)
-            cols["ua_device"].append(ua.device)
-            cols["is_bot"].append(ua.is_bot)
-            cols["segment"].append(segment)
+            rows.append(msgspec.structs.astuple(_stored_decoder.decode(events[idx])))
+            where.append((rec_no, idx))
         for rej in rec.rejected:
             cols = rejected[(rec.tenant, *_day(rec.received_at))]
-            cols["tenant"].append(rec.tenant)
-            cols["received_at"].append(rec.received_at)
-            cols["index"].append(rej.index)
-            cols["reason"].append(rej.reason)
-            cols["error"].append(rej.error)
-            cols["excerpt"].append(rej.excerpt)
-            cols["ip"].append(rec.ip)
-            cols["user_agent"].append(rec.user_agent)
-            cols["segment"].append(segment)
-    return (
-        {k: pa.Table.from_pydict(v, schema=RAW_SCHEMA) for k, v in raw.items()},
-        {k: pa.Table.from_pydict(v, schema=REJECTED_SCHEMA) for k, v in rejected.items()},
-    )
+            for name, value in zip(
+                ("tenant", "received_at", "index", "reason", "error", "excerpt", "ip", "user_agent", "segment"),
+                (rec.tenant, rec.received_at, rej.index, rej.reason, rej.error, rej.excerpt, rec.ip, rec.user_agent, segment),
+            ):
+                cols[name].append(value)
+    rejected_tables = {k: pa.Table.from_pydict(v, schema=REJECTED_SCHEMA) for k, v in rejected.items()}
+    if not rows:
+        return {}, rejected_tables
+    return _partition(_raw_table(segment, rows, where, records), [records[r][0] for r, _ in where]), rejected_tables
+
+
+def _raw_table(segment: str, rows: list[tuple], where: list[tuple[int, int]], records: list[tuple]) -> pa.Table:
+    level, name, anon, event_id, user_id, session_id, client_ts, url, referrer, title, props, context = zip(*rows)
+    per_record = list(zip(*records))
+    rec_of = pa.array([r for r, _ in where], pa.int32())
+    spread = [pa.array(col, RAW_SCHEMA.field(f).type).take(rec_of) for col, f in zip(per_record, (
+        "tenant", "received_at", "sent_at", "ip", "user_agent", "ua_browser", "ua_browser_version",
+        "ua_os", "ua_os_version", "ua_device", "is_bot"))]
+    tenant, received_at, sent_at, ip, user_agent, browser, browser_version, os_, os_version, device, is_bot = spread
+    ids = [
+        _canonical_id(e) if e is not None else str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{segment}/{r}/{i}"))
+        for e, (r, i) in zip(event_id, where)
+    ]
+    client = pc.fill_null(pa.array(client_ts, pa.int64()), sent_at)
+    # Clock-skew correction: the client's clock may be off, but the interval between the
+    # event and the send is measured on one clock, so anchor it to ours.
+    event_ts = pc.subtract(received_at, pc.subtract(sent_at, client))
+    columns = {
+        "event_id": pa.array(ids, pa.string()), "tenant": tenant, "level": pa.array(level, pa.string()),
+        "name": pa.array(name, pa.string()), "anonymous_id": pa.array(anon, pa.string()),
+        "user_id": pa.array(user_id, pa.string()), "session_id": pa.array(session_id, pa.string()),
+        "client_ts": client, "sent_at": sent_at, "received_at": received_at, "event_ts": event_ts,
+        "url": pa.array(url, pa.string()), "referrer": pa.array(referrer, pa.string()),
+        "title": pa.array(title, pa.string()),
+        "props": pa.array([_text(p) for p in props], pa.string()),
+        "context": pa.array([_text(c) for c in context], pa.string()),
+        "ip": ip, "user_agent": user_agent, "ua_browser": browser, "ua_browser_version": browser_version,
+        "ua_os": os_, "ua_os_version": os_version, "ua_device": device, "is_bot": is_bot,
+        "segment": pa.array([segment] * len(ids), pa.string()),
+    }
+    return pa.Table.from_pydict(columns, schema=RAW_SCHEMA)
+
+
+def _partition(table: pa.Table, tenants: list[str]) -> dict[tuple, pa.Table]:
+    """Split by (tenant, level, UTC day of event_ts)."""
+    days = [ts // DAY_MS for ts in table["event_ts"].to_pylist()]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    for i, key in enumerate(zip(tenants, table["level"].to_pylist(), days)):
+        groups[key].append(i)
+    out = {}
+    for (tenant, level, day), idx in groups.items():
+        out[(tenant, level, *_day(day * DAY_MS))] = table.take(pa.array(idx, pa.int32()))
+    return out
 
 
 def raw_key(tenant: str, level: str, y: int, m: int, d: int, segment: str) -> str:
@@ -216,6 +262,9 @@ def run_forever(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    # Delivery is throughput work with a spool to absorb bursts; acknowledging requests is
+    # latency work. Under load the workers get the CPU first (backpressure bounds the spool).
+    os.nice(10)
     deliverer = Deliverer(settings)
     while not stop:
         try:
