@@ -77,8 +77,12 @@ _stored_decoder = msgspec.json.Decoder(_StoredEvent)
 DAY_MS = 86_400_000
 
 
-def _canonical_id(event_id: str) -> str:
-    # The door accepted it as a UUID; store one spelling of it so dedupe sees one event.
+def lake_event_id(event_id: str | None, segment: str, rec_no: int, idx: int) -> str:
+    """The id an event has in the lake: its own, in one canonical spelling (the door accepted
+    it as a UUID) so dedupe sees one event; or, when it came without one, an id derived from
+    where it sits in the spool, so redelivery gives it the same id again."""
+    if event_id is None:
+        return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{segment}/{rec_no}/{idx}"))
     return event_id if len(event_id) == 36 and event_id.islower() else str(uuid.UUID(event_id))
 
 
@@ -122,10 +126,7 @@ def _raw_table(segment: str, rows: list[tuple], where: list[tuple[int, int]], re
         "tenant", "received_at", "sent_at", "ip", "user_agent", "ua_browser", "ua_browser_version",
         "ua_os", "ua_os_version", "ua_device", "is_bot"))]
     tenant, received_at, sent_at, ip, user_agent, browser, browser_version, os_, os_version, device, is_bot = spread
-    ids = [
-        _canonical_id(e) if e is not None else str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{segment}/{r}/{i}"))
-        for e, (r, i) in zip(event_id, where)
-    ]
+    ids = [lake_event_id(e, segment, r, i) for e, (r, i) in zip(event_id, where)]
     client = pc.fill_null(pa.array(client_ts, pa.int64()), sent_at)
     # Clock-skew correction: the client's clock may be off, but the interval between the
     # event and the send is measured on one clock, so anchor it to ours.

@@ -8,14 +8,13 @@ uses, a whole request's events in one decoder call (the context object is skippe
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 
 from beaconlake.ingest import spool
-from beaconlake.ingest.deliver import EVENT_ID_NAMESPACE
+from beaconlake.ingest.deliver import lake_event_id
 from beaconlake.types import SpoolRecord
 
 
@@ -47,19 +46,10 @@ _raw = msgspec.json.Decoder(_RawEnvelope)
 _event = msgspec.json.Decoder(LeanEvent)
 
 
-def _canonical(event_id: str) -> str:
-    # the collector accepted it as a UUID and the lake stores its canonical text
-    if len(event_id) == 36 and event_id.islower():
-        return event_id
-    return str(uuid.UUID(event_id))
-
-
 def event_id_of(ev: LeanEvent, where: tuple[str, int, int]) -> str:
     """The event's id as the lake has it: its own, or the one lake delivery derives from where
     it sits in the spool. Computed only for the events that need it."""
-    if ev.event_id:
-        return _canonical(ev.event_id)
-    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "{}/{}/{}".format(*where)))
+    return lake_event_id(ev.event_id or None, *where)
 
 
 def segment_events(path: Path) -> Iterator[tuple[str, tuple[str, int, int], LeanEvent, int]]:
