@@ -55,9 +55,10 @@ def _text(raw: msgspec.Raw) -> str | None:
     return None if data == b"null" else data.decode("utf-8")
 
 
-class _StoredEvent(msgspec.Struct):
-    """A ClientEvent as the deliverer reads it back: validated at the door already, so no
-    constraints to check again, and event_id stays text (formatting UUIDs is costly)."""
+class StoredEvent(msgspec.Struct):
+    """A ClientEvent as it is read back from the spool (lake delivery, the realtime feed):
+    validated at the door already, so no constraints to check again, and event_id stays
+    text (formatting UUIDs is costly)."""
 
     level: str
     name: str
@@ -73,7 +74,7 @@ class _StoredEvent(msgspec.Struct):
     context: msgspec.Raw = msgspec.Raw(b"null")
 
 
-_stored_decoder = msgspec.json.Decoder(_StoredEvent)
+_stored_decoder = msgspec.json.Decoder(StoredEvent)
 DAY_MS = 86_400_000
 
 

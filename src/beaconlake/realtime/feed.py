@@ -3,7 +3,7 @@
 Same decoding as lake delivery (``ingest/deliver.py``): the same clock-skew correction and
 the same derived event ids for events that came without one, so a high-level event's
 ``matched_event_ids`` name rows that are in the lake. Lean: the fields the realtime stage
-uses, a whole request's events in one decoder call (the context object is skipped).
+uses, a whole request's events in one decoder call.
 """
 
 from __future__ import annotations
@@ -14,22 +14,12 @@ from pathlib import Path
 import msgspec
 
 from beaconlake.ingest import spool
-from beaconlake.ingest.deliver import lake_event_id
+from beaconlake.ingest.deliver import StoredEvent, lake_event_id
 from beaconlake.types import SpoolRecord
 
 
-class LeanEvent(msgspec.Struct):
-    level: str
-    name: str
-    anonymous_id: str
-    event_id: str | None = None
-    user_id: str | None = None
-    session_id: str | None = None
-    client_ts: int | None = None
-    url: str | None = None
-    title: str | None = None
-    referrer: str | None = None
-    props: msgspec.Raw = msgspec.Raw(b"null")
+# The same shape lake delivery reads, so both stages agree on every field.
+LeanEvent = StoredEvent
 
 
 class _LeanEnvelope(msgspec.Struct):
