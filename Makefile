@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests drive for real (headless Chromium for the tracker; Redis and
-# PostgreSQL for the realtime stage's server backends).
+# PostgreSQL for the realtime stage's server backends; Java for PySpark in local mode).
 system-deps:
-	@scripts/system-deps chromium redis-server postgresql
+	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless
 
 up: install
 	@test -f beaconlake.toml || $(BIN)/beaconlake init

@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("deliver", help="deliver what the spool holds to the lake, then exit")
     p.add_argument("--config", help=f"config file (default ./{config.DEFAULT_CONFIG_NAME})")
     p.set_defaults(func=cmd_deliver)
+
+    from beaconlake.convert.cli import register as register_convert
+
+    register_convert(sub)
     return parser
 
 

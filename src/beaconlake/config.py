@@ -15,6 +15,13 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from beaconlake.convert.settings import (
+    CatalogSettings,
+    ConvertSettings,
+    DuckDBEngineSettings,
+    EngineSettings,
+    SqlCatalogSettings,
+)
 from beaconlake.errors import ConfigError
 from beaconlake.types import Level, Name
 
@@ -192,6 +199,9 @@ class Settings(_Section):
     counters: CountersSettings = msgspec.field(default_factory=MemoryCountersSettings)
     highlevel: HighLevelSettings = msgspec.field(default_factory=SqliteHighLevelSettings)
     realtime: RealtimeSettings = msgspec.field(default_factory=RealtimeSettings)
+    convert: ConvertSettings = msgspec.field(default_factory=ConvertSettings)
+    engine: EngineSettings = msgspec.field(default_factory=DuckDBEngineSettings)
+    catalog: CatalogSettings = msgspec.field(default_factory=SqlCatalogSettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
     base_dir: str = ""

@@ -1,0 +1,238 @@
+"""Spark engine: the scale-out engine (``pip install 'beaconlake[spark]'``, Java 17).
+
+Spark writes plain Parquet; the convert stage commits the files to Iceberg itself (pyiceberg
+``add_files``), so no Iceberg runtime jar is needed on the cluster. ``local[N]`` runs Spark inside
+this process, which is how the tests run it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+
+from beaconlake.backends.engine.base import Dialect, Engine, Part
+from beaconlake.convert.settings import SparkEngineSettings
+
+try:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import types as T
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError("engine.type = 'spark' needs pyspark: pip install 'beaconlake[spark]'") from exc
+
+# Session-wide settings the convert stage relies on; set on every engine, even on a shared session.
+RUNTIME_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    # Iceberg stores timestamps as int64 microseconds; Spark's default is the legacy INT96.
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.parquet.compression.codec": "zstd",
+    "spark.sql.sources.partitionOverwriteMode": "static",
+}
+# Rows per file are capped from this guess of a row's compressed size, since Spark cannot roll
+# files over by bytes.
+BYTES_PER_ROW_GUESS = 64
+
+
+def spark_type(t: pa.DataType) -> T.DataType:
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return T.StringType()
+    if pa.types.is_int64(t):
+        return T.LongType()
+    if pa.types.is_int32(t):
+        return T.IntegerType()
+    if pa.types.is_float64(t):
+        return T.DoubleType()
+    if pa.types.is_boolean(t):
+        return T.BooleanType()
+    if pa.types.is_date32(t):
+        return T.DateType()
+    if pa.types.is_timestamp(t):
+        return T.TimestampType()
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return T.ArrayType(spark_type(t.value_type), True)
+    raise TypeError(f"no Spark type for Arrow {t}")
+
+
+def spark_schema(schema: pa.Schema) -> T.StructType:
+    return T.StructType([T.StructField(f.name, spark_type(f.type), True) for f in schema])
+
+
+class SparkDialect(Dialect):
+    def hash64(self, value: str) -> str:
+        return f"xxhash64({value})"
+
+    def timestamp_ms(self, ms: str) -> str:
+        return f"timestamp_millis({ms})"
+
+    def epoch_ms(self, ts: str) -> str:
+        return f"unix_millis({ts})"
+
+    def date_ms(self, ms: str) -> str:
+        return f"to_date(timestamp_millis({ms}))"  # the session time zone is UTC
+
+    def json_text(self, doc: str, key: str) -> str:
+        return f"get_json_object({doc}, '$.{key}')"
+
+    def json_text_list(self, doc: str, key: str) -> str:
+        return f"from_json(get_json_object({doc}, '$.{key}'), 'array<string>')"
+
+    def last_ignore_nulls(self, expr: str) -> str:
+        return f"last_value({expr}, true)"
+
+    def min_by(self, value: str, key: str) -> str:
+        return f"min_by({value}, {key})"
+
+    def max_by(self, value: str, key: str) -> str:
+        return f"max_by({value}, {key})"
+
+    def matches(self, text: str, pattern: str) -> str:
+        return f"({text}) RLIKE {pattern}"
+
+    def url_decode(self, text: str) -> str:
+        return f"url_decode({text})"
+
+
+def start_session(settings: SparkEngineSettings, data_dir: str) -> SparkSession:
+    builder = (
+        SparkSession.builder.master(settings.master)
+        .appName("beaconlake-convert")
+        .config("spark.driver.memory", f"{settings.driver_memory_mb}m")
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.local.dir", str(Path(data_dir) / "run" / "spark-tmp"))
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    for key, value in settings.conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+class SparkEngine(Engine):
+    name = "spark"
+
+    def __init__(self, settings: SparkEngineSettings, data_dir: str, session: SparkSession | None = None) -> None:
+        self.dialect = SparkDialect()
+        self._owned = session is None  # a session handed in (tests share one) is not ours to stop
+        self.spark = session or start_session(settings, data_dir)
+        for key, value in RUNTIME_CONF.items():
+            self.spark.conf.set(key, value)
+        self._cached: dict[str, list[int]] = {}  # materialized name -> ids of its checkpointed RDDs
+        self._views: set[str] = set()
+
+    def _view(self, name: str, df: DataFrame) -> None:
+        df.createOrReplaceTempView(name)
+        self._views.add(name)
+
+    def read_parquet(self, view: str, paths: list[str], schema: pa.Schema, key_offset: int | None = None) -> None:
+        self.drop(view)
+        struct = spark_schema(schema)
+        if key_offset is not None:
+            struct = struct.add("_row_key", T.LongType(), True)
+        if not paths:
+            self._view(view, self.spark.createDataFrame([], struct))
+            return
+        # recursiveFileLookup turns off partition discovery: tenant=/day= folders are not columns.
+        df = self.spark.read.schema(spark_schema(schema)).option("recursiveFileLookup", "true").parquet(*paths)
+        if key_offset is not None:
+            df = self._with_row_key(df, paths, key_offset)
+        self._view(view, df)
+
+    def _with_row_key(self, df: DataFrame, paths: list[str], key_offset: int) -> DataFrame:
+        from pyspark.sql import functions as F
+
+        numbers = self.spark.createDataFrame(
+            [(os.path.abspath(p), key_offset + i) for i, p in enumerate(paths)], "_path STRING, _file_no BIGINT"
+        )
+        # _metadata.file_path is a URI (file:/..., percent-encoded); make it a plain absolute path
+        columns = df.columns
+        uri = F.regexp_replace(F.col("_metadata.file_path"), "^file:(//)?", "")
+        df = df.withColumn("_p", uri).withColumn("_row_no", F.col("_metadata.row_index"))
+        df = df.withColumn("_path", F.expr("try_url_decode(replace(_p, '+', '%2B'))"))
+        joined = df.join(F.broadcast(numbers), "_path", "left")
+        key = F.shiftleft(F.col("_file_no"), 32).bitwiseOR(F.col("_row_no")).alias("_row_key")
+        return joined.select(*[F.col(c) for c in columns], key)
+
+    def register_arrow(self, view: str, table: pa.Table) -> None:
+        self.drop(view)
+        if table.num_rows == 0:
+            df = self.spark.createDataFrame([], spark_schema(table.schema))
+        else:
+            df = self.spark.createDataFrame(table)
+        self._view(view, df)
+
+    def materialize(self, name: str, sql: str) -> int:
+        # A local checkpoint, not a cache: it cuts the lineage, so later queries are planned on a
+        # small scan instead of the whole history, and dropping an input does not make Spark
+        # recompute what was built from it.
+        before = set(self._persisted())
+        df = self.spark.sql(sql).localCheckpoint(eager=True)
+        rows = df.count()
+        self.drop(name)
+        # unpersist() does not release a local checkpoint's blocks: remember its RDDs to free them
+        self._cached[name] = [i for i in self._persisted() if i not in before]
+        self._view(name, df)
+        return rows
+
+    def _persisted_map(self):
+        return self.spark.sparkContext._jsc.getPersistentRDDs()
+
+    def _persisted(self) -> list[int]:
+        return list(self.spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+    def query(self, sql: str) -> pa.Table:
+        return self.spark.sql(sql).toArrow()
+
+    def write_parquet(
+        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None
+    ) -> list[str]:
+        # The whole result in one job (``parts`` ignored): Spark shuffles by partition anyway, and
+        # its per-job overhead is what costs on small batches.
+        df = self.spark.sql(sql)
+        # Spark leaves partition columns out of the files, but Iceberg readers expect them inside:
+        # partition on copies, so the real columns stay in the data.
+        copies = [f"_part_{c}" for c in partition_by]
+        for c, copy in zip(partition_by, copies, strict=True):
+            df = df.withColumn(copy, df[c])
+        out = str(Path(folder) / uuid.uuid4().hex)
+        (
+            df.repartition(*copies)  # one task, so one file, per partition value
+            .write.partitionBy(*copies)
+            .option("maxRecordsPerFile", max(1, target_file_mb * 1024 * 1024 // BYTES_PER_ROW_GUESS))
+            .mode("errorifexists")
+            .parquet(out)
+        )
+        # move the files to col=value folders, as the contract says (Spark named them _part_col=value)
+        files = []
+        for root, _dirs, names in os.walk(out):
+            for n in names:
+                if not n.endswith(".parquet"):
+                    continue  # _SUCCESS, .crc
+                rel = [seg.removeprefix("_part_") for seg in Path(root).relative_to(out).parts]
+                dest = Path(folder, *rel, f"{Path(out).name}-{n}")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(os.path.join(root, n), dest)
+                files.append(str(dest.resolve()))
+        shutil.rmtree(out, ignore_errors=True)
+        return sorted(files)
+
+    def drop(self, *names: str) -> None:
+        for name in names:
+            if name in self._views:
+                self.spark.catalog.dropTempView(name)
+                self._views.discard(name)
+            rdds = self._persisted_map() if name in self._cached else None
+            for rdd_id in self._cached.pop(name, []):
+                rdd = rdds.get(rdd_id)
+                if rdd is not None:
+                    rdd.unpersist(False)
+
+    def close(self) -> None:
+        self.drop(*list(self._views))
+        if self._owned:
+            self.spark.stop()

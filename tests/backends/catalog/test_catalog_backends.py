@@ -1,0 +1,58 @@
+"""The catalog seam: the SQL catalog on SQLite by default; rest and glue load through pyiceberg."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from beaconlake.backends import catalog as catalogs
+from beaconlake.backends.catalog import CatalogError, open_catalog
+from beaconlake.convert.settings import (
+    GlueCatalogSettings,
+    RestCatalogSettings,
+    SqlCatalogSettings,
+)
+from beaconlake.errors import ConfigError
+
+
+def test_the_default_catalog_is_sqlite_in_the_data_folder(tmp_path):
+    cat = open_catalog(SqlCatalogSettings(), str(tmp_path), (tmp_path / "wh").as_uri())
+    cat.create_namespace("beaconlake")
+    table = cat.create_table("beaconlake.t", schema=pa.schema([("a", pa.int64())]))
+    table.append(pa.table({"a": [1, 2]}))
+    assert (tmp_path / "catalog.db").is_file()
+    assert table.location().startswith((tmp_path / "wh").as_uri())
+    # a second process (here: a second catalog object) sees the committed table
+    again = open_catalog(SqlCatalogSettings(), str(tmp_path), (tmp_path / "wh").as_uri())
+    assert again.load_table("beaconlake.t").scan().to_arrow().column("a").to_pylist() == [1, 2]
+
+
+def test_an_explicit_sqlalchemy_uri_is_used(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    open_catalog(SqlCatalogSettings(uri=uri), str(tmp_path), (tmp_path / "wh").as_uri()).create_namespace("x")
+    assert (tmp_path / "elsewhere.db").is_file() and not (tmp_path / "catalog.db").exists()
+
+
+def test_an_unreachable_rest_catalog_is_a_clear_error(tmp_path):
+    settings = RestCatalogSettings(uri="http://127.0.0.1:9", properties={"rest.request-timeout": "1"})
+    with pytest.raises(CatalogError, match=r"catalog.type = 'rest': cannot open http://127.0.0.1:9"):
+        open_catalog(settings, str(tmp_path), "s3://bucket/wh")
+
+
+def test_the_glue_catalog_is_built_by_pyiceberg(tmp_path):
+    pytest.importorskip("boto3")
+    cat = open_catalog(GlueCatalogSettings(region="eu-west-1"), str(tmp_path), "s3://bucket/wh")
+    assert type(cat).__name__ == "GlueCatalog" and cat.name == "beaconlake"
+
+
+def test_a_missing_extra_is_named(tmp_path, monkeypatch):
+    monkeypatch.setitem(catalogs.LOADERS, "glue", ("beaconlake.backends.catalog.not_installed", "glue"))
+    with pytest.raises(ConfigError, match=r"pip install 'beaconlake\[glue\]'"):
+        open_catalog(GlueCatalogSettings(), str(tmp_path), "s3://bucket/wh")
+
+
+def test_rest_settings_reject_a_uri_that_is_not_http():
+    import msgspec
+
+    with pytest.raises(msgspec.ValidationError, match="catalog.uri = 'thrift://x'"):
+        msgspec.convert({"type": "rest", "uri": "thrift://x"}, RestCatalogSettings)

@@ -1,0 +1,44 @@
+"""A raw lake on S3 (moto's server): listed and read through pyarrow's S3 filesystem."""
+
+from __future__ import annotations
+
+import pytest
+from convert_lake import Lake
+from rawlake import MIN, event, ms, write_raw
+
+from beaconlake import config
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]: pip install -e '.[test]'")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_a_raw_lake_on_s3_converts(tmp_path, scratch, s3_endpoint):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="lake-bucket")
+    t = ms("2026-03-10T23:50:00")
+    local = tmp_path / "staging"
+    for path in write_raw(local, [event("a", t), event("a", t + 20 * MIN, "click", "low"), event("b", t)]):
+        s3.upload_file(str(path), "lake-bucket", "lake/" + path.relative_to(local).as_posix())
+
+    lake = Lake(tmp_path / "data", "duckdb", scratch)
+    lake.settings = config.parse({
+        "data_dir": str(tmp_path / "data"), "tenants": [{"id": "shop", "write_key": "w" * 20, "read_key": "r" * 20}],
+        "storage": {"type": "s3", "bucket": "lake-bucket", "prefix": "lake", "endpoint_url": s3_endpoint,
+                    "access_key_id": "testing", "secret_access_key": "testing"},
+    }, tmp_path, environ={})
+    summary = lake.convert()
+    assert (summary.new_files, summary.events) == (2, 3)
+    [a] = [s for s in lake.rows("sessions") if s["anonymous_id"] == "a"]
+    assert a["events"] == 2 and str(a["session_date"]) == "2026-03-10"
+    assert not list((tmp_path / "data" / "run").glob("convert-staging/*"))  # the copies are gone
+    assert lake.convert().new_files == 0
