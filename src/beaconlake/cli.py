@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     from beaconlake.convert.cli import register as register_convert
 
     register_convert(sub)
+    from beaconlake.analyze.cli import register as register_analyze
+
+    register_analyze(sub)
     return parser
 
 

@@ -15,6 +15,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from beaconlake.analyze.settings import (
+    AnalyzeSettings,
+    ProfilesSettings,
+    SqliteProfilesSettings,
+)
 from beaconlake.convert.settings import (
     CatalogSettings,
     ConvertSettings,
@@ -202,6 +207,8 @@ class Settings(_Section):
     convert: ConvertSettings = msgspec.field(default_factory=ConvertSettings)
     engine: EngineSettings = msgspec.field(default_factory=DuckDBEngineSettings)
     catalog: CatalogSettings = msgspec.field(default_factory=SqlCatalogSettings)
+    analyze: AnalyzeSettings = msgspec.field(default_factory=AnalyzeSettings)
+    profiles: ProfilesSettings = msgspec.field(default_factory=SqliteProfilesSettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
     base_dir: str = ""

@@ -29,6 +29,7 @@ from beaconlake.ingest import spool
 from beaconlake.ingest.collector import asgi, rsgi
 from beaconlake.ingest.collector.events import EventsEndpoint, SpoolPressure
 from beaconlake.ingest.route import build_router
+from beaconlake.serve.profiles import ProfilesApi
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Collector:
         self.ready = False
         self._task: asyncio.Task[None] | None = None
         self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
+        self.profiles = ProfilesApi(settings)  # opens the profile store on its first request
         self.web = Starlette(
             routes=[
                 Route("/healthz", self.healthz),
@@ -65,6 +67,7 @@ class Collector:
                 Route("/beaconlake.js", self.tracker_js),
                 Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
                 *(self.realtime.routes() if self.realtime else []),
+                *self.profiles.routes(),
             ]
         )
 
