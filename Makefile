@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps up test bench clean
+.PHONY: install system-deps up demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ up: install
 	@test -f beaconlake.toml || $(BIN)/beaconlake init
 	$(BIN)/beaconlake up
 
+# The whole pipeline on a sample shop with simulated and real (headless Chromium) visitors.
+demo: install
+	-@scripts/system-deps chromium  # without it the demo runs, minus the real browser visitors
+	$(BIN)/beaconlake demo
+
 test: install system-deps
 	$(BIN)/python -m pytest
 
@@ -31,4 +36,4 @@ bench: install
 	$(BIN)/python bench/ingest
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts
+	rm -rf $(VENV) .pytest_cache test-artifacts beaconlake-demo

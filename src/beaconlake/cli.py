@@ -16,6 +16,8 @@ from beaconlake import __version__, config
 from beaconlake.errors import BeaconlakeError
 
 log = logging.getLogger("beaconlake")
+# A convert run is crash-safe (its batches are redone), so shutdown need not wait for a long one.
+SCHEDULER_STOP_SECS = 20
 
 
 def _port(text: str) -> int:
@@ -82,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     from beaconlake.ingest import deliver, spool
     from beaconlake.ingest.collector.app import CONFIG_ENV, create_app
+    from beaconlake.logs import granian_config
 
     settings = _load(args)
     create_app(settings)  # compiles every tenant's schemas: a bad one stops us here, not in a worker
@@ -105,6 +108,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     holder["proc"].start()
     stop = threading.Event()
     threading.Thread(target=_watch_deliverer, args=(settings, holder, stop), daemon=True).start()
+    from beaconlake.schedule.run import run_forever as run_scheduler
+
+    # convert + analyze in a process of their own: never in a server worker's request path
+    scheduler = ctx.Process(target=run_scheduler, args=(settings, logging.getLevelName(log.getEffectiveLevel())),
+                            name="beaconlake-schedule")
+    scheduler.start()
 
     os.environ[CONFIG_ENV] = str(Path(args.config or config.DEFAULT_CONFIG_NAME).resolve())
     # Command-line overrides reach the workers the same way file settings do.
@@ -124,11 +133,19 @@ def cmd_up(args: argparse.Namespace) -> int:
         respawn_failed_workers=True,
         backlog=2048,
         log_access=False,
+        log_dictconfig=granian_config(logging.getLevelName(log.getEffectiveLevel())),
     )
     try:
         server.serve()
     finally:
         stop.set()
+        if scheduler.is_alive():
+            scheduler.terminate()  # SIGTERM: it stops after the run in progress, if any
+            scheduler.join(SCHEDULER_STOP_SECS)
+            if scheduler.is_alive():
+                log.warning("the scheduler's run did not end within %d s; stopping it (the next run redoes it)",
+                            SCHEDULER_STOP_SECS)
+                scheduler.kill()
         proc = holder["proc"]
         if proc.is_alive():
             proc.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
@@ -178,12 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     from beaconlake.analyze.cli import register as register_analyze
 
     register_analyze(sub)
+    from beaconlake.demo.cli import register as register_demo
+
+    register_demo(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from beaconlake.logs import setup
+
+    setup(args.log_level)
     try:
         return args.func(args)
     except BeaconlakeError as exc:

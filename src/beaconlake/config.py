@@ -28,6 +28,7 @@ from beaconlake.convert.settings import (
     SqlCatalogSettings,
 )
 from beaconlake.errors import ConfigError
+from beaconlake.schedule.settings import ScheduleSettings
 from beaconlake.types import Level, Name
 
 ENV_PREFIX = "BEACONLAKE__"
@@ -209,6 +210,7 @@ class Settings(_Section):
     catalog: CatalogSettings = msgspec.field(default_factory=SqlCatalogSettings)
     analyze: AnalyzeSettings = msgspec.field(default_factory=AnalyzeSettings)
     profiles: ProfilesSettings = msgspec.field(default_factory=SqliteProfilesSettings)
+    schedule: ScheduleSettings = msgspec.field(default_factory=ScheduleSettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
     base_dir: str = ""

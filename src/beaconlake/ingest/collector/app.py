@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from beaconlake import config
 from beaconlake.config import Settings
+from beaconlake.dashboard.routes import Dashboard
 from beaconlake.ingest import spool
 from beaconlake.ingest.collector import asgi, rsgi
 from beaconlake.ingest.collector.events import EventsEndpoint, SpoolPressure
@@ -58,6 +59,7 @@ class Collector:
         self.ready = False
         self._task: asyncio.Task[None] | None = None
         self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
+        self.dashboard = Dashboard(settings, self.metrics, self.realtime)
         self.profiles = ProfilesApi(settings)  # opens the profile store on its first request
         self.web = Starlette(
             routes=[
@@ -68,6 +70,7 @@ class Collector:
                 Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
                 *(self.realtime.routes() if self.realtime else []),
                 *self.profiles.routes(),
+                *self.dashboard.routes(),
             ]
         )
 

@@ -1,0 +1,173 @@
+"""The dashboard's routes: the page at ``/``, its static files, and the JSON endpoints.
+
+Every ``/v1/dashboard/...`` endpoint takes the tenant from the read key like the read API
+(``Authorization: Bearer <read key>``: 401 without it, 400 naming a bad parameter). Queries
+over the tables run in a thread: DuckDB releases the GIL, the event loop keeps acknowledging
+events.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from beaconlake.config import Settings, TenantSettings
+from beaconlake.dashboard import funnel, live, people, traffic
+from beaconlake.dashboard.tables import Tables
+from beaconlake.ingest import spool
+from beaconlake.schedule.run import analyze_installed
+from beaconlake.schedule.state import RunLog
+from beaconlake.serve import params
+from beaconlake.serve.api import ReadApi, Unauthorized
+from beaconlake.serve.params import BadParam
+from beaconlake.telemetry import Metrics
+
+STATIC = Path(__file__).resolve().parent / "static"
+DAY_MS = 86_400_000
+MAX_RANGE_DAYS = 400
+PIPELINE_METRICS = (
+    "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
+    "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
+    "beaconlake_spooled_bytes_total", "beaconlake_stats_events_total", "beaconlake_stats_late_events_total",
+)
+
+
+def _timed(handler: Any) -> Any:
+    async def wrapped(*args: Any) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        body = await handler(*args)
+        body["server_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return body
+
+    return wrapped
+
+
+class Dashboard:
+    def __init__(self, settings: Settings, metrics: Metrics, realtime: Any = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.auth = realtime.api if realtime is not None else ReadApi(settings, None, None)  # type: ignore[arg-type]
+        self.index = realtime.index if realtime is not None else None
+        self.tables = Tables(settings)
+        self._runs: RunLog | None = None
+
+    @property
+    def runs(self) -> RunLog:
+        if self._runs is None:  # opened on first use: a worker that never serves the dashboard never creates it
+            self._runs = RunLog(self.settings.run_path, self.settings.schedule.keep_runs)
+        return self._runs
+
+    def routes(self) -> list[Route | Mount]:
+        g = self._guard
+        return [
+            Route("/", self.page),
+            Mount("/dashboard/static", app=StaticFiles(directory=STATIC), name="dashboard-static"),
+            Route("/v1/dashboard/session", g(self.session)),
+            Route("/v1/dashboard/live", g(self.live)),
+            Route("/v1/dashboard/traffic", g(self.traffic)),
+            Route("/v1/dashboard/sequences", g(self.sequences)),
+            Route("/v1/dashboard/people", g(self.people)),
+            Route("/v1/dashboard/people/{person_id}", g(self.person)),
+            Route("/v1/dashboard/pipeline", g(self.pipeline)),
+            Route("/v1/dashboard/pipeline/run", g(self.request_run), methods=["POST"]),
+        ]
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+    def _guard(self, handler: Any) -> Any:
+        handler = _timed(handler)
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                tenant = self.auth.tenant(request)
+                return JSONResponse(await handler(request, tenant), headers={"cache-control": "no-store"})
+            except Unauthorized as exc:
+                return JSONResponse({"error": str(exc), "reason": "unauthorized"}, status_code=401,
+                                    headers={"www-authenticate": 'Bearer realm="beaconlake"'})
+            except BadParam as exc:
+                return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param}, status_code=400)
+
+        return endpoint
+
+    def _range(self, request: Request, default_days: int) -> tuple[int, int, str]:
+        q = request.query_params
+        now = params.now_ms()
+        end = params.when(q.get("to"), "to", now)
+        start = params.when(q.get("from"), "from", end - default_days * DAY_MS)
+        if start >= end:
+            raise BadParam("from", f"from={start} must be before to={end}")
+        if end - start > MAX_RANGE_DAYS * DAY_MS:
+            raise BadParam("from", f"the range is {(end - start) / DAY_MS:.0f} days, limit {MAX_RANGE_DAYS}")
+        by = params.choice(q.get("by"), "by", ("hour", "day"), "hour" if end - start <= 3 * DAY_MS else "day")
+        if by == "hour" and end - start > 31 * DAY_MS:
+            raise BadParam("by", f"by=hour over {(end - start) / DAY_MS:.0f} days: at most 31 days; use by=day")
+        return start, end, by
+
+    # -- views ----------------------------------------------------------------------------------
+
+    async def session(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        """Who is signed in and what this server offers, so the page asks only for what exists."""
+        # open the tables' views now, at login, rather than in the first view the person opens
+        await run_in_threadpool(self.tables.names)
+        paths = {getattr(r, "path", None) for r in request.app.routes}
+        return {"tenant": tenant.id, "sequences": [q.name for q in tenant.sequences],
+                "profiles_api": "/v1/profiles" in paths and "/v1/segments" in paths,
+                "analyze_installed": analyze_installed()}
+
+    async def live(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        counts = self.index.counts if self.index is not None else None
+        return await run_in_threadpool(live.live, self.settings, tenant.id, counts)
+
+    async def traffic(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        start, end, by = self._range(request, 7)
+        return await run_in_threadpool(traffic.traffic, self.tables, tenant.id, start, end, by)
+
+    async def sequences(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        start, end, _ = self._range(request, 7)
+        return await run_in_threadpool(funnel.funnels, self.tables, tenant, start, end)
+
+    async def people(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        q = request.query_params.get("q", "")
+        if len(q) > 128:
+            raise BadParam("q", f"q is {len(q)} characters long, limit 128")
+        limit = params.integer(request.query_params.get("limit"), "limit", 1, 500, 50)
+        return await run_in_threadpool(people.search, self.tables, tenant.id, q, limit)
+
+    async def person(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        person_id = request.path_params["person_id"]
+        if not 0 < len(person_id) <= 128:
+            raise BadParam("person_id", f"person id of {len(person_id)} characters; 1 to 128 allowed")
+        limit = params.integer(request.query_params.get("limit"), "limit", 1, 200, 20)
+        return await run_in_threadpool(people.person, self.tables, tenant.id, person_id, limit)
+
+    async def pipeline(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        def gather() -> dict[str, Any]:
+            snap = self.metrics.gather()
+            counters = {m: sum(snap.counters.get(m, {}).values()) for m in PIPELINE_METRICS}
+            rejected = {k.partition('"')[2].rstrip('"') or "?": v
+                        for k, v in snap.counters.get("beaconlake_events_rejected_total", {}).items()}
+            lag = max(snap.gauges.get("beaconlake_delivery_lag_seconds", {}).values(), default=0.0)
+            state = self.runs.state()
+            return {
+                "now": params.now_ms(), "counters": counters, "rejected": rejected, "delivery_lag_seconds": lag,
+                "spool_undelivered_bytes": spool.undelivered_bytes(self.settings.spool_path),
+                "schedule": {"enabled": self.settings.schedule.enabled,
+                             "interval_mins": self.settings.schedule.convert_interval_mins,
+                             "next_run_at": state.get("next_run_at"), "requested": self.runs.requested(),
+                             "analyze_installed": analyze_installed()},
+                "runs": self.runs.runs(20),
+            }
+
+        return await run_in_threadpool(gather)
+
+    async def request_run(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+        await run_in_threadpool(self.runs.request, f"requested ({tenant.id})")
+        return {"requested": True, "note": "the scheduler starts it within a second, or after the run in progress"}

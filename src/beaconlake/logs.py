@@ -1,0 +1,73 @@
+"""Logging set-up shared by every beaconlake process: human lines on a terminal, JSON lines
+(one object per record) otherwise, so a log collector can parse them without a pattern."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_HANDLER_NAME = "beaconlake"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not when the handler was
+    made: a replaced stderr (a test's capture, a daemon's redirect) may be closed by then."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup(level: str = "INFO", stream=None) -> None:
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    if (stream or sys.stderr).isatty():
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter())
+    handler.set_name(_HANDLER_NAME)
+    root = logging.getLogger()
+    # replace only our own handler from an earlier call: others (a test's log capture, an
+    # embedding application's) stay
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
+    root.setLevel(level)
+
+
+def granian_config(level: str = "INFO", stream=None) -> dict:
+    """A ``logging.config`` dict for granian (``log_dictconfig``): its own messages and those of
+    the server worker processes it starts, in the same format as ours."""
+    stream = stream or sys.stderr
+    formatter = {"()": "logging.Formatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    if not stream.isatty():
+        formatter = {"()": "beaconlake.logs.JsonFormatter"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"generic": formatter},
+        "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+        "loggers": {"_granian": {"handlers": ["console"], "level": level, "propagate": False},
+                    "granian.access": {"handlers": ["console"], "level": level, "propagate": False}},
+        "root": {"handlers": ["console"], "level": level},
+    }

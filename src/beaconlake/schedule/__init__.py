@@ -1,0 +1,1 @@
+"""The scheduler of ``beaconlake up``: convert, then analyze, on an interval and on demand."""

@@ -1,0 +1,170 @@
+"""One scheduled run (convert, then analyze when that stage is installed) and the loop around it.
+
+The loop runs in its own process, started by ``beaconlake up`` next to the lake deliverer, so a
+long convert never competes with the server workers' event loops. A run holds
+``<data_dir>/run/schedule.lock``: a run asked for while another holds it (from this loop or a
+second ``beaconlake up`` on the same data folder) is refused and recorded as such, never run in
+parallel. Convert's own lock also keeps ``beaconlake convert`` from the command line out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from beaconlake.config import Settings
+from beaconlake.schedule.state import RunLog, now_ms
+
+log = logging.getLogger("beaconlake.schedule")
+
+POLL_SECS = 0.5
+
+
+class Busy(Exception):
+    """Another run holds the schedule lock."""
+
+
+def analyze_stage() -> Callable[..., Any] | None:
+    """``beaconlake.analyze.run.analyze`` when the analyze stage is installed, else None."""
+    if not analyze_installed():
+        return None
+    return importlib.import_module("beaconlake.analyze.run").analyze
+
+
+def analyze_installed() -> bool:
+    """Whether the analyze stage is there, without importing it (and scikit-learn) into a server worker."""
+    try:
+        return importlib.util.find_spec("beaconlake.analyze.run") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _summary(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    try:
+        return msgspec.to_builtins(obj)
+    except TypeError:
+        return str(obj)
+
+
+class _Lock:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "w")  # noqa: SIM115 - held for the run
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise Busy(f"another run holds {path}") from None
+
+    def release(self) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None) -> dict[str, Any]:
+    """Convert, then analyze; record the outcome. Returns the run's record. Raises Busy (after
+    recording the refusal) when another run is going on."""
+    from beaconlake.convert.run import convert
+
+    runs = runs or RunLog(settings.run_path, settings.schedule.keep_runs)
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+    try:
+        lock = _Lock(settings.run_path / "schedule.lock")
+    except Busy as exc:
+        runs.start(run_id, trigger)
+        runs.finish(run_id, "refused", stage=None, error=f"{exc}: runs never overlap; this one was not started")
+        log.warning("scheduled run %s (%s) refused: %s", run_id, trigger, exc)
+        raise
+    started = time.monotonic()
+    runs.start(run_id, trigger)
+    stage = "convert"
+    try:
+        summary = convert(settings, progress=False)
+        runs.update(run_id, events=summary.events, new_files=summary.new_files)
+        analyze = analyze_stage()
+        if analyze is None:
+            runs.update(run_id, analyze={"skipped": "the analyze stage (beaconlake.analyze) is not installed"})
+        else:
+            stage = "analyze"
+            runs.update(run_id, stage=stage)
+            runs.update(run_id, analyze=_summary(analyze(settings, progress=False)))
+        runs.finish(run_id, "ok", stage=None)
+        log.info("run %s (%s): convert wrote %d events from %d new file(s)%s in %.1f s", run_id, trigger,
+                 summary.events, summary.new_files, ", then analyze" if analyze else "", time.monotonic() - started)
+    except Exception as exc:  # any failure of a stage is the run's outcome, not the scheduler's end
+        runs.finish(run_id, "failed", stage=stage, error=f"{type(exc).__name__}: {exc}"[:4000])
+        log.exception("run %s (%s) failed in %s", run_id, trigger, stage)
+    finally:
+        lock.release()
+    return runs.get(run_id)
+
+
+class Scheduler:
+    """Runs on the interval and whenever the dashboard leaves a request; ``stop()`` ends the loop
+    after the run in progress."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runs = RunLog(settings.run_path, settings.schedule.keep_runs)
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def serve(self) -> None:
+        s = self.settings.schedule
+        interval_ms = int(s.convert_interval_mins * 60_000)
+        stale = self.runs.interrupt_stale()
+        if stale:
+            log.warning("%d run(s) were cut short by the last shutdown; marked interrupted", stale)
+        next_at = now_ms() + int(s.first_run_delay_secs * 1000)
+        trigger = "startup"
+        self.runs.set("interval_mins", s.convert_interval_mins)
+        published = -1
+        while not self.stopping:
+            if next_at != published:  # for the Pipeline view; written when it changes, not every poll
+                self.runs.set("next_run_at", next_at if s.enabled else None)
+                published = next_at
+            requested = self.runs.take_request()
+            due = s.enabled and now_ms() >= next_at
+            if requested or due:
+                started = now_ms()
+                try:
+                    run_once(self.settings, requested or trigger, self.runs)
+                except Busy:
+                    pass
+                if due:  # the interval counts from a run's start; a run asked for in between does not move it
+                    next_at = started + interval_ms
+                    trigger = "interval"
+                continue
+            time.sleep(POLL_SECS)
+
+
+def run_forever(settings: Settings, log_level: str = "INFO") -> None:
+    """The scheduler process of ``beaconlake up``."""
+    from beaconlake.logs import setup
+
+    setup(log_level)
+    scheduler = Scheduler(settings)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
+    os.nice(5)  # analytics can wait; acknowledging events cannot
+    log.info("scheduler: convert%s every %g min, first run in %g s",
+             " and analyze" if analyze_stage() else "", settings.schedule.convert_interval_mins,
+             settings.schedule.first_run_delay_secs)
+    scheduler.serve()

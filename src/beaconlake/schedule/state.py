@@ -1,0 +1,127 @@
+"""The scheduler's record of runs, in SQLite at ``<data_dir>/run/schedule.db``.
+
+The scheduler process writes it; collector workers read it for the Pipeline view. A run asked
+for from the dashboard is a file, ``<data_dir>/run/schedule/run-requested``, made by atomic
+rename and removed by the scheduler when it starts the run: a hand-off through disk that works
+from any worker process, and several clicks before the run starts make one run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    trigger TEXT NOT NULL,          -- interval / requested / startup / manual
+    started_at INTEGER NOT NULL,    -- ms epoch
+    finished_at INTEGER,
+    status TEXT NOT NULL,           -- running / ok / failed / interrupted
+    stage TEXT,                     -- convert / analyze: where it is, or where it failed
+    events INTEGER,                 -- rows the convert run wrote to the events table
+    new_files INTEGER,
+    analyze TEXT,                   -- the analyze run's summary (JSON), or why it did not run
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RunLog:
+    def __init__(self, run_dir: Path, keep_runs: int = 200) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = run_dir / "schedule.db"
+        self.request_path = run_dir / "schedule" / "run-requested"
+        self.keep_runs = keep_runs
+        # A connection per call: this is read by worker threads and written by another process.
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    # -- the scheduler's side ---------------------------------------------------------------
+
+    def start(self, run_id: str, trigger: str) -> None:
+        with self._db() as db:
+            db.execute("INSERT INTO runs (run_id, trigger, started_at, status, stage) VALUES (?, ?, ?, 'running', 'convert')",
+                       (run_id, trigger, now_ms()))
+
+    def update(self, run_id: str, **fields: Any) -> None:
+        if "analyze" in fields and not isinstance(fields["analyze"], (str, type(None))):
+            fields["analyze"] = json.dumps(fields["analyze"], default=str)
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self._db() as db:
+            db.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*fields.values(), run_id))
+
+    def finish(self, run_id: str, status: str, **fields: Any) -> None:
+        self.update(run_id, status=status, finished_at=now_ms(), **fields)
+        with self._db() as db:
+            db.execute("DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT ?)",
+                       (self.keep_runs,))
+
+    def interrupt_stale(self) -> int:
+        """Runs left 'running' by a scheduler that was killed: they will never finish."""
+        with self._db() as db:
+            cur = db.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, "
+                             "error = coalesce(error, 'the scheduler stopped during this run') WHERE status = 'running'",
+                             (now_ms(),))
+            return cur.rowcount
+
+    def set(self, key: str, value: Any) -> None:
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def take_request(self) -> str | None:
+        """The trigger of a pending dashboard request (and forget it), or None."""
+        try:
+            text = self.request_path.read_text()
+            self.request_path.unlink()
+        except FileNotFoundError:
+            return None
+        return text.strip() or "requested"
+
+    # -- readers ------------------------------------------------------------------------------
+
+    def request(self, who: str = "requested") -> None:
+        self.request_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.request_path.with_name(f".{os.getpid()}.tmp")
+        tmp.write_text(who)
+        os.replace(tmp, self.request_path)
+
+    def requested(self) -> bool:
+        return self.request_path.exists()
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM runs ORDER BY started_at DESC LIMIT ?", (limit,)).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            if d["analyze"]:
+                try:
+                    d["analyze"] = json.loads(d["analyze"])
+                except ValueError:
+                    pass
+            d["seconds"] = round((d["finished_at"] - d["started_at"]) / 1000, 3) if d["finished_at"] else None
+            out.append(d)
+        return out
+
+    def get(self, run_id: str) -> dict[str, Any]:
+        return next(r for r in self.runs(self.keep_runs) if r["run_id"] == run_id)
+
+    def state(self) -> dict[str, Any]:
+        with self._db() as db:
+            return {r["key"]: json.loads(r["value"]) for r in db.execute("SELECT key, value FROM state")}

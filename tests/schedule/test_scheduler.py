@@ -1,0 +1,123 @@
+"""The scheduler: runs on the interval and on request, never two at once, every outcome recorded
+(a failing run's error included), against a real raw lake and real convert runs."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from convert.rawlake import MIN, event, ms, write_raw
+from support import free_port, write_config
+
+from beaconlake import config
+from beaconlake.schedule.run import Busy, Scheduler, _Lock, run_once
+from beaconlake.schedule.state import RunLog
+
+
+def _settings(tmp_path: Path, **schedule) -> config.Settings:
+    return config.load(write_config(tmp_path, free_port(), {"schedule": schedule} if schedule else None))
+
+
+def _lake(settings: config.Settings) -> Path:
+    return Path(settings.storage.root)
+
+
+def _visit(anon: str, start: int, n: int = 3) -> list[dict]:
+    return [event(anon, start + i * MIN, tenant="demo", url=f"https://shop.example/p{i}") for i in range(n)]
+
+
+def test_a_run_converts_and_records_its_outcome(tmp_path):
+    settings = _settings(tmp_path)
+    write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")) + _visit("a2", ms("2026-03-01T11:00:00")))
+    record = run_once(settings, "manual")
+    assert record["status"] == "ok", record
+    assert record["events"] == 6 and record["new_files"] == 1
+    assert record["trigger"] == "manual" and record["seconds"] > 0 and record["error"] is None
+    # nothing new: the next run converts nothing, and is recorded too
+    again = run_once(settings, "manual")
+    assert (again["status"], again["events"], again["new_files"]) == ("ok", 0, 0)
+    assert [r["run_id"] for r in RunLog(settings.run_path).runs()] == [again["run_id"], record["run_id"]]
+
+
+def test_a_failing_run_records_its_error_and_the_next_one_recovers(tmp_path):
+    settings = _settings(tmp_path)
+    write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
+    bad = _lake(settings) / "raw/tenant=demo/level=mid/year=2026/month=03/day=01/broken.parquet"
+    bad.write_bytes(b"this is not parquet")
+    failed = run_once(settings, "manual")
+    assert failed["status"] == "failed" and failed["stage"] == "convert"
+    assert "broken.parquet" in failed["error"] or "parquet" in failed["error"].lower(), failed["error"]
+    assert failed["finished_at"] is not None
+    bad.unlink()
+    ok = run_once(settings, "manual")
+    assert ok["status"] == "ok" and ok["events"] == 3
+
+
+def test_no_two_runs_at_once(tmp_path):
+    settings = _settings(tmp_path)
+    held = _Lock(settings.run_path / "schedule.lock")  # a run in progress elsewhere
+    try:
+        with pytest.raises(Busy):
+            run_once(settings, "requested")
+    finally:
+        held.release()
+    refused = RunLog(settings.run_path).runs(1)[0]
+    assert refused["status"] == "refused" and "never overlap" in refused["error"]
+    assert run_once(settings, "requested")["status"] == "ok"  # and once it is free, runs go on
+
+
+def _serve(settings: config.Settings) -> tuple[Scheduler, threading.Thread]:
+    s = Scheduler(settings)
+    t = threading.Thread(target=s.serve, daemon=True)
+    t.start()
+    return s, t
+
+
+def _wait_runs(runs: RunLog, done: int, timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        finished = [r for r in runs.runs() if r["status"] != "running"]
+        if len(finished) >= done:
+            return finished
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {done} finished runs after {timeout} s: {runs.runs()}")
+
+
+def test_runs_on_the_interval(tmp_path):
+    settings = _settings(tmp_path, convert_interval_mins=0.03, first_run_delay_secs=0)  # every 1.8 s
+    write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
+    s, t = _serve(settings)
+    try:
+        runs = _wait_runs(s.runs, 2, 30)
+    finally:
+        s.stop()
+        t.join(30)
+    first, second = runs[-1], runs[-2]
+    assert (first["trigger"], second["trigger"]) == ("startup", "interval")
+    assert first["events"] == 3 and second["events"] == 0
+    # the interval counts from a run's start
+    assert second["started_at"] - first["started_at"] >= 0.03 * 60_000 - 50
+    assert s.runs.state()["interval_mins"] == 0.03
+
+
+def test_runs_on_request_even_with_the_interval_off(tmp_path):
+    settings = _settings(tmp_path, enabled=False, first_run_delay_secs=0)
+    write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
+    s, t = _serve(settings)
+    try:
+        time.sleep(1.2)
+        assert s.runs.runs() == []  # the interval is off: nothing runs by itself
+        RunLog(settings.run_path).request("requested (demo)")  # what the dashboard's button does
+        runs = _wait_runs(s.runs, 1, 30)
+    finally:
+        s.stop()
+        t.join(30)
+    assert runs[0]["trigger"] == "requested (demo)" and runs[0]["status"] == "ok" and runs[0]["events"] == 3
+    assert not s.runs.requested()  # the request was taken
+
+
+def test_interval_outside_its_limits_is_a_config_error(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"schedule.convert_interval_mins = 0.0: must be between 0.01 and 1440"):
+        _settings(tmp_path, convert_interval_mins=0)
