@@ -1,6 +1,6 @@
 """``beaconlake demo``: a living pipeline on a sample shop, in one command.
 
-    beaconlake demo [--dir ./beaconlake-demo] [--port 8080] [--people 150] [--days 7]
+    beaconlake demo [--dir ./beaconlake-demo] [--port 8080] [--people 150] [--days 28]
                     [--browsers 3] [--interval-mins 1] [--duration SECS]
 
 Writes a config with a demo tenant in ``--dir`` (kept between runs), starts ``beaconlake up`` on
@@ -194,7 +194,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=_positive(int, 1), default=8080, help="collector and dashboard port (default 8080)")
     p.add_argument("--site-port", type=_positive(int, 1), help="the shop's port (default: --port + 1)")
     p.add_argument("--people", type=_positive(int, 1), default=150, help="simulated people (default 150)")
-    p.add_argument("--days", type=_positive(int, 1), default=7, help="days of simulated history (default 7)")
+    p.add_argument("--days", type=_positive(int, 1), default=28, help="days of simulated history (default 28: enough history to train the propensity model)")
     p.add_argument("--seed", type=int, default=7, help="simulation seed (default 7)")
     p.add_argument("--browsers", type=_positive(int, 0), default=3, help="real headless Chromium visitors (default 3; 0: none)")
     p.add_argument("--interval-mins", type=_positive(float, 0.01), default=1.0,
