@@ -3,6 +3,7 @@ every table, the scheduler's runs are recorded, and profiles appear (when analyz
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -28,14 +29,14 @@ def test_demo_fills_every_table(tmp_path):
     folder = tmp_path / "demo"
     proc = subprocess.Popen(
         [sys.executable, "-m", "beaconlake.cli", "demo", "--dir", str(folder), "--port", str(port), "--site-port", str(site_port),
-         "--people", "30", "--days", "2", "--browsers", "1", "--interval-mins", "0.1", "--live-every-secs", "0.5",
-         "--duration", "35"],
+         "--people", "30", "--days", "2", "--browsers", "1", "--interval-mins", "0.1", "--live-every-secs", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     profiles = 0
     try:
-        deadline = time.monotonic() + 60
+        started = time.monotonic()
         read_key = None
-        while proc.poll() is None and time.monotonic() < deadline:
+        # run for 35 s (60 s at most while no profile is there yet), then stop it like a service manager would
+        while proc.poll() is None and time.monotonic() - started < (35 if profiles else 60):
             time.sleep(1)
             cfg = folder / "beaconlake.toml"
             if read_key is None and cfg.exists():
@@ -46,11 +47,14 @@ def test_demo_fills_every_table(tmp_path):
                     profiles = r.json()["total"] if r.status_code == 200 else 0
                 except httpx.HTTPError:
                     pass
+        proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out
+    with pytest.raises(httpx.ConnectError):  # the SIGTERM reached `up` too: nothing left listening
+        httpx.get(f"http://127.0.0.1:{port}/healthz")
     settings = config.load(folder / "beaconlake.toml")
     assert f"dashboard   http://127.0.0.1:{port}/" in out and f"read key    {read_key}" in out
 

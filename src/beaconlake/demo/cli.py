@@ -114,6 +114,10 @@ def _request_run(url: str, read_key: str) -> None:
         json.loads(r.read())
 
 
+def _interrupt(signum: int, _frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from beaconlake.demo import browsers, drive
     from beaconlake.demo.site import CATEGORIES, ShopSite
@@ -135,6 +139,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     stop = threading.Event()
     site = None
+    # `up` runs in a session of its own (a terminal's Ctrl-C must not reach it before the
+    # visitors stop), so a SIGTERM or SIGHUP to the demo has to come down the same way as Ctrl-C
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     try:
         _wait_ready(url, proc)
         site = ShopSite("127.0.0.1", site_port, url, tenant.write_key).start()
