@@ -12,9 +12,9 @@ from convert_lake import Lake, tenant
 from rawlake import DAY, HOUR, MIN, event, ms, write_raw
 from scenarios import random_events
 
-from beaconlake.convert import run
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
+from beaconlake.locks import RunLock
 
 KEYS = {"events": ("tenant", "event_id"), "sessions": ("tenant", "session_id"),
         "pageviews": ("tenant", "page_view_id"), "high_level_events": ("tenant", "event_id")}
@@ -160,7 +160,7 @@ def test_full_rebuild_gives_the_same_tables(duck):
 
 def test_two_runs_at_once_are_refused(duck):
     write_raw(duck.lake, [event("a", ms("2026-03-10T10:00:00"))])
-    lock = run._Lock(duck.root / "run" / "convert.lock")
+    lock = RunLock(duck.root / "run" / "convert.lock", RuntimeError)  # another process's run
     try:
         with pytest.raises(ConvertError, match="another convert run"):
             duck.convert()

@@ -12,7 +12,8 @@ from convert.rawlake import MIN, event, ms, write_raw
 from support import free_port, write_config
 
 from beaconlake import config
-from beaconlake.schedule.run import Busy, Scheduler, _Lock, run_once
+from beaconlake.locks import RunLock
+from beaconlake.schedule.run import Busy, Scheduler, run_once
 from beaconlake.schedule.state import RunLog
 
 
@@ -57,7 +58,7 @@ def test_a_failing_run_records_its_error_and_the_next_one_recovers(tmp_path):
 
 def test_no_two_runs_at_once(tmp_path):
     settings = _settings(tmp_path)
-    held = _Lock(settings.run_path / "schedule.lock")  # a run in progress elsewhere
+    held = RunLock(settings.run_path / "schedule.lock", Busy)  # a run in progress elsewhere
     try:
         with pytest.raises(Busy):
             run_once(settings, "requested")

@@ -9,7 +9,6 @@ days, redoing one never duplicates rows.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import shutil
 import time
@@ -34,6 +33,7 @@ from beaconlake.convert.settings import (
     sections_of,
 )
 from beaconlake.convert.tables import EVENTS
+from beaconlake.locks import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,6 @@ Sections = tuple[ConvertSettings, EngineSettings, CatalogSettings]
 def open_store(settings: Settings, sections: Sections | None = None) -> TableStore:
     convert, _engine, catalog = sections or sections_of(settings)
     return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace)
-
-
-class _Lock:
-    """One convert run per data folder at a time (the catalog also refuses conflicting commits)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "w")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise ConvertError(f"another convert run holds {path}; wait for it to finish") from None
-
-    def release(self) -> None:
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
 
 
 def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]], late_hours: int) -> list[RawFile]:
@@ -105,7 +88,9 @@ def convert(
     convert_settings, engine_settings, _ = sections
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     run_dir = Path(settings.data_dir) / "run"
-    lock = _Lock(run_dir / "convert.lock")
+    # one convert run per data folder at a time (the catalog also refuses conflicting commits)
+    lock = RunLock(run_dir / "convert.lock", lambda path: ConvertError(
+        f"another convert run holds {path}; wait for it to finish"))
     staging = run_dir / "convert-staging" / run_id
     try:
         store = open_store(settings, sections)

@@ -10,7 +10,6 @@ parallel. Convert's own lock also keeps ``beaconlake convert`` from the command 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import importlib
 import importlib.util
 import logging
@@ -20,12 +19,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from beaconlake.config import Settings
+from beaconlake.locks import RunLock
 from beaconlake.schedule.state import RunLog, now_ms
 
 log = logging.getLogger("beaconlake.schedule")
@@ -61,21 +60,6 @@ def _summary(obj: Any) -> Any:
         return str(obj)
 
 
-class _Lock:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(path, "w")  # noqa: SIM115 - held for the run
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.file.close()
-            raise Busy(f"another run holds {path}") from None
-
-    def release(self) -> None:
-        fcntl.flock(self.file, fcntl.LOCK_UN)
-        self.file.close()
-
-
 def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None) -> dict[str, Any]:
     """Convert, then analyze; record the outcome. Returns the run's record. Raises Busy (after
     recording the refusal) when another run is going on."""
@@ -84,7 +68,7 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     runs = runs or RunLog(settings.run_path, settings.schedule.keep_runs)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     try:
-        lock = _Lock(settings.run_path / "schedule.lock")
+        lock = RunLock(settings.run_path / "schedule.lock", lambda path: Busy(f"another run holds {path}"))
     except Busy as exc:
         runs.start(run_id, trigger)
         runs.finish(run_id, "refused", stage=None, error=f"{exc}: runs never overlap; this one was not started")
