@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -25,7 +25,7 @@ from beaconlake.ingest import spool
 from beaconlake.schedule.run import analyze_installed
 from beaconlake.schedule.state import RunLog
 from beaconlake.serve import params
-from beaconlake.serve.api import ReadApi, Unauthorized
+from beaconlake.serve.api import ReadApi, guarded
 from beaconlake.serve.params import BadParam
 from beaconlake.telemetry import Metrics
 
@@ -83,19 +83,7 @@ class Dashboard:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
     def _guard(self, handler: Any) -> Any:
-        handler = _timed(handler)
-
-        async def endpoint(request: Request) -> Response:
-            try:
-                tenant = self.auth.tenant(request)
-                return JSONResponse(await handler(request, tenant), headers={"cache-control": "no-store"})
-            except Unauthorized as exc:
-                return JSONResponse({"error": str(exc), "reason": "unauthorized"}, status_code=401,
-                                    headers={"www-authenticate": 'Bearer realm="beaconlake"'})
-            except BadParam as exc:
-                return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param}, status_code=400)
-
-        return endpoint
+        return guarded(self.auth.tenant, _timed(handler), headers={"cache-control": "no-store"})
 
     def _range(self, request: Request, default_days: int) -> tuple[int, int, str]:
         q = request.query_params

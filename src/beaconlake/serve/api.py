@@ -9,6 +9,7 @@ is allowed.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,30 @@ MAX_LIMIT = 1000
 
 class Unauthorized(Exception):
     pass
+
+
+class NotFound(Exception):
+    pass
+
+
+def guarded(tenant_of: Callable[[Request], TenantSettings], handler: Any, headers: dict[str, str] | None = None) -> Any:
+    """A route endpoint that finds the tenant from the read key, then answers ``handler(request,
+    tenant)`` as JSON (or as the Response it returns): 401, 400 naming the parameter, or 404."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            tenant = tenant_of(request)
+            result = await handler(request, tenant)
+            return result if isinstance(result, Response) else JSONResponse(result, headers=headers)
+        except Unauthorized as exc:
+            return JSONResponse({"error": str(exc), "reason": "unauthorized"}, status_code=401,
+                                headers={"www-authenticate": 'Bearer realm="beaconlake"'})
+        except BadParam as exc:
+            return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param}, status_code=400)
+        except NotFound as exc:
+            return JSONResponse({"error": str(exc), "reason": "not_found"}, status_code=404)
+
+    return endpoint
 
 
 def iso(ms: int) -> str:
@@ -64,18 +89,7 @@ class ReadApi:
         raise Unauthorized("unknown read key; use the tenant's read_key (the write key cannot read)")
 
     def _guard(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            try:
-                tenant = self.tenant(request)
-                return JSONResponse(await handler(request, tenant))
-            except Unauthorized as exc:
-                return JSONResponse({"error": str(exc), "reason": "unauthorized"}, status_code=401,
-                                    headers={"www-authenticate": 'Bearer realm="beaconlake"'})
-            except BadParam as exc:
-                return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param},
-                                    status_code=400)
-
-        return endpoint
+        return guarded(self.tenant, handler)
 
     async def stats(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         q = request.query_params

@@ -13,14 +13,14 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from beaconlake.backends.profiles import TRAITS, ProfileStore, Search, open_profiles
 from beaconlake.backends.profiles.base import SORT_KEYS
 from beaconlake.config import Settings, TenantSettings
 from beaconlake.serve import params
-from beaconlake.serve.api import ReadApi, Unauthorized
+from beaconlake.serve.api import NotFound, ReadApi
 from beaconlake.serve.params import BadParam
 
 MAX_LIMIT = 1000
@@ -28,10 +28,6 @@ MAX_OFFSET = 100_000
 MAX_Q = 200
 _TRAIT = re.compile(r"^([a-z_]+)\s*(>=|<=|>|<|=)\s*([0-9]*\.?[0-9]+)$")
 _SEGMENT = re.compile(r"^s[0-9]{1,3}$")
-
-
-class NotFound(Exception):
-    pass
 
 
 class ProfilesApi(ReadApi):
@@ -59,23 +55,6 @@ class ProfilesApi(ReadApi):
             Route("/v1/profiles/{person_id}", self._guard(self.profile)),
             Route("/v1/segments", self._guard(self.segments)),
         ]
-
-    def _guard(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            try:
-                tenant = self.tenant(request)
-                result = await handler(request, tenant)
-                return result if isinstance(result, Response) else JSONResponse(result)
-            except Unauthorized as exc:
-                return JSONResponse({"error": str(exc), "reason": "unauthorized"}, status_code=401,
-                                    headers={"www-authenticate": 'Bearer realm="beaconlake"'})
-            except BadParam as exc:
-                return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param},
-                                    status_code=400)
-            except NotFound as exc:
-                return JSONResponse({"error": str(exc), "reason": "not_found"}, status_code=404)
-
-        return endpoint
 
     async def profile(self, request: Request, tenant: TenantSettings) -> Response:
         person_id = request.path_params["person_id"]
