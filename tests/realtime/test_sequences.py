@@ -3,6 +3,8 @@
 import msgspec
 
 from beaconlake import config
+from beaconlake.config import Predicate
+from beaconlake.realtime.predicates import compile_test, test
 from beaconlake.realtime.sequences import Detector, Seen
 
 T0 = 1_764_230_400_000
@@ -190,3 +192,16 @@ def test_eq_is_json_equality_numbers_but_not_booleans():
     p.ev("add_to_cart", 1, qty="1")  # nor is "1"
     b = p.ev("add_to_cart", 2, qty=1.0)  # but 1.0 is
     assert due(det, 100) == [("one", [b])]
+
+
+def test_compiled_predicates_agree_with_the_reference_test():
+    values = [None, 0, 1, 1.0, 2.5, -3, True, False, "", "sale", "sale/boots", "10", [1], {"a": 1}, float("nan")]
+    for op in ("eq", "ne", "in", "prefix", "gte", "gt", "lte", "lt", "exists"):
+        for x in (1, 2.5, 0, "sale", True, [1, "sale"]):
+            if op == "exists":
+                p = Predicate(field="props.x", op=op)
+            else:
+                p = Predicate(field="props.x", op=op, value=x)
+            compiled = compile_test(p)
+            for v in values:
+                assert compiled(v) == test(v, p), (op, x, v)

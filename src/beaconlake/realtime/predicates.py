@@ -7,6 +7,7 @@ op but ``ne`` is false. Equality is JSON equality: ``1`` equals ``1.0`` but not 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from beaconlake.config import Predicate, SequenceNegation, SequenceStep
@@ -58,6 +59,26 @@ def test(v: Any, p: Predicate) -> bool:
     if op == "lte":
         return v <= x
     return v < x
+
+
+_NUMBER_TYPES = (int, float)  # exact types: JSON decoding makes no subclasses, and bool is not a number here
+
+
+def compile_test(p: Predicate) -> Callable[[Any], bool]:
+    """``test`` for one predicate as a function of the value: the comparisons with a number and
+    ``prefix`` skip the dispatch on the op, which matters on the detector's per-event path."""
+    op, x = p.op, p.value
+    if op in ("gte", "gt", "lte", "lt") and _number(x):
+        if op == "gte":
+            return lambda v: type(v) in _NUMBER_TYPES and v >= x
+        if op == "gt":
+            return lambda v: type(v) in _NUMBER_TYPES and v > x
+        if op == "lte":
+            return lambda v: type(v) in _NUMBER_TYPES and v <= x
+        return lambda v: type(v) in _NUMBER_TYPES and v < x
+    if op == "prefix" and isinstance(x, str):
+        return lambda v: type(v) is str and v.startswith(x)
+    return lambda v: test(v, p)
 
 
 def fields_read(step: SequenceStep | SequenceNegation) -> set[str]:

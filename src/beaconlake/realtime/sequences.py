@@ -30,10 +30,10 @@ import msgspec
 from beaconlake.config import SequenceDefinition, TenantSettings
 from beaconlake.realtime.predicates import (
     compile_fields,
+    compile_test,
     extract,
     fields_read,
     json_eq,
-    test,
 )
 
 MATCH_NAMESPACE = uuid.UUID("0e9d51a6-8a4c-4d55-9f0e-7f3d3c6c2b11")
@@ -123,7 +123,9 @@ class _Rules:
         self.defs = defs
         self.names: set[str] = set()
         self.fields: set[str] = set()
-        self.by_last: dict[str, list[tuple[int, SequenceDefinition]]] = {}
+        # last step's event name -> (definition number, definition, the last step's key, the keys
+        # of the steps before it): a subset test in C rules most definitions out
+        self.by_last: dict[str, list[tuple[int, SequenceDefinition, int, frozenset[int]]]] = {}
         self.negations: dict[str, dict[str, int]] = {}  # event name -> definition name -> number
         # event name -> its distinct predicates, and (step key, the predicates it needs): a
         # predicate many definitions share is tested once per event
@@ -145,7 +147,9 @@ class _Rules:
                         preds.append(pr)
                     need.append(preds.index(pr))
                 self.steps.setdefault(s.name, []).append((di * 32 + si, tuple(sorted(set(need)))))
-            self.by_last.setdefault(q.steps[-1].name, []).append((di, q))
+            n = len(q.steps)
+            self.by_last.setdefault(q.steps[-1].name, []).append(
+                (di, q, di * 32 + n - 1, frozenset(di * 32 + k for k in range(n - 1))))
             if q.not_followed_by:
                 self.negations.setdefault(q.not_followed_by.name, {})[q.name] = di
                 neg = q.not_followed_by.within_secs
@@ -154,7 +158,8 @@ class _Rules:
 
         # eq predicates on one field with scalar values: one dict lookup instead of one test each
         self.eq_index: dict[str, list[tuple[str, dict[Any, list[int]]]]] = {}
-        self.tested: dict[str, list[int]] = {}  # the predicates the lookup does not cover
+        # the predicates the lookup does not cover: (number, field, compiled test)
+        self.tested: dict[str, list[tuple[int, str, Any]]] = {}
         for name, preds in self.preds.items():
             by_field: dict[str, dict[Any, list[int]]] = {}
             rest = []
@@ -164,7 +169,7 @@ class _Rules:
                 else:
                     rest.append(i)
             self.eq_index[name] = list(by_field.items())
-            self.tested[name] = rest
+            self.tested[name] = [(i, preds[i].field, compile_test(preds[i])) for i in rest]
         for name, steps in self.steps.items():
             by_need: dict[tuple[int, ...], set[int]] = {}
             for key, need in steps:
@@ -179,8 +184,8 @@ class _Rules:
         f = e.f
         preds = self.preds[e.name]
         ok = [False] * len(preds)
-        for i in self.tested[e.name]:
-            ok[i] = test(f.get(preds[i].field), preds[i])
+        for i, field, passes in self.tested[e.name]:
+            ok[i] = passes(f.get(field))
         for field, by_value in self.eq_index[e.name]:
             v = f.get(field)
             # JSON equality: 1 == 1.0, but true is no number
@@ -289,19 +294,17 @@ class Detector:
             pos = max(0, pos - drop)
         if e.t >= h[-1].t:
             person.session_id = ev.session_id
+        before: set[int] = set()  # every step some event before h[li] fits: most definitions fail here
+        for x in h[:pos]:
+            before |= x.m
         for li in range(pos, len(h)):
             candidates = rules.by_last.get(h[li].name)
-            if not candidates:
-                continue
-            marks = h[li].m
-            before: set[int] = set()  # every step some earlier event fits: most definitions fail here
-            for x in h[:li]:
-                before |= x.m
-            for di, q in candidates:
-                base = di * 32
-                n = len(q.steps)
-                if base + n - 1 in marks and all(base + k in before for k in range(n - 1)):
-                    self._try(ts, q, di, person, ev.anonymous_id, li)
+            if candidates:
+                marks = h[li].m
+                for di, q, last_key, need in candidates:
+                    if last_key in marks and need <= before:
+                        self._try(ts, q, di, person, ev.anonymous_id, li)
+            before |= h[li].m
 
     def _try(self, ts: TenantState, q: SequenceDefinition, di: int, person: Person, anon: str, li: int) -> None:
         h = person.h
