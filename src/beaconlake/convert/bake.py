@@ -5,11 +5,16 @@ Intermediate results, materialized by the driver in this order:
 ``sess0``  one row per session of the context, from ``ev``
 ``pv``     one row per page view (its page_view event plus what happened on the page)
 ``sess``   sessions with their page view figures, stitched user and ``session_index``
+``evk``    per event of the rewritten days: its ``_row_key`` and session (id, index, stitched user)
 
 ``stored_sessions`` (a few columns of the sessions table as committed) and ``identities`` are
 views the driver registers. Output queries cover a range of days (the batch's rewritten days
 [r0, r1), or one of them); ``raw_r`` (the raw files of those days, with ``_row_key``) supplies the
 wide columns of the events, which never went through the sorts.
+
+Output queries put the wide side first and the narrow side it is joined with last (``FROM raw r
+JOIN evk``): an engine that plans joins as written (DuckDB's writes do) then streams the wide raw
+rows through a small hash table of the narrow one, in raw order, instead of copying them into one.
 """
 
 from __future__ import annotations
@@ -145,8 +150,20 @@ LEFT JOIN pv_stats v ON v.session_id = r.session_id
 """
 
 
+def event_keys_sql(b: Bounds, d: Dialect) -> str:
+    """``evk``: what the events table takes from the sessionization, per event of the rewritten
+    days (deduplicated: a dropped copy has no row), keyed by ``_row_key``. One narrow join of
+    ``ev`` with ``sess`` for the batch, so the per-day writes join the raw rows to this alone."""
+    return f"""
+SELECT e._row_key, e.event_ts, e.level, s.session_id, s.session_index, s.stitched_user
+FROM ev e JOIN sess s ON {_join_session()}
+WHERE {_day('e.event_ts', b.r0, b.r1)}
+"""
+
+
 def events_out_sql(b: Bounds, d: Dialect, lo: int, hi: int, raw: str, promoted: list[Promoted]) -> str:
-    """The events of days [lo, hi): raw columns from the view ``raw`` joined back on ``_row_key``."""
+    """The events of days [lo, hi): raw columns from the view ``raw`` joined back on ``_row_key``
+    to their session (``evk``)."""
     ts = d.timestamp_ms
     extra = "".join(f",\n  {select_expr(p, b.tenant, d, 'r.props', 'r.')} AS {p.column}" for p in promoted)
     return f"""
@@ -158,8 +175,8 @@ SELECT r.tenant, r.event_id, r.level, r.name, {ts('r.event_ts')} AS event_ts, {d
   r.ip, r.user_agent, r.ua_browser, r.ua_browser_version, r.ua_os, r.ua_os_version, r.ua_device,
   r.is_bot, r.segment{extra}
 FROM {raw} r
-JOIN (SELECT * FROM ev WHERE {_day('event_ts', lo, hi)}) e ON e._row_key = r._row_key
-JOIN sess s ON {_join_session()}
+JOIN (SELECT _row_key, session_id, session_index, stitched_user FROM evk WHERE {_day('event_ts', lo, hi)}) s
+  ON s._row_key = r._row_key
 WHERE {_day('r.event_ts', lo, hi)}
 """
 
@@ -172,8 +189,8 @@ SELECT r.tenant, r.event_id, r.name, {ts('r.event_ts')} AS event_ts, {d.date_ms(
   {d.json_text('r.props', 'definition')} AS definition, {d.json_text('r.props', 'source')} AS source,
   {d.json_text_list('r.props', 'matched_event_ids')} AS matched_event_ids, r.url, r.props
 FROM {raw} r
-JOIN (SELECT * FROM ev WHERE level = 'high' AND {_day('event_ts', lo, hi)}) e ON e._row_key = r._row_key
-JOIN sess s ON {_join_session()}
+JOIN (SELECT _row_key, session_id, session_index, stitched_user FROM evk
+      WHERE level = 'high' AND {_day('event_ts', lo, hi)}) s ON s._row_key = r._row_key
 WHERE r.level = 'high' AND {_day('r.event_ts', lo, hi)}
 """
 
@@ -197,16 +214,18 @@ WHERE {_day('start_ms', lo, hi)}
 
 
 def pageviews_out_sql(b: Bounds, d: Dialect, lo: int, hi: int) -> str:
+    """The page views of days [lo, hi). Their stitched user is their session's, which is the
+    identity map's user for the anonymous id: looked up there (small) rather than in ``sess``."""
     ts = d.timestamp_ms
     return f"""
-SELECT '{_esc(b.tenant)}' AS tenant, p.page_view_id, p.session_id, p.anonymous_id, s.stitched_user,
+SELECT '{_esc(b.tenant)}' AS tenant, p.page_view_id, p.session_id, p.anonymous_id, i.user_id AS stitched_user,
   CAST(p.view_index AS INT) AS view_index, {ts('p.view_ms')} AS view_ts, {d.date_ms('p.view_ms')} AS view_date,
   p.url, {_path('p.url')} AS path, p.title, p.referrer,
   p.engaged_ms, p.max_scroll_pct, p.time_to_first_interaction_ms,
   CAST(p.clicks AS INT) AS clicks, CAST(p.rage_clicks AS INT) AS rage_clicks,
   p.duration_ms, p.left_page
 FROM pv p
-JOIN sess s ON s.session_id = p.session_id
+LEFT JOIN identities i ON i.anonymous_id = p.anonymous_id
 WHERE {_day('p.view_ms', lo, hi)}
 """
 
@@ -235,13 +254,21 @@ WHERE n.next_index <> m.last_index + 1
 """
 
 
+def new_identities_sql() -> str:
+    """``new_obs``: the (anonymous id, user id) pairs of this run's new files (``new_ids``), with
+    when each was first and last seen; no rows when they carry no user id."""
+    return """
+SELECT anonymous_id, user_id, min(event_ts) AS first_ms, max(event_ts) AS last_ms
+FROM new_ids WHERE user_id IS NOT NULL GROUP BY anonymous_id, user_id
+"""
+
+
 def identities_sql(d: Dialect) -> str:
     """The identity map after this run: per anonymous id, the user id of its latest identified
-    event (``new_ids``: this run's new files; ``identities``: the committed map)."""
+    event (``new_obs``: from this run's new files; ``identities``: the committed map)."""
     return f"""
 WITH obs AS (
-  SELECT anonymous_id, user_id, min(event_ts) AS first_ms, max(event_ts) AS last_ms
-  FROM new_ids WHERE user_id IS NOT NULL GROUP BY anonymous_id, user_id
+  SELECT anonymous_id, user_id, first_ms, last_ms FROM new_obs
   UNION ALL
   SELECT anonymous_id, user_id, {d.epoch_ms('first_identified_ts')}, {d.epoch_ms('identified_ts')} FROM identities
 ),

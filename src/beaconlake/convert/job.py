@@ -107,12 +107,12 @@ class TenantJob:
         # --full forgets the committed map: it is rebuilt from every raw file
         self._stored_view("identities", tables.IDENTITIES, [] if self.ctx.full else None)
         self.e.read_parquet("new_ids", self.paths(self.new), ID_SCHEMA)
+        seen = self.e.materialize("new_obs", bake.new_identities_sql())  # one read of the new files
         merged = self.e.query(bake.identities_sql(self.d))
-        seen = self.e.query("SELECT count(*) AS n FROM new_ids WHERE user_id IS NOT NULL").column(0)[0].as_py()
         if seen or self.ctx.full:
             data = merged.add_column(0, "tenant", pa.array([self.tenant] * merged.num_rows, pa.string()))
             self.ctx.store.replace_tenant(tables.IDENTITIES, self.tenant, data, self.ctx.run_id)
-        self.e.drop("new_ids", "identities")
+        self.e.drop("new_ids", "new_obs", "identities")
         self.e.register_arrow("identities", merged)
 
     def _stored_view(self, view: str, tdef: tables.TableDef, paths: list[str] | None = None, columns=None) -> None:
@@ -160,12 +160,12 @@ class TenantJob:
         for row in self.e.query(bake.renumber_sql(b, self.d)).to_pylist():
             later |= self._with_neighbours(ms_day(row["day_no"] * DAY_MS), back=False)
 
-        count = f"SELECT count(*) AS n FROM ev WHERE event_ts >= {b.r0} AND event_ts < {b.r1}"
-        events = self.e.query(count).column(0)[0].as_py()
+        events = self.e.materialize("evk", bake.event_keys_sql(b, self.d))
+        self.e.drop("ev")  # evk has what the writes need
         self._write_and_commit(b, days, context)
         batch_files = [f for f in self.new if days[0] <= f.day <= days[-1]]
         self._record(batch_files)
-        self.e.drop("raw", "batch_anons", "dups", "ev", "sess0", "pv", "sess", "stored_sessions", *self._day_views)
+        self.e.drop("raw", "batch_anons", "dups", "evk", "sess0", "pv", "sess", "stored_sessions", *self._day_views)
         self.ctx.counts["batches"] += 1
         self.ctx.counts["days"] += len(days)
         self.ctx.counts["events"] += events
@@ -182,9 +182,10 @@ class TenantJob:
         self.e.materialize("batch_anons", sessionize.batch_anons_sql(b))
         self.e.materialize("dups", sessionize.dups_sql(b, self.d))
         self.e.materialize("slim", sessionize.slim_sql(b, self.d))
+        self.e.materialize("dropped", sessionize.dropped_sql(b, self.d))
         self.e.materialize("win", sessionize.windows_sql(b, self.d))
         self.e.materialize("ev", sessionize.events_sql(b, self.d))
-        self.e.drop("win", "slim")  # ev has what the rest needs
+        self.e.drop("win", "slim", "dropped")  # ev has what the rest needs
         self.e.materialize("sess0", bake.sessions0_sql(b, self.d))
         return context
 
@@ -206,9 +207,11 @@ class TenantJob:
     def _write_and_commit(self, b: Bounds, days: list[date], context: list[RawFile]) -> None:
         """Write the batch's days, then commit table by table.
 
-        Each table gets one query for all the days, and one per day for engines that write
-        partition by partition; the per-day queries read only that day's raw files (their row
-        keys line up with the batch's, since ``context`` is ordered by day)."""
+        Each table gets one query for all the days. The tables read from raw files (events, high
+        level events) also get one per day, for engines that write partition by partition: the
+        per-day queries read only that day's raw files (their row keys line up with the batch's,
+        since ``context`` is ordered by day). Sessions and page views are small and come from
+        materialized results: one partitioned write does them faster than a write per day."""
         days = [d for d in days if any(f.day == d for f in context)]  # days without raw data stay empty
         index = {f.key: i for i, f in enumerate(context)}
 
@@ -225,7 +228,7 @@ class TenantJob:
             tables.SESSIONS.name: bake.sessions_out_sql(b, self.d, b.r0, b.r1),
             tables.PAGEVIEWS.name: bake.pageviews_out_sql(b, self.d, b.r0, b.r1),
         }
-        parts: dict[str, list] = {t.name: [] for t in tables.BAKED}
+        parts: dict[str, list] = {tables.EVENTS.name: [], tables.HIGH_LEVEL_EVENTS.name: []}
         for i, day in enumerate(days):
             lo, hi, where = day_ms(day), day_ms(day) + DAY_MS, (self.tenant, day.isoformat())
             raw = view(f"raw_d{i}", [f for f in context if f.day == day])
@@ -234,14 +237,12 @@ class TenantJob:
             if highs:
                 high = view(f"high_d{i}", highs)
                 parts[tables.HIGH_LEVEL_EVENTS.name].append((where, bake.high_level_out_sql(b, self.d, lo, hi, high)))
-            parts[tables.SESSIONS.name].append((where, bake.sessions_out_sql(b, self.d, lo, hi)))
-            parts[tables.PAGEVIEWS.name].append((where, bake.pageviews_out_sql(b, self.d, lo, hi)))
         written = {}
         for tdef in tables.BAKED:
             folder = os.path.join(self.ctx.staging, tdef.name)
             written[tdef.name] = self.e.write_parquet(
                 whole[tdef.name], folder, ["tenant", tdef.date_column], self.ctx.convert.target_file_mb,
-                parts=parts[tdef.name])
+                parts=parts.get(tdef.name))
         # one commit per table; the converted-files record comes last, so a crash in between
         # means the batch is simply redone by the next run
         for tdef in tables.BAKED:

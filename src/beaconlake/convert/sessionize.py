@@ -91,46 +91,57 @@ COLUMNS = ("_row_key", "event_id", "anonymous_id", "event_ts", "name", "level", 
            "ua_os", "url", "title", "referrer", "props", "context")
 
 
-def _clean(b: Bounds, d: Dialect) -> str:
-    """The batch's rows, each event once (a CTE: every statement reads only the columns it uses)."""
-    cols = ", ".join("r." + c for c in COLUMNS)
-    dup_order = ", ".join("r." + c.strip() for c in DUP_ORDER.split(","))
-    return f"""
-batch AS {d.inline_cte()} ({batch_rows(b, cols + ', r.received_at, r.segment, r.client_ts, ' + d.hash64('r.event_id') + ' AS h')}
-),
-clean AS (
-  SELECT {cols} FROM batch r LEFT JOIN dups x ON x.h = r.h WHERE x.h IS NULL
-  UNION ALL
-  SELECT {', '.join(COLUMNS)} FROM (
-    SELECT r.*, row_number() OVER (PARTITION BY r.event_id ORDER BY {dup_order}) AS dup_rank
-    FROM batch r JOIN dups x ON x.h = r.h
-  ) y WHERE dup_rank = 1
-)"""
+# What the exact dedupe orders by, besides slim's own columns: kept for the rows that may be
+# duplicates only (NULL elsewhere, so they cost next to nothing).
+DUP_COLUMNS = ("received_at", "segment", "client_ts", "props", "url")
 
 
 def slim_sql(b: Bounds, d: Dialect) -> str:
-    """The batch's events, each once, with what sessions and page views need of them (``slim``).
+    """The batch's events with what sessions and page views need of them (``slim``), in one scan
+    of the raw rows. Rows whose event id hash is in ``dups`` are flagged (``maybe_dup``) and keep
+    what the exact dedupe orders by; ``dropped`` then names the copies that lose.
     JSON is read here once: the page view id of page events, the page view's locale, time zone
     and country, page_leave's engaged time, and scroll depths."""
     page_events = ", ".join(f"'{n}'" for n in PAGE_EVENTS)
-    only_pv = "CASE WHEN name = 'page_view' THEN {} END".format
+    only_pv = "CASE WHEN r.name = 'page_view' THEN {} END".format
+    cols = ", ".join("r." + c for c in COLUMNS)
+    dup_cols = ", ".join("r." + c for c in DUP_COLUMNS if c not in COLUMNS)
+    kept = ", ".join(f"CASE WHEN x.h IS NOT NULL THEN r.{c} END AS dup_{c}" for c in DUP_COLUMNS)
     return f"""
-WITH {_clean(b, d).strip()}
-SELECT _row_key, event_id, anonymous_id, event_ts, name, level, is_bot, ua_device, ua_browser, ua_os,
-  CASE WHEN name IN ({page_events}) THEN {d.json_text('context', 'page_view_id')} END AS ctx_page_view_id,
-  {only_pv('url')} AS pv_url, {only_pv('title')} AS pv_title, {only_pv('referrer')} AS pv_referrer,
-  {only_pv(d.json_text('context', 'locale'))} AS pv_locale, {only_pv(d.json_text('context', 'tz'))} AS pv_timezone,
-  {only_pv(d.json_text('context', 'country'))} AS pv_country,
-  CASE WHEN name = 'page_leave' THEN {d.json_text('props', 'engaged_ms')} END AS engaged_text,
-  CASE WHEN name = 'page_leave' THEN {d.json_text('props', 'max_scroll_pct')}
-       WHEN name = 'scroll' THEN {d.json_text('props', 'depth_pct')} END AS scroll_text
-FROM clean
+SELECT r._row_key, r.event_id, r.anonymous_id, r.event_ts, r.name, r.level, r.is_bot, r.ua_device, r.ua_browser, r.ua_os,
+  CASE WHEN r.name IN ({page_events}) THEN {d.json_text('r.context', 'page_view_id')} END AS ctx_page_view_id,
+  {only_pv('r.url')} AS pv_url, {only_pv('r.title')} AS pv_title, {only_pv('r.referrer')} AS pv_referrer,
+  {only_pv(d.json_text('r.context', 'locale'))} AS pv_locale, {only_pv(d.json_text('r.context', 'tz'))} AS pv_timezone,
+  {only_pv(d.json_text('r.context', 'country'))} AS pv_country,
+  CASE WHEN r.name = 'page_leave' THEN {d.json_text('r.props', 'engaged_ms')} END AS engaged_text,
+  CASE WHEN r.name = 'page_leave' THEN {d.json_text('r.props', 'max_scroll_pct')}
+       WHEN r.name = 'scroll' THEN {d.json_text('r.props', 'depth_pct')} END AS scroll_text,
+  x.h IS NOT NULL AS maybe_dup, {kept}
+FROM ({batch_rows(b, cols + ', ' + dup_cols + ', ' + d.hash64('r.event_id') + ' AS h')}
+) r
+LEFT JOIN dups x ON x.h = r.h
+"""
+
+
+def dropped_sql(b: Bounds, d: Dialect) -> str:
+    """The copies the exact dedupe drops (``dropped``): of the flagged rows of ``slim``, all but
+    the first of each event id in ``DUP_ORDER``."""
+    own = {c: f"dup_{c}" for c in DUP_COLUMNS}
+    order = ", ".join(
+        " ".join([own.get(term.split()[0], term.split()[0]), *term.split()[1:]]) for term in DUP_ORDER.split(", ")
+    )
+    return f"""
+SELECT _row_key FROM (
+  SELECT _row_key, row_number() OVER (PARTITION BY event_id ORDER BY {order}) AS dup_rank
+  FROM slim WHERE maybe_dup
+) y WHERE dup_rank > 1
 """
 
 
 def windows_sql(b: Bounds, d: Dialect) -> str:
     """The two window passes (``win``), over as few columns as possible: every column carried
-    through a sort costs, so the rest of ``slim`` is joined back by ``_row_key`` afterwards."""
+    through a sort costs, so the rest of ``slim`` is joined back by ``_row_key`` afterwards.
+    Each event once: the copies in ``dropped`` have no row here, so none in ``ev`` either."""
     return f"""
 SELECT _row_key, seq, chain_start, CAST(floor((event_ts - chain_start) / {b.max_ms}) AS BIGINT) AS chunk
 FROM (
@@ -138,7 +149,7 @@ FROM (
   FROM (
     SELECT _row_key, anonymous_id, event_ts, event_id,
       event_ts - lag(event_ts) OVER w AS since_prev, row_number() OVER w AS seq
-    FROM slim
+    FROM slim s WHERE NOT EXISTS (SELECT 1 FROM dropped x WHERE x._row_key = s._row_key)
     WINDOW w AS (PARTITION BY anonymous_id ORDER BY event_ts, event_id)
   ) g
   WINDOW w AS (PARTITION BY g.anonymous_id ORDER BY g.event_ts, g.event_id)
@@ -151,16 +162,21 @@ def events_sql(b: Bounds, d: Dialect) -> str:
 
     An event without a page view id from the tracker belongs to the latest page view before it
     in the same session (server-side SDKs send none); that lookup is a window over page views
-    and such events only."""
+    and such events only, of the visitors that have such events (often none: browsers send ids)."""
     page_events = ", ".join(f"'{n}'" for n in PAGE_EVENTS)
     last_pv = "CASE WHEN s.name = 'page_view' THEN {} END".format
     return f"""
-WITH orphans AS (
+WITH orphan_anons AS (
+  SELECT DISTINCT anonymous_id FROM slim
+  WHERE ctx_page_view_id IS NULL AND name IN ({page_events}) AND name <> 'page_view'
+),
+orphans AS (
   SELECT s._row_key, s.name,
     {d.last_ignore_nulls(last_pv('w.chain_start'))} OVER ow AS pv_chain_start,
     {d.last_ignore_nulls(last_pv('w.chunk'))} OVER ow AS pv_chunk,
     {d.last_ignore_nulls(last_pv('coalesce(s.ctx_page_view_id, s.event_id)'))} OVER ow AS pv_id
-  FROM slim s JOIN win w ON w._row_key = s._row_key
+  FROM slim s JOIN orphan_anons a ON a.anonymous_id = s.anonymous_id
+  JOIN win w ON w._row_key = s._row_key
   WHERE s.name = 'page_view' OR (s.ctx_page_view_id IS NULL AND s.name IN ({page_events}))
   WINDOW ow AS (PARTITION BY s.anonymous_id ORDER BY s.event_ts, s.event_id)
 )

@@ -23,11 +23,6 @@ Part = tuple[tuple[str, ...], str]
 class Dialect(ABC):
     """Spellings that differ between engines. Each returns a SQL expression."""
 
-    def inline_cte(self) -> str:
-        """What goes between ``name AS`` and ``(`` so that a CTE used twice is computed twice rather
-        than stored: right for a wide scan that each use filters differently."""
-        return ""
-
     @abstractmethod
     def hash64(self, value: str) -> str:
         """A 64-bit hash (engine-specific values; only compared within one engine)."""
