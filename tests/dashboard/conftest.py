@@ -1,5 +1,5 @@
-"""One real ``beaconlake up`` with known events (and simulated visitors when the simulator is
-installed), converted and analyzed through the scheduler, shared by the dashboard's tests."""
+"""One real ``beaconlake up`` with known events and simulated visitors,
+converted and analyzed through the scheduler, shared by the dashboard's tests."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def shop(tmp_path_factory) -> Iterator[Shop]:
         r = httpx.post(f"{collector.url}/v1/events?k={collector.write_key}", json={"sent_at": now, "events": known_events(now)},
                        headers={"user-agent": BROWSER_UA})  # else the parsed user agent flags a bot, left out of Traffic
         assert r.status_code == 200 and r.json()["rejected"] == [], r.text
-        s.simulated = s.post_simulated(people=40, days=3)
+        assert s.post_simulated(people=40, days=3) > 0
         collector.wait_delivered()
         s.run_pipeline()
         yield s

@@ -10,6 +10,7 @@ import httpx
 from support import Collector
 
 from beaconlake import config
+from beaconlake.demo import drive
 
 MIN = 60_000
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -67,7 +68,6 @@ def known_events(now: int) -> list[dict[str, Any]]:
 class Shop:
     collector: Collector
     settings: config.Settings
-    simulated: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -82,14 +82,9 @@ class Shop:
         return httpx.get(self.url + path, params=params, headers={"authorization": f"Bearer {key or self.read_key}"}, timeout=30)
 
     def post_simulated(self, people: int, days: int) -> int:
-        """Simulated visitors over HTTP, as the demo sends them; 0 when the simulator is not installed."""
-        from beaconlake.demo import drive
-
-        sim = drive.simulator()
-        if sim is None:
-            return 0
+        """Simulated visitors over HTTP, as the demo sends them."""
         poster = drive.Poster(self.url, self.collector.write_key)
-        n = drive.post_all(poster, drive.history(sim, people, days, 11, int(time.time() * 1000)))
+        n = drive.post_all(poster, drive.history(people, days, 11, int(time.time() * 1000)))
         assert poster.rejected == 0
         return n
 

@@ -17,8 +17,6 @@ from beaconlake import config
 from beaconlake.convert.query import run_query
 from beaconlake.convert.run import open_store
 from beaconlake.demo.browsers import available as browsers_available
-from beaconlake.demo.drive import simulator
-from beaconlake.schedule.run import analyze_installed
 from beaconlake.schedule.state import RunLog
 
 pytestmark = pytest.mark.slow
@@ -41,7 +39,7 @@ def test_demo_fills_every_table(tmp_path):
             cfg = folder / "beaconlake.toml"
             if read_key is None and cfg.exists():
                 read_key = tomllib.loads(cfg.read_text())["tenants"][0]["read_key"]
-            if read_key and analyze_installed() and not profiles:
+            if read_key and not profiles:
                 try:
                     r = httpx.get(f"http://127.0.0.1:{port}/v1/profiles?limit=1", headers={"authorization": f"Bearer {read_key}"})
                     profiles = r.json()["total"] if r.status_code == 200 else 0
@@ -66,8 +64,7 @@ def test_demo_fills_every_table(tmp_path):
     """, settings.data_dir).to_pylist()[0]
     print(out, counts)
     assert counts["events"] > 0 and counts["sessions"] > 0 and counts["pageviews"] > 0
-    if simulator() is not None:
-        assert "simulated visitors: " in out and counts["events"] > 1000 and counts["high_level"] > 0
+    assert "simulated visitors: " in out and counts["events"] > 1000 and counts["high_level"] > 0
     if browsers_available() is None:
         assert "1 headless Chromium visit(s)" in out
         assert counts["browser_low"] > 0  # pointer, scroll and clicks from a real browser, through beaconlake.js
@@ -75,5 +72,4 @@ def test_demo_fills_every_table(tmp_path):
     runs = RunLog(settings.run_path).runs(100)
     assert runs and all(r["status"] in ("ok", "interrupted") for r in runs), runs
     assert any(r["trigger"].startswith("requested") for r in runs)  # the demo's early run
-    if analyze_installed():
-        assert profiles > 0
+    assert profiles > 0

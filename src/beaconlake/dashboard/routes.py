@@ -22,7 +22,6 @@ from beaconlake.config import Settings, TenantSettings
 from beaconlake.dashboard import funnel, live, people, traffic
 from beaconlake.dashboard.tables import Tables
 from beaconlake.ingest import spool
-from beaconlake.schedule.run import analyze_installed
 from beaconlake.schedule.state import RunLog
 from beaconlake.serve import params
 from beaconlake.serve.api import ReadApi, guarded
@@ -107,8 +106,7 @@ class Dashboard:
         await run_in_threadpool(self.tables.names)
         paths = {getattr(r, "path", None) for r in request.app.routes}
         return {"tenant": tenant.id, "sequences": [q.name for q in tenant.sequences],
-                "profiles_api": "/v1/profiles" in paths and "/v1/segments" in paths,
-                "analyze_installed": analyze_installed()}
+                "profiles_api": "/v1/profiles" in paths and "/v1/segments" in paths}
 
     async def live(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         counts = self.index.counts if self.index is not None else None
@@ -149,8 +147,7 @@ class Dashboard:
                 "spool_undelivered_bytes": spool.undelivered_bytes(self.settings.spool_path),
                 "schedule": {"enabled": self.settings.schedule.enabled,
                              "interval_mins": self.settings.schedule.convert_interval_mins,
-                             "next_run_at": state.get("next_run_at"), "requested": self.runs.requested(),
-                             "analyze_installed": analyze_installed()},
+                             "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
             }
 

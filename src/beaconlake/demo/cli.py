@@ -156,17 +156,13 @@ beaconlake demo is running (logs: {log_path})
 
 Press Ctrl-C to stop.
 """, flush=True)
-        sim = drive.simulator()
         poster = drive.Poster(url, tenant.write_key)
-        if sim is None:
-            print("simulated visitors: skipped, the analyze stage's simulator (beaconlake.simulate) is not installed", flush=True)
-        else:
-            t0 = time.monotonic()
-            n = drive.post_all(poster, drive.history(sim, args.people, args.days, args.seed, int(time.time() * 1000)))
-            print(f"simulated visitors: {n} visits of {args.people} people over {args.days} day(s), "
-                  f"{poster.accepted:,} events accepted ({poster.rejected} rejected) in {time.monotonic() - t0:.1f} s", flush=True)
-            threading.Thread(target=drive.live, args=(sim, poster, args.people, args.days, args.seed, args.live_every_secs, stop),
-                             name="demo-live", daemon=True).start()
+        t0 = time.monotonic()
+        n = drive.post_all(poster, drive.history(args.people, args.days, args.seed, int(time.time() * 1000)))
+        print(f"simulated visitors: {n} visits of {args.people} people over {args.days} day(s), "
+              f"{poster.accepted:,} events accepted ({poster.rejected} rejected) in {time.monotonic() - t0:.1f} s", flush=True)
+        threading.Thread(target=drive.live, args=(poster, args.people, args.days, args.seed, args.live_every_secs, stop),
+                         name="demo-live", daemon=True).start()
         why_not = browsers.available() if args.browsers else "--browsers 0"
         if why_not:
             print(f"real browser visitors: skipped, {why_not}", flush=True)

@@ -19,21 +19,12 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from beaconlake import simulate
+
 log = logging.getLogger("beaconlake.demo")
 
 DAY_MS = 86_400_000
 MAX_BATCH = 500  # collector.max_batch_events
-
-
-def simulator() -> Any:
-    """``beaconlake.simulate`` when the analyze stage's simulator is installed, else None."""
-    try:
-        import beaconlake.simulate as sim
-    except ModuleNotFoundError as exc:
-        if exc.name != "beaconlake.simulate":
-            raise
-        return None
-    return sim
 
 
 class Poster:
@@ -64,10 +55,10 @@ class Poster:
                 self.rejected += len(answer["rejected"])
 
 
-def history(sim: Any, people: int, days: int, seed: int, now_ms: int) -> Iterator[Any]:
+def history(people: int, days: int, seed: int, now_ms: int) -> Iterator[Any]:
     """Visits of the last ``days`` days (today included) that ended before now."""
     today = now_ms - now_ms % DAY_MS
-    for v in sim.visits(people, days, seed, today - (days - 1) * DAY_MS):
+    for v in simulate.visits(people, days, seed, today - (days - 1) * DAY_MS):
         if v.events[-1]["client_ts"] <= now_ms:
             yield v
 
@@ -86,12 +77,12 @@ def shifted(visit: Any, end_ms: int) -> list[dict]:
     return [{**e, "client_ts": e["client_ts"] + delta} for e in visit.events]
 
 
-def live(sim: Any, poster: Poster, people: int, days: int, seed: int, every_secs: float, stop: threading.Event) -> None:
+def live(poster: Poster, people: int, days: int, seed: int, every_secs: float, stop: threading.Event) -> None:
     """A visit every ``every_secs`` until ``stop``: the same people's visits after now (the
     simulation goes on past today), each moved to end as it is sent, so they are returning visitors."""
     now = int(time.time() * 1000)
     today = now - now % DAY_MS
-    source = (v for v in sim.visits(people, days + 60, seed, today - (days - 1) * DAY_MS) if v.events[-1]["client_ts"] > now)
+    source = (v for v in simulate.visits(people, days + 60, seed, today - (days - 1) * DAY_MS) if v.events[-1]["client_ts"] > now)
     while not stop.wait(every_secs):
         v = next(source, None)
         if v is None:

@@ -10,14 +10,11 @@ parallel. Convert's own lock also keeps ``beaconlake convert`` from the command 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import logging
 import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,21 +33,6 @@ class Busy(Exception):
     """Another run holds the schedule lock."""
 
 
-def analyze_stage() -> Callable[..., Any] | None:
-    """``beaconlake.analyze.run.analyze`` when the analyze stage is installed, else None."""
-    if not analyze_installed():
-        return None
-    return importlib.import_module("beaconlake.analyze.run").analyze
-
-
-def analyze_installed() -> bool:
-    """Whether the analyze stage is there, without importing it (and scikit-learn) into a server worker."""
-    try:
-        return importlib.util.find_spec("beaconlake.analyze.run") is not None
-    except ModuleNotFoundError:
-        return False
-
-
 def _summary(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
@@ -63,6 +45,9 @@ def _summary(obj: Any) -> Any:
 def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None) -> dict[str, Any]:
     """Convert, then analyze; record the outcome. Returns the run's record. Raises Busy (after
     recording the refusal) when another run is going on."""
+    # imported here: the dashboard imports this module into the server workers, which need
+    # neither engine nor scikit-learn
+    from beaconlake.analyze.run import analyze
     from beaconlake.convert.run import convert
 
     runs = runs or RunLog(settings.run_path, settings.schedule.keep_runs)
@@ -80,16 +65,12 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     try:
         summary = convert(settings, progress=False)
         runs.update(run_id, events=summary.events, new_files=summary.new_files)
-        analyze = analyze_stage()
-        if analyze is None:
-            runs.update(run_id, analyze={"skipped": "the analyze stage (beaconlake.analyze) is not installed"})
-        else:
-            stage = "analyze"
-            runs.update(run_id, stage=stage)
-            runs.update(run_id, analyze=_summary(analyze(settings, progress=False)))
+        stage = "analyze"
+        runs.update(run_id, stage=stage)
+        runs.update(run_id, analyze=_summary(analyze(settings, progress=False)))
         runs.finish(run_id, "ok", stage=None)
-        log.info("run %s (%s): convert wrote %d events from %d new file(s)%s in %.1f s", run_id, trigger,
-                 summary.events, summary.new_files, ", then analyze" if analyze else "", time.monotonic() - started)
+        log.info("run %s (%s): convert wrote %d events from %d new file(s), then analyze, in %.1f s", run_id, trigger,
+                 summary.events, summary.new_files, time.monotonic() - started)
     except Exception as exc:  # any failure of a stage is the run's outcome, not the scheduler's end
         runs.finish(run_id, "failed", stage=stage, error=f"{type(exc).__name__}: {exc}"[:4000])
         log.exception("run %s (%s) failed in %s", run_id, trigger, stage)
@@ -148,7 +129,6 @@ def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.nice(5)  # analytics can wait; acknowledging events cannot
-    log.info("scheduler: convert%s every %g min, first run in %g s",
-             " and analyze" if analyze_stage() else "", settings.schedule.convert_interval_mins,
+    log.info("scheduler: convert and analyze every %g min, first run in %g s", settings.schedule.convert_interval_mins,
              settings.schedule.first_run_delay_secs)
     scheduler.serve()

@@ -182,7 +182,7 @@
   }
 
   function segments() {
-    if (!info.profiles_api) return Promise.resolve(view(note("Segments appear once the analyze stage (beaconlake.analyze) is installed and has run.")));
+    if (!info.profiles_api) return Promise.resolve(view(note("Segments appear on a server that serves the profiles API (/v1/segments).")));
     return api("/v1/segments").then(function (d) {
       var segs = d.segments || [];
       if (!segs.length) return view(note("No segments yet: the analyze stage has not run on enough data."));
@@ -216,7 +216,7 @@
         kpi("events in the lake", num(d.counters.beaconlake_events_delivered_total)) + kpi("spool, undelivered", bytes(d.spool_undelivered_bytes)) +
         kpi("delivery lag", d.delivery_lag_seconds.toFixed(1) + " s") + kpi("last run", last ? last.status + " · " + when(last.started_at) : "none yet") + "</div>" +
         card("Convert + analyze", "<p>" + (s.enabled ? "Every " + s.interval_mins + " min; next run " + (s.next_run_at ? when(s.next_run_at) : "when the scheduler starts") : "The interval is off ([schedule] enabled = false)") +
-          ". Analyze: " + (s.analyze_installed ? "installed" : "not installed, runs convert only") + '.</p><button class="primary" id="run-now"' + (s.requested ? " disabled" : "") + ">" +
+          '.</p><button class="primary" id="run-now"' + (s.requested ? " disabled" : "") + ">" +
           (s.requested ? "Run requested…" : "Run now") + "</button>") +
         card("Runs", table([{t: "started", f: function (r) { return when(r.started_at); }}, {t: "trigger", f: function (r) { return r.trigger; }},
           {t: "status", html: 1, f: function (r) { return '<span class="status-' + esc(r.status) + '">' + esc(r.status) + (r.status === "running" ? " (" + esc(r.stage) + ")" : "") + "</span>"; }},
