@@ -9,12 +9,15 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pyarrow.dataset as ds
+import pytest
 
 from beaconlake.starter import write_starter
 
@@ -183,3 +186,16 @@ def read_lake(data_dir: Path, area: str = "raw") -> list[dict]:
     if not root.is_dir() or not any(root.rglob("*.parquet")):
         return []
     return ds.dataset(root, format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+@contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on a free local port, for the real S3 client code; yields its endpoint URL."""
+    moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]: pip install -e '.[test]'")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()

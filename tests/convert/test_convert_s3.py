@@ -5,18 +5,15 @@ from __future__ import annotations
 import pytest
 from convert_lake import Lake
 from rawlake import MIN, event, ms, write_raw
+from support import moto_s3
 
 from beaconlake import config
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
-    moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]: pip install -e '.[test]'")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 def test_a_raw_lake_on_s3_converts(tmp_path, scratch, s3_endpoint):

@@ -1,6 +1,7 @@
 """One behaviour suite for every storage backend: the local folder and S3 (moto's server mode)."""
 
 import pytest
+from support import moto_s3
 
 from beaconlake.backends.storage import open_storage
 from beaconlake.config import LocalStorageSettings, S3StorageSettings
@@ -9,12 +10,8 @@ from beaconlake.errors import StorageError
 
 @pytest.fixture(scope="module")
 def s3_server():
-    moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]: pip install -e '.[test]'")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3() as endpoint:
+        yield endpoint
 
 
 def s3_settings(endpoint: str, bucket: str) -> S3StorageSettings:
