@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from beaconlake import config
-from beaconlake.convert.query import FORMATS
 from beaconlake.convert.settings import (
     CatalogSettings,
     ConvertSettings,
@@ -20,6 +19,9 @@ from beaconlake.convert.settings import (
     sections_of,
 )
 from beaconlake.errors import ConfigError
+
+# `beaconlake query --format`; convert.query.write renders each
+FORMATS = ("table", "csv", "json")
 
 
 def load(path: str | None) -> tuple[config.Settings, tuple[ConvertSettings, EngineSettings, CatalogSettings]]:

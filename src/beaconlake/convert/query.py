@@ -22,7 +22,6 @@ from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import QueryError
 from beaconlake.convert.settings import DuckDBEngineSettings
 
-FORMATS = ("table", "csv", "json")
 MAX_CELL = 48  # characters per cell in the table format; csv and json are never cut
 
 
