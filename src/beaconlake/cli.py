@@ -154,7 +154,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    """Deliver whatever the spool holds, once, and exit (e.g. after an unclean shutdown)."""
+    """Deliver whatever the spool holds, once, and exit (e.g. after an unclean shutdown).
+
+    Exit 0: everything was delivered. Exit 1: segments are left (the lake storage kept failing
+    for ``delivery.drain_timeout_secs``) or were parked in ``spool/corrupt/`` by this run."""
     from beaconlake.ingest import deliver, spool
 
     settings = _load(args)
@@ -162,9 +165,12 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     spool.recover_orphans(settings.spool_path)
     d = deliver.Deliverer(settings)
     d.drain()
-    left = len(spool.sealed_segments(settings.spool_path))
+    left = len(spool.sealed_segments(settings.spool_path)) + len(spool.open_segments(settings.spool_path))
     print(f"delivered; {left} segment(s) left in the spool")
-    return 1 if left else 0
+    if d.parked:
+        print(f"{len(d.parked)} segment(s) parked in {settings.spool_path / spool.CORRUPT} (what could be read is "
+              f"delivered; each has a .json report of what could not): {', '.join(p.name for p in d.parked)}")
+    return 1 if left or d.parked else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

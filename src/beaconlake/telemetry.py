@@ -30,8 +30,15 @@ HELP = {
     "beaconlake_events_delivered_total": ("counter", "Events written to the raw lake."),
     "beaconlake_rejections_delivered_total": ("counter", "Rejected events written to lake/rejected."),
     "beaconlake_segments_delivered_total": ("counter", "Spool segments delivered and deleted."),
-    "beaconlake_delivery_failures_total": ("counter", "Failed attempts to deliver a spool segment."),
-    "beaconlake_delivery_lag_seconds": ("gauge", "Age of the oldest sealed segment waiting for delivery."),
+    "beaconlake_delivery_failures_total": ("counter", "Failed attempts to deliver a spool segment (retried)."),
+    "beaconlake_delivery_lag_seconds": ("gauge", "Age of the oldest undelivered spool segment, open or sealed."),
+    "beaconlake_events_undeliverable_total": ("counter", "Accepted events (or spool records) that could not become "
+                                              "lake rows, kept in lake/rejected as 'undeliverable'."),
+    "beaconlake_segments_parked_total": ("counter", "Spool segments parked in spool/corrupt, by reason (corrupt, failing)."),
+    "beaconlake_spool_parked_segments": ("gauge", "Spool segments in spool/corrupt, waiting for a human."),
+    "beaconlake_spool_unreadable_bytes_total": ("counter", "Bytes of parked spool segments that could not be read."),
+    "beaconlake_spool_orphans_sealed_total": ("counter", "Segments of dead spool writers sealed by the deliverer."),
+    "beaconlake_spool_write_failures_total": ("counter", "Spool writes refused (disk budget) or failed (disk errors)."),
     "beaconlake_destination_failures_total": ("counter", "Best-effort destinations that failed on a batch."),
     "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
 }

@@ -1,5 +1,11 @@
 import asyncio
+import fcntl
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 
 import msgspec
 import pyarrow.parquet as pq
@@ -8,10 +14,10 @@ import pytest
 from beaconlake import config
 from beaconlake.backends.storage.local import LocalStorage
 from beaconlake.errors import StorageError
-from beaconlake.ingest import spool
-from beaconlake.ingest.deliver import Deliverer
+from beaconlake.ingest import segment, spool
+from beaconlake.ingest.deliver import PARK_AFTER_ATTEMPTS, Deliverer
 from beaconlake.types import Rejection, SpoolRecord, UserAgent
-from support import read_lake
+from support import free_port, read_lake, write_config
 
 DAY1 = 1_764_201_600_000  # 2025-11-27T00:00:00Z
 HOUR = 3_600_000
@@ -119,6 +125,8 @@ def test_unreadable_segment_is_parked_not_deleted(tmp_path):
     bad.write_bytes(b"garbage")
     Deliverer(s).run_once()
     assert (s.spool_path / "corrupt" / bad.name).read_bytes() == b"garbage"
+    report = json.loads((s.spool_path / "corrupt" / f"{bad.stem}.json").read_text())
+    assert report["unreadable_byte_ranges"] == [[0, 7]] and "not a beaconlake spool segment" in report["error"]
 
 
 def test_delivery_to_s3(tmp_path):
@@ -144,3 +152,203 @@ def test_delivery_to_s3(tmp_path):
         assert sum(pq.read_table(f, filesystem=fs).num_rows for f in files) == 2
     finally:
         server.stop()
+
+
+# -- one bad thing never stops the rest -------------------------------------------------------
+
+
+def raw_record(event_bytes: list[bytes], received_at=DAY1 + HOUR, accepted=None) -> SpoolRecord:
+    """A record whose body is made of these exact bytes (the door may have let anything through)."""
+    body = b'{"sent_at":%d,"events":[%s]}' % (received_at, b",".join(event_bytes))
+    return SpoolRecord("t1", received_at, received_at, "203.0.113.0", "ua", UserAgent(), body, accepted, [])
+
+
+def ok_event(n: int) -> bytes:
+    return msgspec.json.encode(ev(anonymous_id=f"p{n}"))
+
+
+def test_an_event_with_invalid_utf8_is_rejected_and_the_rest_delivered(tmp_path):
+    s = settings(tmp_path)
+    bad = b'{"level":"mid","name":"page_view","anonymous_id":"x","client_ts":%d,"props":{"q":"caf\xe9 \xff"}}' % DAY1
+    [seg] = spool_records(s, [record([ev()]), raw_record([ok_event(1), bad, ok_event(2)]), record([ev("click", "low")])])
+    later = spool_records(s, [record([ev(anonymous_id="later")])])[-1]
+    d = Deliverer(s)
+    assert d.run_once() == 2
+    assert not seg.exists() and not later.exists()
+    assert sorted(r["anonymous_id"] for r in read_lake(s.data_path)) == ["a", "a", "later", "p1", "p2"]
+    [row] = read_lake(s.data_path, "rejected")
+    assert (row["index"], row["reason"], row["segment"]) == (1, "undeliverable", seg.stem)
+    assert "events[1]: props is not valid UTF-8 (byte 0xe9 at offset 9)" in row["error"]
+    assert '"caf\ufffd \ufffd"' in row["excerpt"]
+    assert d.metrics.value("beaconlake_events_undeliverable_total") == 1
+    assert d.metrics.value("beaconlake_delivery_failures_total") == 0
+
+
+def test_a_record_that_does_not_decode_is_rejected_whole(tmp_path):
+    s = settings(tmp_path)
+    [seg] = spool_records(s, [record([ev()])])
+    w_payloads = [msgspec.msgpack.encode(record([ev()])), b"\x93not a record", msgspec.msgpack.encode(record([ev()]))]
+    seg2 = spool.write_sealed_segment(s.spool_path, "1764205200000-test-000001", w_payloads)
+    Deliverer(s).run_once()
+    assert not seg.exists() and not seg2.exists()
+    assert len(read_lake(s.data_path)) == 3
+    [row] = read_lake(s.data_path, "rejected")
+    assert (row["tenant"], row["index"], row["reason"]) == ("_unknown", -1, "undeliverable")
+    assert "spool record 1 cannot be read as a request" in row["error"]
+    assert row["received_at"] == 1764205200000  # the segment's creation time, from its name
+
+
+def test_a_flipped_byte_mid_segment_costs_one_event_and_parks_the_segment(tmp_path):
+    s = settings(tmp_path)
+    [seg] = spool_records(s, [record([ev(anonymous_id=f"person-{i:03d}")]) for i in range(100)])
+    data = bytearray(seg.read_bytes())
+    at = data.find(b"person-050")
+    data[at] ^= 0x01
+    seg.write_bytes(bytes(data))
+    d = Deliverer(s)
+    d.run_once()
+    assert not seg.exists()
+    people = sorted(r["anonymous_id"] for r in read_lake(s.data_path))
+    assert people == [f"person-{i:03d}" for i in range(100) if i != 50]
+    parked = s.spool_path / "corrupt" / seg.name
+    assert parked.read_bytes() == bytes(data)  # kept exactly as found: nothing deleted that was not delivered
+    report = json.loads((s.spool_path / "corrupt" / f"{seg.stem}.json").read_text())
+    assert (report["reason"], report["frames_recovered"], report["frames_expected"]) == ("corrupt", 99, 100)
+    assert report["events_delivered"] == 99
+    [(start, end)] = report["unreadable_byte_ranges"]
+    assert start < at < end
+    assert d.metrics.value("beaconlake_segments_parked_total", reason="corrupt") == 1
+    assert d.metrics.value("beaconlake_spool_unreadable_bytes_total") == end - start
+    assert "beaconlake_spool_parked_segments 1" in d.metrics.render()
+
+
+def test_a_cleanly_sealed_segment_cut_short_is_parked_not_taken_for_a_torn_tail(tmp_path):
+    s = settings(tmp_path)
+    [seg] = spool_records(s, [record([ev(anonymous_id=f"p{i}")]) for i in range(10)])
+    data = seg.read_bytes()
+    seg.write_bytes(data[:len(data) - 60])  # the trailer and part of the last frame gone
+    Deliverer(s).run_once()
+    assert len(read_lake(s.data_path)) == 9
+    report = json.loads((s.spool_path / "corrupt" / f"{seg.stem}.json").read_text())
+    assert report["sealed"] is None and "no trailer" in report["error"]
+
+
+def test_a_failing_segment_is_retried_then_parked_while_the_others_are_delivered(tmp_path):
+    s = settings(tmp_path)
+    spool.spool_dirs(s.spool_path)
+    stuck = s.spool_path / "sealed" / "1764201600000-1-aaaaaa-000001.seg"
+    stuck.mkdir()  # reading it fails (IsADirectoryError) on every attempt: no fake needed
+    good = spool_records(s, [record([ev()])])
+    d = Deliverer(s)
+    assert d.run_once() == 1  # the newer segment is delivered; the older one does not block it
+    assert good[-1].name != stuck.name and not good[-1].exists()
+    deadline = time.monotonic() + 10
+    while stuck.exists() and time.monotonic() < deadline:
+        d.run_once()
+        time.sleep(0.02)
+    assert not stuck.exists()
+    assert (s.spool_path / "corrupt" / stuck.name).is_dir()
+    report = json.loads((s.spool_path / "corrupt" / f"{stuck.stem}.json").read_text())
+    assert (report["reason"], report["attempts"]) == ("failing", PARK_AFTER_ATTEMPTS)
+    assert report["error"].startswith("IsADirectoryError")
+    assert d.metrics.value("beaconlake_delivery_failures_total") == PARK_AFTER_ATTEMPTS
+    assert d.metrics.value("beaconlake_segments_parked_total", reason="failing") == 1
+
+
+def test_a_storage_outage_is_retried_for_ever_and_never_parks(tmp_path):
+    s = settings(tmp_path)
+    [seg] = spool_records(s, [record([ev()])])
+    storage = FlakyStorage(s.storage.root, failures=PARK_AFTER_ATTEMPTS * 3)
+    d = Deliverer(s, storage=storage)
+    deadline = time.monotonic() + 20
+    while storage.failures and time.monotonic() < deadline:
+        d.run_once()
+        assert seg.exists()  # never parked, never deleted
+        time.sleep(0.05)
+    d.drain()
+    assert not seg.exists() and not (s.spool_path / "corrupt").exists()
+    assert len(read_lake(s.data_path)) == 1
+    assert d.metrics.value("beaconlake_delivery_failures_total") == PARK_AFTER_ATTEMPTS * 3
+
+
+def test_lag_is_the_age_of_the_oldest_undelivered_segment_open_or_sealed(tmp_path):
+    s = settings(tmp_path)
+    now = int(time.time() * 1000)
+    spool.write_sealed_segment(s.spool_path, f"{now - 60_000:013d}-test-000001", [msgspec.msgpack.encode(record([ev()]))])
+    d = Deliverer(s, storage=FlakyStorage(s.storage.root, failures=10**6))  # the lake is down
+    d.run_once()
+    lag = d.metrics.gauges["beaconlake_delivery_lag_seconds"][""]
+    assert 60 <= lag < 70, lag
+    # a live writer's segment, older still (its writer holds the flock, so it stays in new/)
+    live = s.spool_path / "new" / f"{now - 120_000:013d}-4242-abcdef-000001.seg"
+    fd = os.open(live, os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, segment.header(b"12345678") + segment.frame(segment.seed_of(b"12345678"), b"x"))
+        d.run_once()
+        assert live.exists()
+        assert d.metrics.gauges["beaconlake_delivery_lag_seconds"][""] >= 120
+    finally:
+        os.close(fd)
+
+
+def test_an_empty_sealed_segment_is_removed_quietly(tmp_path, caplog):
+    s = settings(tmp_path)
+    spool.spool_dirs(s.spool_path)
+    empty = s.spool_path / "sealed" / "1764201600000-1-aaaaaa-000001.seg"
+    empty.write_bytes(b"")
+    d = Deliverer(s)
+    d.run_once()
+    assert not empty.exists() and not (s.spool_path / "corrupt").exists()
+    assert "ERROR" not in caplog.text
+
+
+DELIVERER_SCRIPT = """
+import multiprocessing, sys, time
+from beaconlake import config
+from beaconlake.ingest import deliver
+settings = config.load(sys.argv[1])
+proc = multiprocessing.get_context("spawn").Process(target=deliver.run_forever, args=(settings,))  # as `up` starts it
+proc.start()
+time.sleep(float(sys.argv[2]))
+proc.terminate()
+proc.join(30)
+"""
+
+
+def test_the_spawned_deliverer_logs_json_lines_tracebacks_included(tmp_path):
+    config_path = write_config(tmp_path, free_port(), {"realtime": {"enabled": False}, "delivery": {"max_retry_secs": 0.2}})
+    sealed = tmp_path / "data" / "spool" / "sealed"
+    sealed.mkdir(parents=True)
+    (sealed / "1764201600000-1-aaaaaa-000001.seg").mkdir()  # fails with a traceback on every attempt
+    out = subprocess.run([sys.executable, "-c", DELIVERER_SCRIPT, str(config_path), "4"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert lines, out
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    failed = [r for r in records if r["logger"] == "beaconlake.ingest.deliver" and r["level"] == "error"]
+    assert failed and "IsADirectoryError" in failed[0]["exc"] and "Traceback" in failed[0]["exc"]
+    assert any("parked" in r["msg"] for r in failed)
+
+
+def deliver_command(config_path):
+    return subprocess.run([sys.executable, "-m", "beaconlake.cli", "deliver", "--config", str(config_path)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_the_deliver_command_delivers_around_a_bad_event_and_says_what_it_parked(tmp_path):
+    config_path = write_config(tmp_path, free_port(), {"realtime": {"enabled": False}})
+    s = config.load(config_path)
+    bad = b'{"level":"mid","name":"page_view","anonymous_id":"x","props":{"q":"\xff"}}'
+    spool_records(s, [raw_record([ok_event(1), bad])])
+    first = deliver_command(config_path)
+    assert first.returncode == 0, first
+    assert len(read_lake(s.data_path)) == 1 and len(read_lake(s.data_path, "rejected")) == 1
+    [seg] = spool_records(s, [record([ev()]), record([ev()])])
+    data = bytearray(seg.read_bytes())
+    data[-40] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    second = deliver_command(config_path)
+    assert second.returncode == 1
+    assert f"1 segment(s) parked in {s.spool_path / 'corrupt'}" in second.stdout
+    assert len(read_lake(s.data_path)) == 2  # the frame before the damage was delivered

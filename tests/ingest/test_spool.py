@@ -1,11 +1,12 @@
 import asyncio
+import errno
 import os
+import shutil
 
 import pytest
 
 from beaconlake.config import SpoolSettings
-from beaconlake.errors import SpoolCorrupt
-from beaconlake.ingest import spool
+from beaconlake.ingest import segment, spool
 
 
 def settings(**kw) -> SpoolSettings:
@@ -92,7 +93,8 @@ def test_segments_rotate_by_size(tmp_path):
     segs = spool.sealed_segments(tmp_path)
     assert len(segs) >= 3
     assert sum(len(list(spool.read_frames(s))) for s in segs) == 25
-    assert all(s.stat().st_size <= 1000 + 108 for s in segs)
+    frame = segment.FRAME.size + 100
+    assert all(s.stat().st_size <= 1000 + frame + segment.TRAILER_SIZE for s in segs)
 
 
 def test_segments_seal_by_age(tmp_path):
@@ -122,52 +124,74 @@ def test_two_writers_never_share_a_segment(tmp_path):
     assert sorted(next(spool.read_frames(s)) for s in segs) == [b"from-a", b"from-b"]
 
 
-def test_torn_tail_is_ignored_and_whole_frames_stand(tmp_path, caplog):
+def test_a_live_writers_segment_is_never_sealed_under_it(tmp_path):
     async def go():
         w = spool.SegmentWriter(tmp_path, settings())
-        for i in range(3):
-            await w.commit(w.append(f"ok-{i}".encode()))
-        return w._current.path
+        await w.commit(w.append(b"first"))
+        assert spool.recover_orphans(tmp_path) == []  # its writer holds the flock
+        await w.commit(w.append(b"second"))
+        await w.seal()
 
-    path = run(go())
-    with open(path, "ab") as f:
-        f.write(spool.FRAME.pack(1000, 0) + b"partial")  # a crash mid-write
-    assert [p.decode() for p in spool.read_frames(path)] == ["ok-0", "ok-1", "ok-2"]
-    assert "fails its length check" in caplog.text
+    run(go())
+    [seg] = spool.sealed_segments(tmp_path)
+    scan = segment.read(seg)
+    assert (scan.frames, scan.sealed, scan.corrupt) == ([b"first", b"second"], "clean", False)
 
 
-def test_corrupt_frame_stops_reading(tmp_path):
+def test_the_segment_of_a_dead_writer_is_sealed_torn_tail_and_all(tmp_path):
+    # What a writer that died mid-write leaves: header, whole frames, a torn frame, no lock.
+    new_dir, _ = spool.spool_dirs(tmp_path)
+    salt = b"12345678"
+    seed = segment.seed_of(salt)
+    data = segment.header(salt) + segment.frame(seed, b"a") + segment.frame(seed, b"b") + segment.frame(seed, b"c")[:10]
+    (new_dir / "1764201600000-999-abcdef-000001.seg").write_bytes(data)
+    [moved] = spool.recover_orphans(tmp_path)
+    scan = segment.read(moved)
+    assert scan.frames == [b"a", b"b"]
+    assert (scan.sealed, scan.corrupt, scan.torn_tail) == ("recovered", False, (len(data) - 10, len(data)))
+    assert list(new_dir.iterdir()) == []
+
+
+def test_files_that_hold_no_frame_are_removed_quietly_at_recovery(tmp_path, caplog):
+    new_dir, _ = spool.spool_dirs(tmp_path)
+    (new_dir / "1764201600000-1-aaaaaa-000001.seg").write_bytes(b"")  # the old disk-full leftovers
+    (new_dir / "1764201600000-1-aaaaaa-000002.seg").write_bytes(segment.header(b"12345678"))
+    stale = new_dir / "1764201600000-1-aaaaaa-000003.open"
+    stale.write_bytes(b"BLSP")
+    os.utime(stale, (0, 0))  # a writer died between creating and naming it, long ago
+    assert spool.recover_orphans(tmp_path) == []
+    assert list(new_dir.iterdir()) == []
+    assert spool.sealed_segments(tmp_path) == []
+    assert "ERROR" not in caplog.text and "WARNING" not in caplog.text
+
+
+def test_a_segment_that_holds_no_frame_is_removed_not_sealed(tmp_path):
     async def go():
-        w = spool.SegmentWriter(tmp_path, settings())
-        for i in range(3):
-            await w.commit(w.append(f"ok-{i}".encode()))
-        return w._current.path
-
-    path = run(go())
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF  # flip a bit in the last payload
-    path.write_bytes(bytes(data))
-    assert [p.decode() for p in spool.read_frames(path)] == ["ok-0", "ok-1"]
-
-
-def test_not_a_segment(tmp_path):
-    path = tmp_path / "x.seg"
-    path.write_bytes(b"hello world")
-    with pytest.raises(SpoolCorrupt, match="not a beaconlake spool segment"):
-        list(spool.read_frames(path))
-
-
-def test_orphans_from_a_crash_are_sealed(tmp_path):
-    async def go():
-        w = spool.SegmentWriter(tmp_path, settings())
-        await w.commit(w.append(b"left-behind"))
-        # no seal: the process "dies" here
+        w = spool.SegmentWriter(tmp_path, settings(flush_interval_secs=0.01))
+        assert w.unwritable_reason() is None
+        w.failure = "probe"  # what a failed write leaves: the next check opens a segment to probe
+        assert w.unwritable_reason() is None
+        assert len(list((tmp_path / "new").glob("*.seg"))) == 1
+        await asyncio.sleep(0.02)
+        await w.seal_if_due()
 
     run(go())
     assert spool.sealed_segments(tmp_path) == []
-    moved = spool.recover_orphans(tmp_path)
-    assert len(moved) == 1
-    assert list(spool.read_frames(moved[0])) == [b"left-behind"]
+    assert list((tmp_path / "new").iterdir()) == []
+
+
+def test_a_write_over_the_budget_is_refused_before_it_is_made(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    w = spool.SegmentWriter(tmp_path, settings(min_free_disk_bytes=free - 3 * 1024 * 1024, max_segment_bytes=1024 * 1024))
+    # budget: free - floor - reserve (2 x max_segment_bytes) = about 1 MiB, give or take what others write
+    with pytest.raises(spool.SpoolFull) as err:
+        for _ in range(20000):
+            w.append(b"z" * 4096)
+    assert err.value.errno == errno.ENOSPC
+    assert "bytes free" in err.value.strerror and f"spool.min_free_disk_bytes={free - 3 * 1024 * 1024}" in err.value.strerror
+    assert "reserve of 2097152 bytes" in err.value.strerror
+    assert w.failure is not None and w.unwritable_reason(64 * 1024) is not None
+    w.close_sync()
 
 
 def test_undelivered_bytes_counts_new_and_sealed(tmp_path):
@@ -178,4 +202,5 @@ def test_undelivered_bytes_counts_new_and_sealed(tmp_path):
         await w.commit(w.append(b"b" * 500))
 
     run(go())
-    assert spool.undelivered_bytes(tmp_path) == 2 * len(spool.MAGIC) + 2 * spool.FRAME.size + 1500
+    frames = 2 * segment.FRAME.size + 1500
+    assert spool.undelivered_bytes(tmp_path) == 2 * segment.HEADER.size + frames + segment.TRAILER_SIZE

@@ -1,62 +1,63 @@
 """The durable spool: append-only segments, group-committed with fsync.
 
-A segment's life is told by the folder it sits in::
-
-    spool/new/<segment>.seg      one per writing process, appended to
-    spool/sealed/<segment>.seg   complete and durable, waiting for lake delivery
-
-Delivery deletes a sealed segment only after its Parquet files are durable. A segment is
-a header followed by frames ``[u32 length][u32 crc32][payload]``; a torn frame at the tail
-(a crash mid-write) is never one that was acknowledged, since acknowledgement waits for
-the fsync that covers it.
+Each writing process appends to a segment of its own in ``spool/new/``, sealed into
+``spool/sealed/`` by age or size, delivered to the lake, deleted only once its files are
+durable (``deliver.py``). Folders: ``spooldir.py``; bytes on disk: ``segment.py``.
 
 Group commit: a request writes its frame with ``os.write`` (page cache, microseconds) and
 waits for a sync. One fsync runs at a time, in a thread; when it ends, the next starts at
 once and covers every frame written meanwhile, so concurrent requests share fsyncs and no
 request waits for a timer tick.
+
+What a writer promises, whatever fails:
+
+* a frame is acknowledged (``commit`` returns) only once an fsync covers it;
+* the writer flocks its segment from before the file has its ``.seg`` name until it is
+  sealed, so the deliverer can seal the segment of a writer that died (``orphans.py``)
+  and never the segment of one that lives;
+* a failed write leaves neither a torn frame (the file is truncated back), nor a file that
+  holds no frame, nor an open descriptor behind it;
+* a write that would take the disk under ``min_free_disk_bytes`` plus the deliverer's
+  reserve is refused before it is made (``budget.py``), with ``SpoolFull`` (ENOSPC).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import fcntl
 import logging
 import os
 import secrets
-import shutil
-import struct
 import time
-import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from beaconlake.config import SpoolSettings
-from beaconlake.errors import BeaconlakeError, SpoolCorrupt
+from beaconlake.ingest import segment
+from beaconlake.ingest.budget import DiskBudget, SpoolFull, delivery_reserve_bytes
+from beaconlake.ingest.orphans import seal_orphans
+from beaconlake.ingest.segment import read_frames
+from beaconlake.ingest.spooldir import (
+    CORRUPT, NEW, OPENING, SEALED, SUFFIX, created_ms, free_disk_bytes, fsync_dir, lock_spool,
+    oldest_undelivered_ms, open_segments, parked_segments, sealed_segments, spool_dirs, undelivered_bytes,
+)
+
+__all__ = [
+    "CORRUPT", "NEW", "OPENING", "SEALED", "SUFFIX", "DiskBudget", "SegmentWriter", "SpoolFull", "created_ms",
+    "delivery_reserve_bytes", "free_disk_bytes", "lock_spool", "oldest_undelivered_ms", "open_segments",
+    "parked_segments", "read_frames", "recover_orphans", "seal_orphans", "sealed_segments", "spool_dirs",
+    "undelivered_bytes", "write_sealed_segment",
+]
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"BLSPOOL1"
-FRAME = struct.Struct("<II")
-SUFFIX = ".seg"
-NEW = "new"
-SEALED = "sealed"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def spool_dirs(root: Path) -> tuple[Path, Path]:
-    new, sealed = root / NEW, root / SEALED
-    new.mkdir(parents=True, exist_ok=True)
-    sealed.mkdir(parents=True, exist_ok=True)
-    return new, sealed
+# At start-up (``up``, ``deliver``) and in the deliverer's every pass: the same lock-based sweep.
+recover_orphans = seal_orphans
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 @dataclass
@@ -65,7 +66,17 @@ class _Segment:
     fd: int
     created: float
     size: int
+    seed: int  # the crc seed of its salt (segment.py)
+    frames: int = 0
     dirty: bool = False  # written since its last fsync
+    abandoned: bool = False  # closed without a trailer: the deliverer seals it as an orphan
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    written = os.write(fd, data)
+    if written != len(data):
+        raise OSError(errno.ENOSPC, f"short write to spool segment {path.name}: {written} of {len(data)} bytes "
+                                    "(disk full, or the file size limit)")
 
 
 class SegmentWriter:
@@ -76,6 +87,7 @@ class SegmentWriter:
         self.fsync = settings.durability == "fsync"
         self.max_segment_bytes = settings.max_segment_bytes
         self.flush_interval_secs = settings.flush_interval_secs
+        self.budget = DiskBudget(root, settings)
         # pid alone can repeat after a restart; the token makes names unique across runs.
         self._prefix = f"{os.getpid()}-{secrets.token_hex(3)}"
         self._seq = 0
@@ -88,37 +100,97 @@ class SegmentWriter:
         self._dir_dirty = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-fsync")
         self.bytes_written = 0
+        self.failure: str | None = None  # why the last write failed, until one succeeds again
+        self.write_failures = 0  # writes refused or failed (the collector counts and resets it)
 
     # -- writing -------------------------------------------------------------------------
 
     def _open_segment(self) -> _Segment:
         self._seq += 1
-        name = f"{int(time.time() * 1000):013d}-{self._prefix}-{self._seq:06d}{SUFFIX}"
-        path = self.new_dir / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        os.write(fd, MAGIC)
+        stem = f"{int(time.time() * 1000):013d}-{self._prefix}-{self._seq:06d}"
+        opening, path = self.new_dir / f"{stem}{OPENING}", self.new_dir / f"{stem}{SUFFIX}"
+        salt = secrets.token_bytes(segment.SALT_BYTES)
+        head = segment.header(salt)
+        reserved = len(head) + segment.TRAILER_SIZE
+        self.budget.take(reserved)
+        try:
+            fd = os.open(opening, _FLAGS | os.O_APPEND, 0o644)
+        except OSError:
+            self.budget.give_back(reserved)
+            raise
+        try:
+            # Locked before it has its .seg name: the orphan sweep can never lock a live segment.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_all(fd, head, opening)
+            os.rename(opening, path)
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                opening.unlink()
+            self.budget.give_back(reserved)
+            raise
         self._dir_dirty = True
-        return _Segment(path, fd, time.monotonic(), len(MAGIC), dirty=True)
+        return _Segment(path, fd, time.monotonic(), len(head), segment.seed_of(salt), dirty=True)
 
     def append(self, payload: bytes) -> int:
-        """Write one frame; return the ticket to pass to ``commit``. Raises OSError (e.g. ENOSPC)."""
-        seg = self._current
-        if seg is None:
-            seg = self._current = self._open_segment()
-        frame = FRAME.pack(len(payload), zlib.crc32(payload)) + payload
-        written = os.write(seg.fd, frame)
-        if written != len(frame):
-            # A short write leaves a torn frame; seal what is whole and let the caller answer 503.
-            self._retire()
-            raise OSError(f"short write to spool segment {seg.path.name}: {written} of {len(frame)} bytes")
-        seg.size += written
+        """Write one frame; return the ticket to pass to ``commit``. Raises OSError: SpoolFull
+        when the disk budget is spent, or what the disk said (e.g. ENOSPC, EMFILE)."""
+        try:
+            seg = self._current
+            if seg is None:
+                seg = self._current = self._open_segment()
+            frame = segment.frame(seg.seed, payload)
+            self.budget.take(len(frame))
+            try:
+                _write_all(seg.fd, frame, seg.path)
+            except OSError:
+                self.budget.give_back(len(frame))
+                self._truncate_back(seg)
+                raise
+        except OSError as exc:
+            self._failed(exc)
+            self._drop_if_empty()
+            raise
+        seg.size += len(frame)
+        seg.frames += 1
         seg.dirty = True
-        self.bytes_written += written
+        self.bytes_written += len(frame)
         self._written += 1
+        self.failure = None
         ticket = self._written
         if seg.size >= self.max_segment_bytes:
             self._retire()
         return ticket
+
+    def _failed(self, exc: OSError, count: bool = True) -> None:
+        self.failure = f"the last spool write failed: {exc.strerror or exc}"
+        if count:
+            self.write_failures += 1
+
+    def _truncate_back(self, seg: _Segment) -> None:
+        """Cut a partly written frame off, so the segment stays whole."""
+        try:
+            os.ftruncate(seg.fd, seg.size)
+        except OSError as exc:
+            # It keeps a torn frame at its end: close it as a crashed writer would leave it,
+            # and the deliverer's orphan sweep seals it with the tear recognised as such.
+            log.error("cannot truncate spool segment %s after a failed write (%s); abandoning it", seg.path.name, exc)
+            seg.abandoned = True
+            self._current = None
+            self._retiring.append(seg)
+
+    def _drop_if_empty(self) -> None:
+        """A segment that holds no frame holds nothing acknowledged: close and remove it."""
+        seg = self._current
+        if seg is not None and seg.frames == 0:
+            self._current = None
+            self._discard(seg)
+
+    def _discard(self, seg: _Segment) -> None:
+        with contextlib.suppress(OSError):
+            seg.path.unlink()
+        os.close(seg.fd)
+        self.budget.give_back(seg.size + segment.TRAILER_SIZE)
 
     async def commit(self, ticket: int) -> None:
         """Return once the frame behind ``ticket`` is durable (per ``spool.durability``)."""
@@ -148,7 +220,11 @@ class SegmentWriter:
                     if not fut.done():
                         fut.set_exception(exc)
                 self._waiters.clear()
+                self._failed(exc)
                 log.error("spool fsync failed: %s", exc)
+                # What the failed fsync covered was never acknowledged; new frames go to a
+                # fresh segment rather than after frames whose fate the disk did not tell.
+                self._retire()
                 return
             self._synced = max(self._synced, target)
             self._close_retired()
@@ -165,14 +241,31 @@ class SegmentWriter:
         for s in segments:
             os.fsync(s.fd)
         if dir_dirty:
-            _fsync_dir(self.new_dir)
+            fsync_dir(self.new_dir)
 
     # -- sealing -------------------------------------------------------------------------
 
     def _retire(self) -> None:
-        if self._current is not None:
-            self._retiring.append(self._current)
-            self._current = None
+        """Stop appending to the current segment: a clean trailer now, sealed once durable."""
+        seg = self._current
+        if seg is None:
+            return
+        self._current = None
+        if seg.frames == 0:
+            self._discard(seg)
+            return
+        trailer = segment.trailer(seg.seed, segment.CLEAN, seg.frames, seg.size)
+        try:
+            _write_all(seg.fd, trailer, seg.path)
+        except OSError as exc:
+            log.error("cannot write the trailer of spool segment %s (%s); the deliverer will seal it", seg.path.name, exc)
+            with contextlib.suppress(OSError):
+                os.ftruncate(seg.fd, seg.size)
+            seg.abandoned = True
+        else:
+            seg.size += len(trailer)
+        seg.dirty = True
+        self._retiring.append(seg)
 
     def _close_retired(self) -> None:
         """Seal retired segments whose every frame is durable (all of them, after a sync)."""
@@ -181,11 +274,17 @@ class SegmentWriter:
             if self.fsync and seg.dirty:
                 return
             self._retiring.pop(0)
-            os.close(seg.fd)
-            os.replace(seg.path, self.sealed_dir / seg.path.name)
-            if self.fsync:
-                _fsync_dir(self.sealed_dir)
-                _fsync_dir(self.new_dir)
+            try:
+                if not seg.abandoned:
+                    os.replace(seg.path, self.sealed_dir / seg.path.name)
+                    if self.fsync:
+                        fsync_dir(self.sealed_dir)
+                        fsync_dir(self.new_dir)
+            except OSError as exc:
+                log.error("cannot seal spool segment %s (%s); the deliverer will seal it", seg.path.name, exc)
+            finally:
+                # Unlocked only now: until it is in sealed/, the orphan sweep must not touch it.
+                os.close(seg.fd)
 
     async def seal_if_due(self) -> None:
         """Seal the current segment once it is ``flush_interval_secs`` old, so events reach the lake."""
@@ -208,95 +307,65 @@ class SegmentWriter:
         self._retire()
         for seg in self._retiring:
             if self.fsync:
-                os.fsync(seg.fd)
-        for seg in self._retiring:
+                try:
+                    os.fsync(seg.fd)
+                except OSError as exc:  # nothing it covers was acknowledged; seal what is there
+                    log.error("spool fsync failed on shutdown: %s", exc)
             seg.dirty = False
         self._close_retired()
         self._pool.shutdown(wait=False)
 
+    # -- health --------------------------------------------------------------------------
 
-# -- reading ---------------------------------------------------------------------------
+    def unwritable_reason(self, min_bytes: int = 0) -> str | None:
+        """Why a write of ``min_bytes`` cannot be taken now, or None when it can.
 
-
-def read_frames(path: Path) -> Iterator[bytes]:
-    """Yield every whole frame's payload. A torn or corrupt frame ends the segment: it is
-    logged (it was never acknowledged when it is the tail) and the frames before it stand."""
-    data = path.read_bytes()
-    if not data.startswith(MAGIC):
-        raise SpoolCorrupt(f"{path}: not a beaconlake spool segment (header {data[:8]!r})")
-    pos = len(MAGIC)
-    end = len(data)
-    while pos < end:
-        if end - pos < FRAME.size:
-            log.warning("%s: torn frame header at byte %d (%d bytes), ignored", path.name, pos, end - pos)
-            return
-        length, crc = FRAME.unpack_from(data, pos)
-        body = data[pos + FRAME.size : pos + FRAME.size + length]
-        if len(body) < length or zlib.crc32(body) != crc:
-            log.warning(
-                "%s: frame at byte %d fails its %s check; %d trailing bytes ignored",
-                path.name,
-                pos,
-                "length" if len(body) < length else "crc32",
-                end - pos,
-            )
-            return
-        yield body
-        pos += FRAME.size + length
-
-
-def lock_spool(root: Path) -> int:
-    """Take the spool for this process (``up`` or ``deliver``) and return the lock's fd.
-
-    Sealing orphans while a collector writes would pull live segments from under it, so
-    only one owner at a time; the lock dies with its process, even on SIGKILL."""
-    root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / "owner.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise BeaconlakeError(
-            f"the spool {root} is in use by another beaconlake process (pid {owner}); stop it first"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-def recover_orphans(root: Path) -> list[Path]:
-    """Seal segments left in ``new/`` by processes that are gone. Call before any writer starts."""
-    new_dir, sealed_dir = spool_dirs(root)
-    moved = []
-    for path in sorted(new_dir.glob(f"*{SUFFIX}")):
-        target = sealed_dir / path.name
-        os.replace(path, target)
-        moved.append(target)
-    if moved:
-        _fsync_dir(sealed_dir)
-        _fsync_dir(new_dir)
-    return moved
-
-
-def sealed_segments(root: Path) -> list[Path]:
-    return sorted((root / SEALED).glob(f"*{SUFFIX}"))
-
-
-def undelivered_bytes(root: Path) -> int:
-    total = 0
-    for folder in (root / NEW, root / SEALED):
+        Re-measures the disk budget; after a failed write, probes whether its cause is gone
+        by opening a segment (a descriptor and a header on disk: what the next write needs
+        first). So the collector's readiness follows the spool without a restart."""
         try:
-            with os.scandir(folder) as it:
-                for entry in it:
-                    try:
-                        total += entry.stat().st_size
-                    except FileNotFoundError:  # delivered meanwhile
-                        pass
-        except FileNotFoundError:
-            pass
-    return total
+            self.budget.refresh()
+        except OSError as exc:
+            return f"cannot measure the spool's free disk space: {exc}"
+        need = min_bytes + segment.FRAME.size + (0 if self._current else segment.HEADER.size + segment.TRAILER_SIZE)
+        if self.budget.available < need:
+            return self.budget.shortfall(need)
+        if self.failure is not None:
+            if self._current is None:
+                try:
+                    self._current = self._open_segment()
+                except OSError as exc:
+                    self._failed(exc, count=False)
+                    return self.failure
+            self.failure = None
+        return None
 
 
-def free_disk_bytes(root: Path) -> int:
-    return shutil.disk_usage(root).free
+def write_sealed_segment(root: Path, stem: str, payloads: Iterable[bytes]) -> Path:
+    """One whole segment written at once (the realtime stage's matches), fsynced, sealed.
+
+    Written as ``new/<stem>.open`` and renamed straight into ``sealed/``: the orphan sweep
+    never sees it half-written. On an error nothing is left behind."""
+    new_dir, sealed_dir = spool_dirs(root)
+    salt = secrets.token_bytes(segment.SALT_BYTES)
+    seed = segment.seed_of(salt)
+    parts = [segment.header(salt)]
+    parts += [segment.frame(seed, p) for p in payloads]
+    offset = sum(map(len, parts))
+    parts.append(segment.trailer(seed, segment.CLEAN, len(parts) - 1, offset))
+    opening, target = new_dir / f"{stem}{OPENING}", sealed_dir / f"{stem}{SUFFIX}"
+    fd = os.open(opening, _FLAGS, 0o644)
+    try:
+        _write_all(fd, b"".join(parts), opening)
+        os.fsync(fd)
+        os.replace(opening, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            opening.unlink()
+        raise
+    finally:
+        os.close(fd)
+    fsync_dir(sealed_dir)
+    fsync_dir(new_dir)
+    return target
+

@@ -22,6 +22,7 @@ from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
 from beaconlake.backends.storage import Storage
 from beaconlake.config import MemoryCountersSettings, Settings
 from beaconlake.errors import SpoolCorrupt
+from beaconlake.ingest.rows import ROW_ERRORS
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.emit import is_own, write_segment
 from beaconlake.realtime.feed import event_id_of, segment_events
@@ -66,7 +67,7 @@ class RealtimeConsumer:
             own_seg = is_own(path)
             try:
                 fed.extend((own_seg, *e) for e in segment_events(path))
-            except (SpoolCorrupt, msgspec.DecodeError, OSError) as exc:  # lake delivery parks it; go on
+            except (SpoolCorrupt, OSError) as exc:  # lake delivery parks it; go on
                 log.error("realtime: cannot read %s: %s", path.name, exc)
         fed.sort(key=lambda x: x[4])  # event time; stable, so per-segment order holds within a ms
         highs, idents, own = [], set(), {}
@@ -78,7 +79,10 @@ class RealtimeConsumer:
                 idents.add((tenant, ev.anonymous_id, ev.user_id))
             if ev.level != "high" and ev.name not in wanted.get(tenant, ()):
                 continue  # most events: no definition mentions them
-            props = _props.decode(ev.props)
+            try:
+                props = _props.decode(ev.props)
+            except ROW_ERRORS:  # not JSON the lake can keep either: delivery rejects the event
+                continue
             event_id = event_id_of(ev, where)
             self.detector.feed(tenant, Seen(event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id,
                                             ts, ev.url, ev.title, ev.referrer, props), now)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import secrets
 import time
-import zlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -49,18 +48,9 @@ def write_segment(root: Path, matches: list[Match]) -> Path | None:
     for m in matches:
         ev = match_event(m)
         by_tenant[m.tenant].append({k: v for k, v in ev.items() if v is not None})
-    new_dir, sealed_dir = spool.spool_dirs(root)
-    name = f"{now:013d}{OWN_MARK}{os.getpid()}-{secrets.token_hex(3)}{spool.SUFFIX}"
-    path = new_dir / name
-    with open(path, "wb") as f:
-        f.write(spool.MAGIC)
-        for tenant, events in sorted(by_tenant.items()):
-            body = _json.encode({"sent_at": now, "events": events})
-            # client_ts is the last step's time; sent_at = received_at makes event_ts equal it
-            payload = _record.encode(SpoolRecord(tenant, now, now, None, None, UserAgent(), body, None, []))
-            f.write(spool.FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path, sealed_dir / name)
-    spool._fsync_dir(sealed_dir)
-    return sealed_dir / name
+    payloads = []
+    for tenant, events in sorted(by_tenant.items()):
+        body = _json.encode({"sent_at": now, "events": events})
+        # client_ts is the last step's time; sent_at = received_at makes event_ts equal it
+        payloads.append(_record.encode(SpoolRecord(tenant, now, now, None, None, UserAgent(), body, None, [])))
+    return spool.write_sealed_segment(root, f"{now:013d}{OWN_MARK}{os.getpid()}-{secrets.token_hex(3)}", payloads)

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from beaconlake.ingest import spool
-from beaconlake.ingest.deliver import StoredEvent, lake_event_id
+from beaconlake.ingest.rows import ROW_ERRORS, StoredEvent, lake_event_id
 from beaconlake.types import SpoolRecord
 
 
@@ -44,21 +44,41 @@ def event_id_of(ev: LeanEvent, where: tuple[str, int, int]) -> str:
 
 def segment_events(path: Path) -> Iterator[tuple[str, tuple[str, int, int], LeanEvent, int]]:
     """(tenant, where, event, event_ts) for every accepted event of the segment, in order;
-    ``where`` is what ``event_id_of`` needs."""
+    ``where`` is what ``event_id_of`` needs. Records and events that do not decode are
+    skipped: lake delivery keeps them in ``lake/rejected`` (``ingest/rows.py``)."""
     segment = path.stem
     for rec_no, payload in enumerate(spool.read_frames(path)):
-        rec = _record.decode(payload)
+        try:
+            rec = _record.decode(payload)
+        except ROW_ERRORS:
+            continue
         if not rec.body:
             continue
-        if rec.accepted is None:  # every event valid: the one-call path
-            events: list = _lean.decode(rec.body).events
-            indexes = range(len(events))
-        else:  # some were rejected and may not even decode: take the accepted ones one by one
-            raw = _raw.decode(rec.body).events
-            events = {i: _event.decode(raw[i]) for i in rec.accepted}  # type: ignore[assignment]
-            indexes = rec.accepted
+        events, indexes = _accepted(rec)
         skew = rec.received_at - rec.sent_at
         for idx in indexes:
             ev = events[idx]
             client_ts = ev.client_ts if ev.client_ts is not None else rec.sent_at
             yield rec.tenant, (segment, rec_no, idx), ev, client_ts + skew
+
+
+def _accepted(rec: SpoolRecord) -> tuple[dict[int, LeanEvent] | list[LeanEvent], list[int] | range]:
+    if rec.accepted is None:
+        try:  # every event valid: the one-call path
+            events = _lean.decode(rec.body).events
+            return events, range(len(events))
+        except ROW_ERRORS:
+            pass
+    try:  # some were rejected and may not even decode: take the accepted ones one by one
+        raw = _raw.decode(rec.body).events
+    except ROW_ERRORS:
+        return [], []
+    wanted = range(len(raw)) if rec.accepted is None else rec.accepted
+    one_by_one: dict[int, LeanEvent] = {}
+    for i in wanted:
+        if 0 <= i < len(raw) and i not in one_by_one:
+            try:
+                one_by_one[i] = _event.decode(raw[i])
+            except ROW_ERRORS:
+                continue
+    return one_by_one, list(one_by_one)

@@ -9,13 +9,15 @@ anonymised IP), clock-skew correction and the file layout all come from the inge
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 
-from beaconlake.config import Settings, SpoolSettings
+from beaconlake.config import Settings
 from beaconlake.ingest import spool
 from beaconlake.ingest.collector.enrich import user_agent
 from beaconlake.ingest.deliver import Deliverer
@@ -67,9 +69,5 @@ def write_raw_lake(settings: Settings, visits: Iterable[Visit], ip: str = "192.0
 
 def _deliver(root: Path, records: list[bytes], deliverer: Deliverer) -> None:
     """One spool segment of these records, sealed, then delivered by lake delivery."""
-    writer = spool.SegmentWriter(root, SpoolSettings(durability="os", max_segment_bytes=1 << 40))
-    for payload in records:
-        writer.append(payload)
-    writer.close_sync()
-    for path in spool.sealed_segments(root):
-        deliverer.deliver_segment(path)
+    deliverer.deliver_segment(spool.write_sealed_segment(root, f"{int(time.time() * 1000):013d}-simulate-"
+                                                               f"{secrets.token_hex(4)}", records))

@@ -160,16 +160,22 @@ class Collector:
         self.writer.bytes_written = 0
 
     def _check_pressure(self) -> None:
+        """Whether the spool can take writes now; the reason it cannot is what requests (503 +
+        Retry-After) and ``/readyz`` answer. Re-checked every housekeeping tick, so both follow
+        the spool back without a restart."""
         s = self.settings.spool
-        root = self.settings.spool_path
-        pending = spool.undelivered_bytes(root)
-        free = spool.free_disk_bytes(root)
+        pending = spool.undelivered_bytes(self.settings.spool_path)
         if pending > s.max_undelivered_bytes:
-            self.pressure.reason = f"{pending} undelivered spool bytes, limit spool.max_undelivered_bytes={s.max_undelivered_bytes}"
-        elif free < s.min_free_disk_bytes:
-            self.pressure.reason = f"{free} bytes free on disk, floor spool.min_free_disk_bytes={s.min_free_disk_bytes}"
+            reason = f"{pending} undelivered spool bytes, limit spool.max_undelivered_bytes={s.max_undelivered_bytes}"
         else:
-            self.pressure.reason = None
+            # room for one request of the largest size, and no write failing since the last that did
+            reason = self.writer.unwritable_reason(self.settings.collector.max_body_bytes)
+        if bool(reason) != bool(self.pressure.reason):
+            (log.warning if reason else log.info)("spool %s", f"cannot take writes: {reason}" if reason else "takes writes again")
+        self.pressure.reason = reason
+        if self.writer.write_failures:
+            self.metrics.inc("beaconlake_spool_write_failures_total", self.writer.write_failures)
+            self.writer.write_failures = 0
 
     # -- small routes ----------------------------------------------------------------------
 
@@ -181,6 +187,8 @@ class Collector:
             return JSONResponse({"status": "starting"}, status_code=503)
         if self.pressure.reason:
             return JSONResponse({"status": "shedding", "reason": self.pressure.reason}, status_code=503)
+        if self.writer.failure:  # a write failed since the last check: not ready until one succeeds
+            return JSONResponse({"status": "shedding", "reason": self.writer.failure}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     async def metrics_text(self, request: Request) -> Response:

@@ -1,0 +1,116 @@
+"""The spool's folders: a segment's state is the folder it sits in.
+
+::
+
+    spool/new/<segment>.open      being created by its writer (header only, never acknowledged)
+    spool/new/<segment>.seg       a writer's open segment, flock'ed by that writer while it lives
+    spool/sealed/<segment>.seg    complete, waiting for lake delivery
+    spool/corrupt/<segment>.seg   parked for a human (damaged, or failing delivery), with
+    spool/corrupt/<segment>.json  the report of why, and of what was delivered from it
+
+A segment's name starts with its creation time in ms (13 digits), so the age of the oldest
+undelivered segment (the delivery lag) needs no file read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from pathlib import Path
+
+from beaconlake.errors import BeaconlakeError
+
+SUFFIX = ".seg"
+OPENING = ".open"
+NEW = "new"
+SEALED = "sealed"
+CORRUPT = "corrupt"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def spool_dirs(root: Path) -> tuple[Path, Path]:
+    new, sealed = root / NEW, root / SEALED
+    new.mkdir(parents=True, exist_ok=True)
+    sealed.mkdir(parents=True, exist_ok=True)
+    return new, sealed
+
+
+def sealed_segments(root: Path) -> list[Path]:
+    return sorted((root / SEALED).glob(f"*{SUFFIX}"))
+
+
+def open_segments(root: Path) -> list[Path]:
+    return sorted((root / NEW).glob(f"*{SUFFIX}"))
+
+
+def parked_segments(root: Path) -> list[Path]:
+    return sorted((root / CORRUPT).glob(f"*{SUFFIX}"))
+
+
+def created_ms(path: Path) -> int | None:
+    """The creation time a segment's name starts with, or None for a name without one."""
+    head = path.name[:13]
+    return int(head) if len(head) == 13 and head.isdigit() else None
+
+
+def oldest_undelivered_ms(root: Path) -> int | None:
+    """Creation time of the oldest segment not yet delivered (open or sealed; parked ones are
+    counted apart), so a stuck deliverer shows as a growing lag, not as zero."""
+    oldest = None
+    for path in (*open_segments(root), *sealed_segments(root)):
+        ms = created_ms(path)
+        if ms is None:
+            try:
+                ms = int(path.stat().st_mtime * 1000)
+            except FileNotFoundError:  # delivered meanwhile
+                continue
+        oldest = ms if oldest is None else min(oldest, ms)
+    return oldest
+
+
+def undelivered_bytes(root: Path) -> int:
+    total = 0
+    for folder in (root / NEW, root / SEALED):
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    try:
+                        total += entry.stat().st_size
+                    except FileNotFoundError:  # delivered meanwhile
+                        pass
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def free_disk_bytes(root: Path) -> int:
+    return shutil.disk_usage(root).free
+
+
+def lock_spool(root: Path) -> int:
+    """Take the spool for this process (``up`` or ``deliver``) and return the lock's fd.
+
+    One deliverer at a time: two would deliver and park the same segments. (Sealing the
+    segments of dead writers is safe beside live ones: each writer flocks its own segment.)
+    The lock dies with its process, even on SIGKILL."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / "owner.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise BeaconlakeError(
+            f"the spool {root} is in use by another beaconlake process (pid {owner}); stop it first"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
