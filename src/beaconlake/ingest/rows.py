@@ -88,15 +88,53 @@ def lake_event_id(event_id: str | None, segment: str, rec_no: int, idx: int) -> 
     return event_id if _CANONICAL_UUID.fullmatch(event_id) else str(uuid.UUID(event_id))
 
 
+# JSON strings (escapes and all, any bytes inside) and the structural characters between them
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]', re.S)
+
+
+def split_events(body: bytes) -> list[bytes] | None:
+    """The elements of a body's top-level ``events`` array, as bytes, without decoding them;
+    None when there is no such array or the brackets do not balance (then no split can be
+    trusted to number the events as the collector did). For bodies msgspec cannot split (a
+    lone surrogate, or nesting too deep, inside one event): each element is then decoded, and
+    refused, alone. Iterative, so no depth is too deep."""
+    if not body.lstrip().startswith(b"{"):
+        return None
+    openers: list[bytes] = []
+    key, after_colon, start = None, False, None
+    events: list[bytes] | None = None
+    for m in _JSON_TOKENS.finditer(body):
+        token = m.group()
+        if token[:1] == b'"':
+            if len(openers) == 1:
+                key = token
+            after_colon = False
+            continue
+        if token in (b"[", b"{"):
+            if len(openers) == 1 and after_colon and key == b'"events"' and token == b"[" and events is None:
+                start, events = m.end(), []
+            openers.append(token)
+        elif token in (b"]", b"}"):
+            if not openers or openers.pop() != (b"[" if token == b"]" else b"{"):
+                return None
+            if start is not None and len(openers) == 1:  # the events array closed
+                last = body[start:m.start()].strip()
+                if last:
+                    events.append(last)
+                start = None
+        elif token == b"," and start is not None and len(openers) == 2:
+            events.append(body[start:m.start()].strip())
+            start = m.end()
+        after_colon = token == b":"
+    return events if not openers else None
+
+
 def day_of(ms: int) -> tuple[int, int, int]:
     d = datetime.fromtimestamp(ms / 1000, UTC)
     return d.year, d.month, d.day
 
 
-def _text(raw: msgspec.Raw, field: str) -> str | None:
-    data = bytes(raw)
-    if data == b"null":
-        return None
+def _text(data: bytes, field: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -123,7 +161,7 @@ class SegmentRows:
         self.segment = segment
         self.fallback_ms = fallback_ms  # a received_at for rows of records that have no usable one
         self.rows: list[tuple] = []  # per accepted event
-        self.raw_events: list[bytes] = []  # its bytes, for the excerpt should Arrow refuse the row
+        self.raw_events: list[msgspec.Raw] = []  # its bytes, for the excerpt should Arrow refuse the row
         self.where: list[tuple[int, int]] = []  # (record number, index in its batch) of each row
         self.owner: list[int] = []  # index in self.records of each row
         self.records: list[tuple] = []
@@ -158,41 +196,52 @@ class SegmentRows:
         try:
             events = events_decoder.decode(rec.body).events
         except ROW_ERRORS as exc:
-            error = f"spool record {rec_no}: the request body cannot be split into events ({exc})"
-            for idx in [-1] if rec.accepted is None else dict.fromkeys(rec.accepted):
-                self.undeliverable_event(rec, rec.received_at, idx, error, rec.body)
-            return
+            events = split_events(rec.body)  # one bad event must not sink the others of its batch
+            if events is None:
+                error = f"spool record {rec_no}, the request body cannot be split into events ({exc})"
+                for idx in [-1] if rec.accepted is None else dict.fromkeys(rec.accepted):
+                    self.undeliverable_event(rec, rec.received_at, idx, error, rec.body)
+                return
         ua = rec.ua
         record_at = len(self.records)
         self.records.append((rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, ua.browser,
                              ua.browser_version, ua.os, ua.os_version, ua.device, ua.is_bot))
-        skew = rec.received_at - rec.sent_at
+        sent_at, skew = rec.sent_at, rec.received_at - rec.sent_at
         for idx in range(len(events)) if rec.accepted is None else dict.fromkeys(rec.accepted):
             if not 0 <= idx < len(events):
-                self.undeliverable_event(rec, rec.received_at, idx, f"events[{idx}]: accepted, but the batch has "
-                                         f"{len(events)} event(s)", rec.body)
+                self.undeliverable_event(rec, rec.received_at, idx, f"spool record {rec_no}, events[{idx}]: accepted, "
+                                         f"but the batch has {len(events)} event(s)", rec.body)
                 continue
             raw = events[idx]
             try:
-                self.rows.append(self._row(raw, rec, rec_no, idx, skew))
+                self.rows.append(self._row(raw, sent_at, skew, rec_no, idx))
             except ROW_ERRORS as exc:
-                self.undeliverable_event(rec, rec.received_at, idx, f"events[{idx}]: {exc}", bytes(raw))
+                self.undeliverable_event(rec, rec.received_at, idx, f"spool record {rec_no}, events[{idx}]: {exc}", bytes(raw))
                 continue
-            self.raw_events.append(bytes(raw))
+            self.raw_events.append(raw)
             self.where.append((rec_no, idx))
             self.owner.append(record_at)
 
-    def _row(self, raw: msgspec.Raw, rec: SpoolRecord, rec_no: int, idx: int, skew: int) -> tuple:
+    def _row(self, raw: msgspec.Raw, sent_at: int, skew: int, rec_no: int, idx: int) -> tuple:
+        # the hot path of delivery: checks inline, no call that the usual event does not need
         ev = stored_decoder.decode(raw)
         if ev.level not in LEVELS:
             raise ValueError(f"level {ev.level!r} is not one of {', '.join(LEVELS)}")
-        client_ts = _ms(ev.client_ts, "client_ts") if ev.client_ts is not None else rec.sent_at
+        client_ts = ev.client_ts
+        if client_ts is None:
+            client_ts = sent_at
+        elif not 0 <= client_ts <= MAX_MS:
+            raise ValueError(f"client_ts={client_ts} is out of range (0 to {MAX_MS} ms since the epoch)")
         # Clock-skew correction: the client's clock may be off, but the interval between the
         # event and the send is measured on one clock, so anchor it to ours.
-        event_ts = _ms(client_ts + skew, "event_ts (received_at - (sent_at - client_ts))")
-        event_id = lake_event_id(ev.event_id, self.segment, rec_no, idx)
-        return (event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id, client_ts, event_ts,
-                ev.url, ev.referrer, ev.title, _text(ev.props, "props"), _text(ev.context, "context"))
+        event_ts = client_ts + skew
+        if not 0 <= event_ts <= MAX_MS:
+            raise ValueError(f"event_ts={event_ts} (received_at - (sent_at - client_ts)) is out of range")
+        props, context = bytes(ev.props), bytes(ev.context)
+        return (lake_event_id(ev.event_id, self.segment, rec_no, idx), ev.level, ev.name, ev.anonymous_id,
+                ev.user_id, ev.session_id, client_ts, event_ts, ev.url, ev.referrer, ev.title,
+                None if props == b"null" else _text(props, "props"),
+                None if context == b"null" else _text(context, "context"))
 
     def _bad_record(self, rec_no: int, payload: bytes, exc: BaseException) -> None:
         self.undeliverable += 1
@@ -215,7 +264,7 @@ class SegmentRows:
         if self.rows:
             per_record = self._record_columns()
             try:
-                table = self._raw_table(per_record, range(len(self.rows)))
+                table = self._raw_table(per_record)
             except ARROW_ERRORS:
                 table = self._raw_table_row_by_row(per_record)
             if table is not None:
@@ -227,10 +276,11 @@ class SegmentRows:
         """The per-request columns, one value per record (checked in ``add``: they convert)."""
         return [pa.array(col, RAW_SCHEMA.field(f).type) for col, f in zip(zip(*self.records), _PER_RECORD)]
 
-    def _raw_table(self, per_record: list[pa.Array], which: range | list[int]) -> pa.Table:
-        rows = [self.rows[i] for i in which]
+    def _raw_table(self, per_record: list[pa.Array], which: list[int] | None = None) -> pa.Table:
+        """The raw table of every row, or of the rows ``which``."""
+        rows = self.rows if which is None else [self.rows[i] for i in which]
         event_id, level, name, anon, user_id, session_id, client_ts, event_ts, url, referrer, title, props, context = zip(*rows)
-        rec_of = pa.array([self.owner[i] for i in which], pa.int32())
+        rec_of = pa.array(self.owner if which is None else [self.owner[i] for i in which], pa.int32())
         spread = dict(zip(_PER_RECORD, (col.take(rec_of) for col in per_record)))
         text = pa.string()
         columns = {
@@ -254,8 +304,8 @@ class SegmentRows:
                 tenant, received_at, _, ip, user_agent = self.records[self.owner[i]][:5]
                 self.undeliverable += 1
                 self.reject(tenant, received_at, idx, UNDELIVERABLE,
-                            f"events[{idx}] of spool record {rec_no} cannot be stored in the lake: {exc}",
-                            excerpt(self.raw_events[i]), ip, user_agent)
+                            f"spool record {rec_no}, events[{idx}]: cannot be stored in the lake: {exc}",
+                            excerpt(bytes(self.raw_events[i])), ip, user_agent)
             else:
                 good.append(i)
         return self._raw_table(per_record, good) if good else None

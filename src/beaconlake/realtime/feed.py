@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from beaconlake.ingest import spool
-from beaconlake.ingest.rows import ROW_ERRORS, StoredEvent, lake_event_id
+from beaconlake.ingest.rows import ROW_ERRORS, StoredEvent, lake_event_id, split_events
 from beaconlake.types import SpoolRecord
 
 
@@ -72,7 +72,7 @@ def _accepted(rec: SpoolRecord) -> tuple[dict[int, LeanEvent] | list[LeanEvent],
     try:  # some were rejected and may not even decode: take the accepted ones one by one
         raw = _raw.decode(rec.body).events
     except ROW_ERRORS:
-        return [], []
+        raw = split_events(rec.body) or []  # as lake delivery splits it
     wanted = range(len(raw)) if rec.accepted is None else rec.accepted
     one_by_one: dict[int, LeanEvent] = {}
     for i in wanted:
