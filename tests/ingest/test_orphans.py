@@ -128,7 +128,9 @@ async def _posts(client: httpx.AsyncClient, url: str, key: str, stop: threading.
                    "client_ts": int(time.time() * 1000)} for i in ids]
         body = msgspec.json.encode({"sent_at": int(time.time() * 1000), "events": events})
         try:
-            r = await client.post(f"{url}/v1/events?k={key}", content=body, headers={"content-type": "text/plain"})
+            # a new connection each time, so requests spread over both workers
+            r = await client.post(f"{url}/v1/events?k={key}", content=body,
+                                  headers={"content-type": "text/plain", "connection": "close"})
         except httpx.HTTPError:
             await asyncio.sleep(0.01)
             continue

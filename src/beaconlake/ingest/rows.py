@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import msgspec
 import pyarrow as pa
 
+from beaconlake.config import TenantId
 from beaconlake.ingest.collector.validate import excerpt
 from beaconlake.types import LEVELS, RAW_SCHEMA, REJECTED_SCHEMA, SpoolRecord
 
@@ -36,7 +37,8 @@ UNDELIVERABLE = "undeliverable"
 # The tenant of a rejected row whose record does not say (or names no possible tenant): tenant
 # ids start with [a-z0-9] (config.TenantId), so it is never a real one.
 UNKNOWN_TENANT = "_unknown"
-_TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TENANT_META = TenantId.__metadata__[0]  # the config's own rule for a tenant id: one home
+_TENANT_RE = re.compile(_TENANT_META.pattern)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # What decoding or checking one record or event may raise; anything else is a bug, and fails
@@ -51,8 +53,8 @@ _PER_RECORD = ("tenant", "received_at", "sent_at", "ip", "user_agent", "ua_brows
 
 class StoredEvent(msgspec.Struct):
     """A ClientEvent as it is read back from the spool (lake delivery, the realtime feed):
-    validated at the door already, so no constraints to check again, and event_id stays
-    text (formatting UUIDs is costly)."""
+    validated at the door already, so only what the lake needs is checked again (``_row``),
+    and event_id stays text (formatting UUIDs is costly)."""
 
     level: str
     name: str
@@ -147,8 +149,12 @@ def _ms(value: int, field: str) -> int:
     return value
 
 
+def _is_tenant_id(text: str) -> bool:
+    return len(text) <= _TENANT_META.max_length and _TENANT_RE.match(text) is not None
+
+
 def _check_record(rec: SpoolRecord) -> None:
-    if not _TENANT_RE.match(rec.tenant):
+    if not _is_tenant_id(rec.tenant):
         raise ValueError(f"tenant {rec.tenant!r} is not a tenant id")
     _ms(rec.received_at, "received_at")
     _ms(rec.sent_at, "sent_at")
@@ -251,7 +257,7 @@ class SegmentRows:
             rec = record_decoder.decode(payload)
         except ROW_ERRORS:
             rec = None
-        if rec is not None and _TENANT_RE.match(rec.tenant):
+        if rec is not None and _is_tenant_id(rec.tenant):
             tenant = rec.tenant
             received_at = rec.received_at if 0 <= rec.received_at <= MAX_MS else self.fallback_ms
         self.reject(tenant, received_at, -1, UNDELIVERABLE, error, excerpt(payload))
