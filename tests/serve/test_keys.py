@@ -12,6 +12,8 @@ import re
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.routing import Route
 from two_tenants import RIVAL, SERVER_ADMIN, SHOP, TwoTenants, make
 
@@ -34,7 +36,7 @@ def read_routes(world: TwoTenants) -> list[str]:
     paths = []
     for route in world.client.app.web.routes:
         if isinstance(route, Route) and route.path.startswith("/v1/") and route.path not in SKIP and "GET" in route.methods:
-            paths.append(re.sub(r"\{person_id(:path)?\}", quote("shopper-2", safe=""), route.path))
+            paths.append(re.sub(r"\{person_id(:\w+)?\}", quote("shopper-2", safe=""), route.path))
     return paths
 
 
@@ -139,3 +141,26 @@ def test_the_dashboard_session_says_who_signed_in(world):
     assert get(world, "/v1/dashboard/session", SHOP["admin_key"]).json()["role"] == "admin"
     r = get(world, "/v1/dashboard/session", SERVER_ADMIN)
     assert r.status_code == 403 and "GET /v1/dashboard/pipeline" in r.json()["error"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(header=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80))
+def test_any_authorization_header_but_a_key_is_401(world, header):
+    """Whatever the header holds (a key's prefix, a key with a byte changed, any scheme): 401."""
+    r = world.client.get("/v1/dashboard/pipeline", headers={"authorization": header})
+    known = {SHOP["read_key"], SHOP["admin_key"], RIVAL["read_key"], RIVAL["admin_key"], SERVER_ADMIN}
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() == "bearer" and key.strip() in known:
+        assert r.status_code == 200
+    else:
+        assert r.status_code == 401 and r.json()["reason"] == "unauthorized", header
+
+
+@settings(max_examples=100, deadline=None)
+@given(cut=st.integers(min_value=0, max_value=len(SHOP["admin_key"]) - 1), char=st.characters(min_codepoint=33, max_codepoint=126))
+def test_a_key_one_character_off_is_refused(world, cut, char):
+    key = SHOP["admin_key"]
+    near = key[:cut] + char + key[cut + 1:]
+    r = world.client.post("/v1/dashboard/pipeline/run", headers={"authorization": f"Bearer {near}"})
+    assert r.status_code == (200 if near == key else 401)
+    RunLog(world.settings.run_path).take_request()  # leave no request behind for the other tests

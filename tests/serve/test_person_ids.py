@@ -9,6 +9,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import start_collector
 from two_tenants import ODD_IDS, SHOP, TwoTenants, make, visit
 
@@ -80,3 +82,12 @@ def test_odd_ids_through_a_real_server(tmp_path):
             check_person(lambda path: httpx.get(c.url + path, headers=auth), person_id)
     finally:
         c.stop()
+
+
+@settings(max_examples=300, deadline=None)
+@given(person_id=st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=128).filter(
+    lambda s: s not in (".", "..")))  # dot segments: a URL path cannot carry them (see docs/realtime.md)
+def test_any_id_reaches_the_handler_decoded_once(world, person_id):
+    r = world.client.get(person_paths(person_id)["high_level"], headers={"authorization": f"Bearer {SHOP['read_key']}"})
+    assert r.status_code == 200, (person_id, r.text)
+    assert r.json()["person_id"] == person_id

@@ -27,7 +27,7 @@ from beaconlake.dashboard.tables import Tables
 from beaconlake.ingest import spool
 from beaconlake.schedule.state import RunLog
 from beaconlake.serve import params
-from beaconlake.serve.api import person_id_of
+from beaconlake.serve.api import PERSON_ID, person_id_of
 from beaconlake.serve.auth import Caller, Forbidden, Keys, guarded
 from beaconlake.serve.params import BadParam
 from beaconlake.telemetry import Metrics
@@ -35,7 +35,7 @@ from beaconlake.telemetry import Metrics
 STATIC = Path(__file__).resolve().parent / "static"
 DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
-PERSON_ROUTE = "/v1/dashboard/people/{person_id:path}"
+PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",

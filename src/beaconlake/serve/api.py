@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -27,15 +28,32 @@ from beaconlake.serve import params
 from beaconlake.serve.auth import Keys, NotFound, guarded
 from beaconlake.serve.params import BadParam
 
-__all__ = ["NotFound", "ReadApi", "person_id_of"]
+__all__ = ["PERSON_ID", "NotFound", "ReadApi", "person_id_of"]
 
 MAX_BUCKETS = 10_000
-PERSON_ROUTE = "/v1/people/{person_id:path}/high-level"
+
+
+class AnyPathConvertor(Convertor[str]):
+    """The rest of a path, whatever it holds: Starlette's ``path`` (``.*``) stops at a newline,
+    and a person id may hold one."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_path", AnyPathConvertor())
+PERSON_ID = "{person_id:any_path}"  # in a route: the person id, any characters, / included
+PERSON_ROUTE = f"/v1/people/{PERSON_ID}/high-level"
 MAX_LIMIT = 1000
 
 
 def person_id_of(request: Request, route: str) -> str:
-    """The ``{person_id:path}`` of ``route``: any characters, ``/`` included, 1 to 128 of them,
+    """The ``PERSON_ID`` part of ``route``: any characters, ``/`` included, 1 to 128 of them,
     percent-decoded exactly once.
 
     Taken from the raw path where the server gives one (ASGI ``raw_path``: the bytes as they
@@ -47,9 +65,10 @@ def person_id_of(request: Request, route: str) -> str:
     """
     person_id = request.path_params["person_id"]
     raw = request.scope.get("raw_path")
-    prefix, _, suffix = route.encode().partition(b"{person_id:path}")
+    prefix, _, suffix = route.encode().partition(PERSON_ID.encode())
     prefix = request.scope.get("root_path", "").encode() + prefix
-    if raw and raw != request.scope["path"].encode() and raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
+    raw_is_raw = raw and raw != request.scope["path"].encode()
+    if raw_is_raw and raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
         try:
             person_id = unquote_to_bytes(raw[len(prefix):len(raw) - len(suffix)]).decode("utf-8")
         except UnicodeDecodeError:

@@ -20,12 +20,12 @@ from beaconlake.backends.profiles import TRAITS, ProfileStore, Search, open_prof
 from beaconlake.backends.profiles.base import SORT_KEYS
 from beaconlake.config import Settings, TenantSettings
 from beaconlake.serve import params
-from beaconlake.serve.api import NotFound, ReadApi, person_id_of
+from beaconlake.serve.api import PERSON_ID, NotFound, ReadApi, person_id_of
 from beaconlake.serve.auth import Keys
 from beaconlake.serve.params import BadParam
 
 MAX_LIMIT = 1000
-PROFILE_ROUTE = "/v1/profiles/{person_id:path}"
+PROFILE_ROUTE = f"/v1/profiles/{PERSON_ID}"
 MAX_OFFSET = 100_000
 MAX_Q = 200
 _TRAIT = re.compile(r"^([a-z_]+)\s*(>=|<=|>|<|=)\s*([0-9]*\.?[0-9]+)$")
