@@ -278,3 +278,25 @@ def test_a_refusal_naming_no_event_isolates_the_bad_event(tab, site, collector):
     assert "poison" not in names(rows)
     assert 1 in sizes and len(sizes) < 20, sizes
     assert len({r["event_id"] for r in rows}) == len(rows)
+
+
+def test_a_refusal_naming_indexes_not_in_the_batch_does_not_loop(tab, site, collector):
+    """A broken answer (indexes past the batch) names no event: the tracker neither drops the
+    batch for it nor sends it again and again at once; the halving ends with each event alone."""
+    site.use(collector, flush_ms=NO_TIMER)
+    sizes: list[int] = []
+
+    def answer(route, request):
+        sizes.append(len(json.loads(request.post_data)["events"]))
+        route.fulfill(status=400, headers={"Access-Control-Allow-Origin": site.origin, "Content-Type": "application/json"},
+                      body='{"error": "no event in the batch is valid", "accepted": 0, "rejected": [{"index": 999, "error": "?"}]}')
+
+    tab.route(f"{collector.url}/v1/events*", answer)
+    tab.goto(site.url("index.html"))
+    tab.wait_loaded()
+    tab.wait_configured()
+    tab.evaluate("() => { for (let i = 0; i < 6; i++) beaconlake.track('item', {i: i}); beaconlake.flush(); }")
+    tab.wait_for_function("() => !Object.keys(localStorage).some(k => k.startsWith('bl_o_'))")
+    tab.wait_for_timeout(500)
+    assert sizes[-1] == 1 and len(sizes) < 40, sizes
+    assert not tab.errors

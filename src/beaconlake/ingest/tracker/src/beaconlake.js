@@ -273,19 +273,20 @@
     post(body(list), function (status, retryAfter, text) {
       var bad = [];
       busy = 0;
-      try { bad = JSON.parse(text).rejected.map(function (r) { return list[r.index] || {}; }); } catch (e) { /* no list */ }
+      // the events the answer names; an index out of the batch names none (else a retry loop)
+      try { bad = JSON.parse(text).rejected.map(function (r) { return list[r.index]; }).filter(Boolean); } catch (e) { /* no list */ }
       if (status > 199 && status < 500 && status != 408 && status != 429) {
         // 2xx: durable on the collector, but for those it names as rejected, refused for good.
         // 4xx: refused for good, but when the answer names events, only those: the rest go again.
         // A 400 or 413 that names none may be about one event spoiling the body: halve the
         // batch until that event is alone, so it takes no other event with it.
         if (status > 299) {
-          if (bad.length) list = bad;
-          else if (list[1] && (status == 400 || status == 413)) most = list.length + 1 >> 1, list = [];
+          if (bad[0]) list = bad;
+          else if (list[1] && (status == 400 || status == 413)) most = list.length >> 1, list = [];
         } else most = 500;
         forget(list);
         set('bl_wait', null);
-        if (status > 299 || bad.length) warn('refused: ' + status + ' ' + text);
+        if (status > 299 || bad[0]) warn('refused: ' + status + ' ' + text);
         save();
         if (out.length) flush(); // drain what queued up meanwhile
       } else {
