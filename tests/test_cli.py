@@ -17,7 +17,7 @@ def test_init_writes_a_config_with_keys(tmp_path):
     r = run("init", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     cfg = tomllib.loads((tmp_path / "beaconlake.toml").read_text())
-    assert cfg["tenants"][0]["write_key"] in r.stdout
+    assert cfg["tenants"][0]["write_key"] in r.stdout and cfg["tenants"][0]["admin_key"] in r.stdout
     again = run("init", cwd=tmp_path)
     assert again.returncode == 2 and "already exists" in again.stderr
 

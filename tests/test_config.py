@@ -9,6 +9,7 @@ from beaconlake.starter import write_starter
 
 KEY_W = "wk_aaaaaaaaaaaaaaaaaaaaaaaa"
 KEY_R = "rk_bbbbbbbbbbbbbbbbbbbbbbbb"
+KEY_A = "ak_cccccccccccccccccccccccc"
 
 
 def minimal(**extra) -> dict:
@@ -24,7 +25,11 @@ def test_starter_config_loads_with_fresh_keys(tmp_path):
     second = config.load(tmp_path / "other" / "beaconlake.toml", environ={})
     assert first.tenants[0].id == "demo"
     assert first.tenants[0].write_key != second.tenants[0].write_key
-    assert first.tenants[0].read_key != first.tenants[0].write_key
+    keys = {first.tenants[0].write_key, first.tenants[0].read_key, first.tenants[0].admin_key}
+    assert len(keys) == 3 and first.tenants[0].admin_key != second.tenants[0].admin_key
+    # the server's admin key is written commented out: an operator turns it on, with a fresh key
+    text = (tmp_path / "beaconlake.toml").read_text()
+    assert first.server.admin_key is None and '# admin_key = "sk_' in text
     assert first.tenants[0].sequences[0].steps[1].same == ["props.category"]
 
 
@@ -72,6 +77,19 @@ def test_environment_can_switch_storage_to_s3(tmp_path):
         ({"tenants": [{"id": "a", "write_key": "short", "read_key": KEY_R}]}, {}, r"length >= 16 - at `\$.tenants\[0\].write_key`"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_W}]}, {}, "same key is already used"),
         (minimal() | {"tenants": minimal()["tenants"] * 2}, {}, "declared twice"),
+        # admin keys: optional, checked like the others, and no key may be another one
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "admin_key": "ak_short"}]}, {},
+         r"length >= 16 - at `\$.tenants\[0\].admin_key`"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "admin_key": "ak_has space in it!!"}]}, {},
+         r"matching regex .* - at `\$.tenants\[0\].admin_key`"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "admin_key": KEY_R}]}, {},
+         r"tenants.a.admin_key: the same key is already used as tenants.a.read_key"),
+        ({"server": {"admin_key": KEY_A}, "tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "admin_key": KEY_A}]},
+         {}, r"tenants.a.admin_key: the same key is already used as server.admin_key"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "admin_key": KEY_A},
+                      {"id": "b", "write_key": "wk_dddddddddddddddddddd", "read_key": KEY_A}]},
+         {}, r"tenants.b.read_key: the same key is already used as tenants.a.admin_key"),
+        (minimal(server={"admin_key": "x" * 129}), {}, r"length <= 128 - at `\$.server.admin_key`"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "allowed_origins": ["shop.example"]}]}, {}, "is not an origin"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "schemas": [{"level": "mid", "name": "x"}]}]}, {}, "exactly one of"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R,

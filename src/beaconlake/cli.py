@@ -50,6 +50,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"  tenant    {tenant.id}")
     print(f"  write key {tenant.write_key}  (public: put it in your pages' script tag)")
     print(f"  read key  {tenant.read_key}  (secret)")
+    print(f"  admin key {tenant.admin_key}  (secret: also runs convert + analyze for the tenant)")
     print("start the pipeline with: beaconlake up")
     return 0
 

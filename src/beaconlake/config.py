@@ -51,6 +51,9 @@ class ServerSettings(_Section):
     workers: PositiveInt = 1
     # Honour X-Forwarded-For only behind a proxy you run; otherwise clients could forge it.
     trust_forwarded_for: bool = False
+    # Secret: server-wide views (the Pipeline view of every tenant) and runs for every tenant.
+    # It reads no tenant's data. None: no server-wide access over HTTP at all.
+    admin_key: Key | None = None
 
 
 class CollectorSettings(_Section):
@@ -187,8 +190,11 @@ class TrackerSettings(_Section):
 
 class TenantSettings(_Section):
     id: TenantId
-    write_key: Key
-    read_key: Key
+    write_key: Key  # public: in the site's pages; it can only write
+    read_key: Key  # secret: reads this tenant's data
+    # Secret: what the read key can, plus this tenant's admin actions (a convert + analyze run
+    # now). None: those actions only from the command line.
+    admin_key: Key | None = None
     allowed_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
     schemas: list[SchemaRef] = []
     sequences: list[SequenceDefinition] = []
@@ -274,15 +280,21 @@ def _resolve(base: Path, value: str) -> str:
 
 
 def _check(settings: Settings) -> None:
+    # One key, one power: a key used twice would let one of its holders act as the other.
     seen: dict[str, str] = {}
+    if settings.server.admin_key is not None:
+        seen[settings.server.admin_key] = "server.admin_key"
     ids: set[str] = set()
     for t in settings.tenants:
         if t.id in ids:
             raise ConfigError(f"tenants: id {t.id!r} is declared twice")
         ids.add(t.id)
-        for kind, key in (("write_key", t.write_key), ("read_key", t.read_key)):
+        for kind, key in (("write_key", t.write_key), ("read_key", t.read_key), ("admin_key", t.admin_key)):
+            if key is None:
+                continue
             if key in seen:
-                raise ConfigError(f"tenants.{t.id}.{kind}: the same key is already used as {seen[key]}")
+                raise ConfigError(f"tenants.{t.id}.{kind}: the same key is already used as {seen[key]}; "
+                                  "every key must be different (beaconlake init makes fresh ones)")
             seen[key] = f"tenants.{t.id}.{kind}"
         for origin in t.allowed_origins:
             if origin != "*" and not origin.startswith(("http://", "https://")):

@@ -19,6 +19,7 @@ data_dir = "data"
 host = "127.0.0.1"
 port = {port}
 workers = 1
+# admin_key = "{server_admin_key}"   # secret: server-wide Pipeline view, runs for every tenant
 
 [spool]
 durability = "fsync"          # "fsync": acknowledged events survive power loss; "os": a process crash
@@ -30,7 +31,8 @@ type = "local"                # or "s3" with bucket, prefix, endpoint_url, regio
 [[tenants]]
 id = "demo"
 write_key = "{write_key}"   # public: goes in the page's script tag, can only write
-read_key = "{read_key}"     # secret: Authorization: Bearer <read_key>
+read_key = "{read_key}"     # secret: Authorization: Bearer <read_key>, reads this tenant's data
+admin_key = "{admin_key}"   # secret: the read key's rights plus runs now for this tenant
 allowed_origins = ["*"]       # e.g. ["https://shop.example"]
 
 # A JSON Schema for one (level, name): events that fail it are rejected with the reason.
@@ -60,7 +62,8 @@ def write_starter(folder: Path, port: int = 8080, force: bool = False) -> Path:
     if path.exists() and not force:
         raise ConfigError(f"{path} already exists; pass --force to overwrite it")
     path.write_text(
-        TEMPLATE.format(port=port, write_key=new_key("wk"), read_key=new_key("rk")),
+        TEMPLATE.format(port=port, write_key=new_key("wk"), read_key=new_key("rk"), admin_key=new_key("ak"),
+                        server_admin_key=new_key("sk")),
         encoding="utf-8",
     )
     return path

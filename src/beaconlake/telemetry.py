@@ -24,6 +24,9 @@ HELP = {
     "beaconlake_events_received_total": ("counter", "Events received by the collector, valid or not."),
     "beaconlake_events_accepted_total": ("counter", "Events accepted and durable in the spool."),
     "beaconlake_events_rejected_total": ("counter", "Events rejected, by reason."),
+    "beaconlake_tenant_events_accepted_total": ("counter", "Events accepted and durable in the spool, by tenant."),
+    "beaconlake_tenant_events_rejected_total": ("counter", "Rejections kept in lake/rejected (an event, or a "
+                                                           "request refused whole), by tenant and reason."),
     "beaconlake_requests_total": ("counter", "HTTP requests to the event endpoint, by status code."),
     "beaconlake_spooled_bytes_total": ("counter", "Bytes appended to spool segments."),
     "beaconlake_spool_undelivered_bytes": ("gauge", "Bytes in spool segments not yet delivered to the lake."),

@@ -22,6 +22,9 @@ def test_every_endpoint_needs_the_read_key(shop, view):
     r = shop.get(f"/v1/dashboard/{view}", key=shop.collector.write_key)  # the write key cannot read
     assert r.status_code == 401 and r.json()["reason"] == "unauthorized"
     assert httpx.post(f"{shop.url}/v1/dashboard/pipeline/run").status_code == 401
+    # a read key reads, but asks for no run: that takes the tenant's admin key
+    r = httpx.post(f"{shop.url}/v1/dashboard/pipeline/run", headers={"authorization": f"Bearer {shop.read_key}"})
+    assert r.status_code == 403 and r.json()["reason"] == "forbidden" and "admin key" in r.json()["error"]
 
 
 @pytest.mark.parametrize(("path", "params", "parameter", "says"), [
@@ -76,7 +79,8 @@ def test_views_show_the_known_input(shop):
     assert len(person["sessions"]) == 1 and [p["path"] for p in person["sessions"][0]["pages"]] == ["/pricing", "/signup"]
     assert "signup_funnel" in {h["name"] for h in person["high_level"]}
     pipeline = shop.get("/v1/dashboard/pipeline").json()
-    assert pipeline["runs"][0]["status"] == "ok" and pipeline["counters"]["beaconlake_events_accepted_total"] >= 20
+    assert pipeline["scope"] == "tenant" and pipeline["runs"][0]["status"] == "ok"
+    assert pipeline["counters"]["beaconlake_tenant_events_accepted_total"] >= 20
 
 
 def test_each_view_answers_within_300_ms(shop):
@@ -104,6 +108,7 @@ def test_before_the_first_convert_run_the_views_say_so(tmp_path):
         live = client.get("/v1/dashboard/live", headers=headers).json()
         assert live["minutes"] == [] and live["active_people"] == 0
         pipeline = client.get("/v1/dashboard/pipeline", headers=headers).json()
-        assert pipeline["runs"] == [] and pipeline["spool_undelivered_bytes"] == 0
+        assert pipeline["runs"] == [] and pipeline["counters"] == {
+            "beaconlake_tenant_events_accepted_total": 0, "beaconlake_tenant_events_rejected_total": 0}
         assert client.get("/").headers["content-type"].startswith("text/html")
         assert "charts" in client.get("/dashboard/static/charts.js").text

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_support import FUNNEL
+from dashboard_support import FUNNEL, ODD_ID
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -130,6 +130,29 @@ def test_person_page_of_a_known_visitor(dash):
     assert "/pricing" in text and "/signup" in text and "signup_funnel" in text
 
 
+def test_person_page_of_an_id_with_slash_percent_hash_and_emoji(dash):
+    page = dash.open("people")
+    page.evaluate("id => { location.hash = '#person/' + encodeURIComponent(id) }", ODD_ID)  # what link() writes
+    page.wait_for_selector("#view[data-loaded='person']")
+    assert page.inner_text("h1.pid") == ODD_ID
+    assert "/odd" in page.inner_text("#view .session")  # found by the server, under the whole id
+
+
+def test_an_answer_that_is_not_json_is_shown_not_a_parse_error(browser, shop):
+    """A proxy's HTML error page in place of the server's JSON: the view says what came back."""
+    ctx = browser.new_context()
+    dash = Page(ctx.new_page())
+    dash.page.route("**/v1/dashboard/people/**", lambda route: route.fulfill(
+        status=502, body="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}))
+    dash.page.goto(shop.url + "/#person/someone")
+    dash.page.fill("#key", shop.read_key)
+    dash.page.click("#login button")
+    dash.page.wait_for_selector("#view .error", timeout=15_000)
+    assert "HTTP 502: <html><body>Bad gateway" in dash.page.inner_text("#view .error")
+    assert not [p for p in dash.problems if not p.startswith("console.error: Failed to load resource")], dash.problems
+    ctx.close()
+
+
 def test_segments(dash, shop):
     page = dash.open("segments")
     assert page.locator(".card.segment").count() >= 2
@@ -137,7 +160,24 @@ def test_segments(dash, shop):
     dash.shot("segments")
 
 
-def test_pipeline_and_run_now(dash, shop):
+def test_pipeline_with_the_read_key_shows_the_tenant_and_no_run_button(dash, shop):
+    page = dash.open("pipeline")
+    assert "ok" in page.inner_text("#view table")
+    kpis = dict(zip(page.locator(".kpi .l").all_inner_texts(), page.locator(".kpi .v").all_inner_texts(), strict=True))
+    assert int(kpis["events accepted"].replace(",", "")) >= 20 and "events rejected" in kpis
+    assert "spool, undelivered" not in kpis  # a server-wide figure
+    assert page.locator("#run-now").count() == 0
+    assert "needs the tenant's admin key" in page.inner_text("#view")
+
+
+def test_pipeline_and_run_now_with_the_admin_key(browser, shop):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    dash = Page(ctx.new_page())
+    dash.page.goto(shop.url + "/")
+    dash.page.fill("#key", shop.admin_key)
+    dash.page.click("#login button")
+    dash.page.wait_for_selector("#view[data-loaded='live']", timeout=15_000)
+    assert "(admin)" in dash.page.inner_text("#who")
     page = dash.open("pipeline")
     assert "ok" in page.inner_text("#view table")
     runs_before = page.locator("#view table tr").count()
@@ -146,6 +186,8 @@ def test_pipeline_and_run_now(dash, shop):
                            " && !document.querySelector('#view table').innerText.includes('running')", timeout=60_000)
     assert "requested (demo)" in page.inner_text("#view table")
     dash.shot("pipeline")
+    assert dash.problems == []
+    ctx.close()
 
 
 def test_no_console_errors(dash):

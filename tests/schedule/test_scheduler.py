@@ -119,6 +119,47 @@ def test_runs_on_request_even_with_the_interval_off(tmp_path):
     assert not s.runs.requested()  # the request was taken
 
 
+def _two_tenants(tmp_path: Path) -> config.Settings:
+    raw = {"tenants": [{"id": t, "write_key": f"wk_{t}{t}{t}{t}{t}", "read_key": f"rk_{t}{t}{t}{t}{t}"} for t in ("demo", "other")],
+           "schedule": {"enabled": False, "first_run_delay_secs": 0}}
+    return config.parse(raw, tmp_path, environ={})
+
+
+def test_a_run_for_one_tenant_converts_and_analyzes_that_tenant_only(tmp_path):
+    settings = _two_tenants(tmp_path)
+    t = ms("2026-03-01T10:00:00")
+    write_raw(_lake(settings), _visit("a1", t) + [event("o1", t + i * MIN, tenant="other") for i in range(5)])
+    mine = run_once(settings, "requested (demo)", tenants=["demo"])
+    assert mine["status"] == "ok" and mine["tenants"] == ["demo"]
+    assert mine["events"] == 3 and [a["tenant"] for a in mine["analyze"]["tenants"]] == ["demo"]
+    every = run_once(settings, "manual")  # the other tenant's events were left for the next run
+    assert every["tenants"] is None and every["events"] == 5
+    assert {a["tenant"] for a in every["analyze"]["tenants"]} == {"demo", "other"}
+
+
+def test_requests_make_one_run_of_their_tenants(tmp_path):
+    settings = _two_tenants(tmp_path)
+    t = ms("2026-03-01T10:00:00")
+    write_raw(_lake(settings), _visit("a1", t) + [event("o1", t + i * MIN, tenant="other") for i in range(5)])
+    runs = RunLog(settings.run_path)
+    runs.request("requested (demo)", tenant="demo")
+    runs.request("requested (demo)", tenant="demo")  # a second click: the same request
+    assert runs.requested("demo") and not runs.requested("other")
+    s, th = _serve(settings)
+    try:
+        [run] = _wait_runs(s.runs, 1, 30)
+    finally:
+        s.stop()
+        th.join(30)
+    assert run["tenants"] == ["demo"] and run["events"] == 3 and run["trigger"] == "requested (demo)"
+    assert not runs.requested()
+    # a tenant's request and the server's: one run of every tenant
+    runs.request("requested (other)", tenant="other")
+    runs.request("requested (server admin)")
+    assert runs.take_request() == ("requested (server admin), requested (other)", None)
+    assert runs.take_request() is None
+
+
 def test_interval_outside_its_limits_is_a_config_error(tmp_path):
     with pytest.raises(config.ConfigError, match=r"schedule.convert_interval_mins = 0.0: must be between 0.01 and 1440"):
         _settings(tmp_path, convert_interval_mins=0)

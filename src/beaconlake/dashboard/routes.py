@@ -1,9 +1,12 @@
 """The dashboard's routes: the page at ``/``, its static files, and the JSON endpoints.
 
 Every ``/v1/dashboard/...`` endpoint takes the tenant from the read key like the read API
-(``Authorization: Bearer <read key>``: 401 without it, 400 naming a bad parameter). Queries
-over the tables run in a thread: DuckDB releases the GIL, the event loop keeps acknowledging
-events.
+(``Authorization: Bearer <read key>``: 401 without it, 400 naming a bad parameter), through the
+one key check of ``beaconlake.serve.auth``. The Pipeline view is the one with two scopes: a
+tenant's key sees that tenant's part of it (``dashboard.pipeline``), ``server.admin_key`` the
+whole server. A run now needs an admin key: the tenant's (a run of that tenant) or the
+server's (every tenant); a read key gets 403. Queries over the tables run in a thread: DuckDB
+releases the GIL, the event loop keeps acknowledging events.
 """
 
 from __future__ import annotations
@@ -19,18 +22,20 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from beaconlake.config import Settings, TenantSettings
-from beaconlake.dashboard import funnel, live, people, traffic
+from beaconlake.dashboard import funnel, live, people, pipeline, traffic
 from beaconlake.dashboard.tables import Tables
 from beaconlake.ingest import spool
 from beaconlake.schedule.state import RunLog
 from beaconlake.serve import params
-from beaconlake.serve.api import ReadApi, guarded
+from beaconlake.serve.api import PERSON_ID, person_id_of
+from beaconlake.serve.auth import Caller, Forbidden, Keys, guarded
 from beaconlake.serve.params import BadParam
 from beaconlake.telemetry import Metrics
 
 STATIC = Path(__file__).resolve().parent / "static"
 DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
+PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
@@ -52,7 +57,7 @@ class Dashboard:
     def __init__(self, settings: Settings, metrics: Metrics, realtime: Any = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.auth = realtime.api if realtime is not None else ReadApi(settings, None, None)  # type: ignore[arg-type]
+        self.keys = Keys(settings)
         self.index = realtime.index if realtime is not None else None
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
@@ -64,25 +69,26 @@ class Dashboard:
         return self._runs
 
     def routes(self) -> list[Route | Mount]:
-        g = self._guard
+        g, keys = self._guard, self.keys
         return [
             Route("/", self.page),
             Mount("/dashboard/static", app=StaticFiles(directory=STATIC), name="dashboard-static"),
-            Route("/v1/dashboard/session", g(self.session)),
+            Route("/v1/dashboard/session", g(self.session, keys.caller)),
             Route("/v1/dashboard/live", g(self.live)),
             Route("/v1/dashboard/traffic", g(self.traffic)),
             Route("/v1/dashboard/sequences", g(self.sequences)),
             Route("/v1/dashboard/people", g(self.people)),
-            Route("/v1/dashboard/people/{person_id}", g(self.person)),
-            Route("/v1/dashboard/pipeline", g(self.pipeline)),
-            Route("/v1/dashboard/pipeline/run", g(self.request_run), methods=["POST"]),
+            Route(PERSON_ROUTE, g(self.person)),
+            Route("/v1/dashboard/pipeline", g(self.pipeline, keys.caller)),
+            Route("/v1/dashboard/pipeline/run", g(self.request_run, keys.admin), methods=["POST"]),
         ]
 
     async def page(self, request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
-    def _guard(self, handler: Any) -> Any:
-        return guarded(self.auth.tenant, _timed(handler), headers={"cache-control": "no-store"})
+    def _guard(self, handler: Any, who: Any = None) -> Any:
+        """``who``: how the key is checked; by default, a tenant's read (or admin) key for its data."""
+        return guarded(who or self.keys.tenant, _timed(handler), headers={"cache-control": "no-store"})
 
     def _range(self, request: Request, default_days: int) -> tuple[int, int, str]:
         q = request.query_params
@@ -100,12 +106,17 @@ class Dashboard:
 
     # -- views ----------------------------------------------------------------------------------
 
-    async def session(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+    async def session(self, request: Request, caller: Caller) -> dict[str, Any]:
         """Who is signed in and what this server offers, so the page asks only for what exists."""
+        tenant = caller.tenant
+        if tenant is None:
+            raise Forbidden("server.admin_key opens no tenant's dashboard: sign in with a tenant's read_key or "
+                            "admin_key (the server-wide Pipeline view is GET /v1/dashboard/pipeline with this key)")
         # open the tables' views now, at login, rather than in the first view the person opens
         await run_in_threadpool(self.tables.names)
         paths = {getattr(r, "path", None) for r in request.app.routes}
-        return {"tenant": tenant.id, "sequences": [q.name for q in tenant.sequences],
+        return {"tenant": tenant.id, "role": "admin" if caller.admin else "read",
+                "sequences": [q.name for q in tenant.sequences],
                 "profiles_api": "/v1/profiles" in paths and "/v1/segments" in paths}
 
     async def live(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
@@ -128,13 +139,15 @@ class Dashboard:
         return await run_in_threadpool(people.search, self.tables, tenant.id, q, limit)
 
     async def person(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
-        person_id = request.path_params["person_id"]
-        if not 0 < len(person_id) <= 128:
-            raise BadParam("person_id", f"person id of {len(person_id)} characters; 1 to 128 allowed")
+        person_id = person_id_of(request, PERSON_ROUTE)
         limit = params.integer(request.query_params.get("limit"), "limit", 1, 200, 20)
         return await run_in_threadpool(people.person, self.tables, tenant.id, person_id, limit)
 
-    async def pipeline(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
+    async def pipeline(self, request: Request, caller: Caller) -> dict[str, Any]:
+        if caller.tenant is not None:  # a tenant's key: its own figures and runs only
+            return await run_in_threadpool(lambda: pipeline.tenant_view(
+                self.settings, self.metrics.gather(), self.runs, caller.tenant.id, caller.admin))
+
         def gather() -> dict[str, Any]:
             snap = self.metrics.gather()
             counters = {m: sum(snap.counters.get(m, {}).values()) for m in PIPELINE_METRICS}
@@ -142,7 +155,10 @@ class Dashboard:
                         for k, v in snap.counters.get("beaconlake_events_rejected_total", {}).items()}
             lag = max(snap.gauges.get("beaconlake_delivery_lag_seconds", {}).values(), default=0.0)
             state = self.runs.state()
+            tenants = pipeline.per_tenant(snap)
             return {
+                "scope": "server", "can_run": True,
+                "tenants": {t.id: tenants.get(t.id, {"accepted": 0, "rejected": {}}) for t in self.settings.tenants},
                 "now": params.now_ms(), "counters": counters, "rejected": rejected, "delivery_lag_seconds": lag,
                 "spool_undelivered_bytes": spool.undelivered_bytes(self.settings.spool_path),
                 "schedule": {"enabled": self.settings.schedule.enabled,
@@ -153,6 +169,10 @@ class Dashboard:
 
         return await run_in_threadpool(gather)
 
-    async def request_run(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
-        await run_in_threadpool(self.runs.request, f"requested ({tenant.id})")
-        return {"requested": True, "note": "the scheduler starts it within a second, or after the run in progress"}
+    async def request_run(self, request: Request, caller: Caller) -> dict[str, Any]:
+        """A convert + analyze run now: of the admin key's tenant, or of every tenant for server.admin_key."""
+        tenant = caller.tenant.id if caller.tenant is not None else None
+        who = pipeline.SERVER_TRIGGER if tenant is None else f"requested ({tenant})"
+        await run_in_threadpool(self.runs.request, who, tenant)
+        return {"requested": True, "tenants": None if tenant is None else [tenant],
+                "note": "the scheduler starts it within a second, or after the run in progress"}

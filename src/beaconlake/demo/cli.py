@@ -108,8 +108,8 @@ def _wait_spool_empty(spool: Path, timeout: float) -> bool:
     return False
 
 
-def _request_run(url: str, read_key: str) -> None:
-    req = urllib.request.Request(url + "/v1/dashboard/pipeline/run", b"", {"authorization": f"Bearer {read_key}"}, method="POST")
+def _request_run(url: str, admin_key: str) -> None:
+    req = urllib.request.Request(url + "/v1/dashboard/pipeline/run", b"", {"authorization": f"Bearer {admin_key}"}, method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
         json.loads(r.read())
 
@@ -151,6 +151,7 @@ beaconlake demo is running (logs: {log_path})
 
   dashboard   {url}/
   read key    {tenant.read_key}
+  admin key   {tenant.admin_key or "(none: add admin_key to the tenant to run from the dashboard)"}
   shop site   {site.url}/
   data        {settings.data_dir}
 
@@ -171,8 +172,11 @@ Press Ctrl-C to stop.
             print(f"real browser visitors: {done} headless Chromium visit(s) through the shop", flush=True)
         # the first convert + analyze as soon as the history is in the lake, not an interval later
         _wait_spool_empty(Path(settings.data_dir) / "spool", 30)
-        _request_run(url, tenant.read_key)
-        print("convert + analyze requested: tables and profiles appear on the dashboard in a few seconds", flush=True)
+        if tenant.admin_key:
+            _request_run(url, tenant.admin_key)
+            print("convert + analyze requested: tables and profiles appear on the dashboard in a few seconds", flush=True)
+        else:  # a demo folder from before admin keys: the scheduler's first run does it
+            print(f"convert + analyze: at the scheduler's first run, within {args.interval_mins} min", flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         while proc.poll() is None and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.5)

@@ -74,6 +74,13 @@ class Router:
         """Return once the batch is durable; raises what the durable destination raised."""
         for dest in self.durable:
             await dest.deliver(batch.only(dest.levels) if dest.levels != frozenset(LEVELS) else batch)
+        # Per tenant, once durable: what a tenant's own Pipeline view shows (a tenant's read key
+        # must not see the server-wide totals, which count every tenant).
+        tenant = batch.record.tenant
+        if batch.events:
+            self.metrics.inc("beaconlake_tenant_events_accepted_total", len(batch.events), tenant=tenant)
+        for rej in batch.record.rejected:
+            self.metrics.inc("beaconlake_tenant_events_rejected_total", tenant=tenant, reason=rej.reason)
         for dest in self.best_effort:
             part = batch.only(dest.levels)
             if not part.events:

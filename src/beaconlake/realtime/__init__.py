@@ -11,6 +11,8 @@ HELP.update(
     {
         "beaconlake_stats_events_total": ("counter", "Events folded into statistics windows."),
         "beaconlake_stats_late_events_total": ("counter", "Events too late for their window (past allowed lateness), left out of statistics."),
+        "beaconlake_stats_skipped_values_total": ("counter", "Numeric props out of the statistics' range (not finite, or "
+                                                             "beyond 1e100), left out of sum, mean and stddev; their events count."),
         "beaconlake_stats_windows_written_total": ("counter", "Closed statistics rows written to lake/stats."),
         "beaconlake_sequences_matched_total": ("counter", "High-level events emitted by server-side sequence detection."),
         "beaconlake_highlevel_indexed_total": ("counter", "High-level events indexed for search."),

@@ -5,6 +5,12 @@ property count / sum / sum of squares / min / max: every one of these merges by 
 by taking the min or max, so partials kept by several processes combine at read time into
 exactly what one process would have computed (the sketch, within its stated error). Mean
 and standard deviation are derived when read. Hours and days are merges of their minutes.
+
+Only numbers that keep this arithmetic finite enter it (``MAX_ABS_NUMBER``): one event's
+``2**400`` or ``1e308`` would otherwise make a window's sums infinite (its mean and deviation
+NaN, which JSON cannot carry), or raise while folding and cost the whole batch its statistics.
+Such a value is skipped and counted (``beaconlake_stats_skipped_values_total``); its event
+counts like any other.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ MINUTE_MS = 60_000
 GRAINS = {"minute": MINUTE_MS, "hour": 3_600_000, "day": 86_400_000}
 ALL_PATHS = ""  # the group that counts every path: the total for the event name
 OTHER_PATHS = "(other)"  # paths past realtime.max_paths_per_window in one window
+# Squared, and summed over more events than any window holds (1e108 of them), it stays finite.
+MAX_ABS_NUMBER = 1e100
 
 
 class WindowKey(NamedTuple):
@@ -70,27 +78,38 @@ class Agg:
                 cur[4] = max(cur[4], o[4])
 
 
-def describe(nums: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+def describe(nums: dict[str, list[float]]) -> dict[str, dict[str, float | None]]:
     out = {}
     for prop, (n, s, q, lo, hi) in sorted(nums.items()):
+        if not n:
+            continue
         mean = s / n
         # population variance from the mergeable sums; clamp the tiny negatives rounding makes
         var = max(0.0, q / n - mean * mean)
-        out[prop] = {"count": int(n), "sum": s, "min": lo, "max": hi, "mean": mean, "stddev": math.sqrt(var)}
+        stats = {"count": int(n), "sum": s, "min": lo, "max": hi, "mean": mean, "stddev": math.sqrt(var)}
+        # a window folded before MAX_ABS_NUMBER may hold an infinite sum: JSON has no inf or NaN
+        out[prop] = {k: v if k == "count" or math.isfinite(v) else None for k, v in stats.items()}
     return out
 
 
-def numbers_of(props: Any, limit: int) -> dict[str, float]:
-    """The top-level numeric properties of an event (booleans are not numbers), at most ``limit``."""
+def numbers_of(props: Any, limit: int) -> tuple[dict[str, float], int]:
+    """The top-level numeric properties of an event (booleans are not numbers), at most
+    ``limit``, and how many numbers were skipped as out of range (not finite, or beyond
+    ``MAX_ABS_NUMBER``). An int is compared as an int: converting ``2**2000`` to a float raises."""
     if not isinstance(props, dict):
-        return {}
+        return {}, 0
     out: dict[str, float] = {}
+    skipped = 0
     for k, v in props.items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        if -MAX_ABS_NUMBER <= v <= MAX_ABS_NUMBER:  # False for NaN and the infinities too
             out[k] = float(v)
             if len(out) >= limit:
                 break
-    return out
+        else:
+            skipped += 1
+    return out, skipped
 
 
 def bucket_of(minute: int, by: str) -> int:

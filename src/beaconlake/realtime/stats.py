@@ -6,13 +6,16 @@ un-acknowledged). Windows are on event time; a window [s, s+60s) accepts events 
 clock ``event_ts`` is anchored to, so every process agrees when a window closes without
 talking to the others. Events later than that are counted as late
 (``beaconlake_stats_late_events_total``) and left out, rather than put in a wrong window;
-the raw lake still has them.
+the raw lake still has them. A numeric property out of the statistics' range (see
+``aggregate.MAX_ABS_NUMBER``) is skipped and counted (``beaconlake_stats_skipped_values_total``);
+nothing in an event's props can keep the event, or its batch, out of the counts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -34,6 +37,19 @@ from beaconlake.realtime.aggregate import (
 from beaconlake.telemetry import Metrics
 
 _props = msgspec.json.Decoder()
+# For props with a number past a double's range (1e400): valid JSON, which the collector keeps as
+# it came, but the plain decoder refuses it. float() makes it an infinity, which is then skipped.
+_props_wide = msgspec.json.Decoder(float_hook=float)
+
+
+def decode_props(data: bytes) -> Any:
+    try:
+        return _props.decode(data)
+    except msgspec.DecodeError:
+        try:
+            return _props_wide.decode(data)
+        except msgspec.DecodeError:
+            return None  # not JSON: the collector checks props, so this only guards the fold
 
 
 @functools.lru_cache(maxsize=8192)
@@ -55,6 +71,8 @@ class Folder:
         self.max_paths = settings.max_paths_per_window
         self.max_numbers = settings.max_numeric_props
         self._paths: dict[tuple[str, str, int], set[str]] = {}  # this process's paths per window
+        self.skipped = 0  # numbers left out of the statistics as out of range, ever
+        self._skipped_lock = threading.Lock()  # folds of the Redis backend run in threads
 
     def is_late(self, event_ts: int, now_ms: int) -> bool:
         return event_ts - event_ts % MINUTE_MS + MINUTE_MS + self.lateness_ms <= now_ms
@@ -64,17 +82,19 @@ class Folder:
         (tenant, name, group, minute)); return how many were too late. An event is anything
         with ``name``, ``anonymous_id``, ``url`` and ``props`` (JSON). This is the per-event
         hot path of every collector worker: plain tuples, no per-event objects but the window's."""
-        late = 0
+        late = skipped = 0
         closed = now_ms - self.lateness_ms - MINUTE_MS  # a window starting here or before is closed
-        path_events, max_numbers, get, decode = self.path_events, self.max_numbers, into.get, _props.decode
+        path_events, max_numbers, get = self.path_events, self.max_numbers, into.get
         for ev, ts in events:
             minute = ts - ts % MINUTE_MS
             if minute <= closed:
                 late += 1
                 continue
             name, anon, props = ev.name, ev.anonymous_id, ev.props
-            # "null" and "{}" hold no number: skip decoding them
-            nums = numbers_of(decode(props), max_numbers) if len(props) > 4 else None
+            nums = None
+            if len(props) > 4:  # "null" and "{}" hold no number: skip decoding them
+                nums, out_of_range = numbers_of(decode_props(props), max_numbers)
+                skipped += out_of_range
             key = (tenant, name, ALL_PATHS, minute)
             agg = get(key)
             if agg is None:
@@ -92,6 +112,9 @@ class Folder:
                 agg.sketch.add(anon)
                 if nums:
                     agg.add_numbers(nums)
+        if skipped:
+            with self._skipped_lock:
+                self.skipped += skipped
         return late
 
     def _path_group(self, tenant: str, name: str, minute: int, path: str) -> str:
@@ -119,6 +142,7 @@ class StatsDestination:
         self.folder = Folder(settings)
         self.counters = counters
         self.metrics = metrics
+        self._skipped_reported = 0
         # Memory partials are a dict update: cheaper inline than a hop to a thread.
         self.inline = isinstance(counters, MemoryCounters)
 
@@ -135,3 +159,7 @@ class StatsDestination:
         if late:
             self.metrics.inc("beaconlake_stats_late_events_total", late)
         self.metrics.inc("beaconlake_stats_events_total", len(pairs) - late)
+        skipped = self.folder.skipped  # folds may run in threads; this runs on the event loop
+        if skipped > self._skipped_reported:
+            self.metrics.inc("beaconlake_stats_skipped_values_total", skipped - self._skipped_reported)
+            self._skipped_reported = skipped

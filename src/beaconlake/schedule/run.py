@@ -42,9 +42,10 @@ def _summary(obj: Any) -> Any:
         return str(obj)
 
 
-def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None) -> dict[str, Any]:
-    """Convert, then analyze; record the outcome. Returns the run's record. Raises Busy (after
-    recording the refusal) when another run is going on."""
+def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None,
+             tenants: list[str] | None = None) -> dict[str, Any]:
+    """Convert, then analyze, of ``tenants`` (None: every tenant); record the outcome. Returns the
+    run's record. Raises Busy (after recording the refusal) when another run is going on."""
     # imported here: the dashboard imports this module into the server workers, which need
     # neither engine nor scikit-learn
     from beaconlake.analyze.run import analyze
@@ -55,19 +56,20 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     try:
         lock = RunLock(settings.run_path / "schedule.lock", lambda path: Busy(f"another run holds {path}"))
     except Busy as exc:
-        runs.start(run_id, trigger)
+        runs.start(run_id, trigger, tenants)
         runs.finish(run_id, "refused", stage=None, error=f"{exc}: runs never overlap; this one was not started")
         log.warning("scheduled run %s (%s) refused: %s", run_id, trigger, exc)
         raise
     started = time.monotonic()
-    runs.start(run_id, trigger)
+    runs.start(run_id, trigger, tenants)
     stage = "convert"
+    only = None if tenants is None else set(tenants)
     try:
-        summary = convert(settings, progress=False)
+        summary = convert(settings, progress=False, tenants=only)
         runs.update(run_id, events=summary.events, new_files=summary.new_files)
         stage = "analyze"
         runs.update(run_id, stage=stage)
-        runs.update(run_id, analyze=_summary(analyze(settings, progress=False)))
+        runs.update(run_id, analyze=_summary(analyze(settings, progress=False, tenants=only)))
         runs.finish(run_id, "ok", stage=None)
         log.info("run %s (%s): convert wrote %d events from %d new file(s), then analyze, in %.1f s", run_id, trigger,
                  summary.events, summary.new_files, time.monotonic() - started)
@@ -109,8 +111,10 @@ class Scheduler:
             due = s.enabled and now_ms() >= next_at
             if requested or due:
                 started = now_ms()
+                # a due interval run covers every tenant, whatever was asked for besides
+                who, tenants = requested if requested else (trigger, None)
                 try:
-                    run_once(self.settings, requested or trigger, self.runs)
+                    run_once(self.settings, who, self.runs, None if due else tenants)
                 except Busy:
                     pass
                 if due:  # the interval counts from a run's start; a run asked for in between does not move it

@@ -1,9 +1,11 @@
 """The scheduler's record of runs, in SQLite at ``<data_dir>/run/schedule.db``.
 
 The scheduler process writes it; collector workers read it for the Pipeline view. A run asked
-for from the dashboard is a file, ``<data_dir>/run/schedule/run-requested``, made by atomic
-rename and removed by the scheduler when it starts the run: a hand-off through disk that works
-from any worker process, and several clicks before the run starts make one run.
+for from the dashboard is a file in ``<data_dir>/run/schedule/``: ``run-requested`` for every
+tenant, ``run-requested.<tenant>`` for one (a tenant's admin key runs its own tenant only), made
+by atomic rename and taken by the scheduler (renamed away, then read) when it starts the run: a
+hand-off through disk that works from any worker process; requests made before the run starts
+make one run, of the union of their tenants.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ CREATE TABLE IF NOT EXISTS runs (
     events INTEGER,                 -- rows the convert run wrote to the events table
     new_files INTEGER,
     analyze TEXT,                   -- the analyze run's summary (JSON), or why it did not run
-    error TEXT
+    error TEXT,
+    tenants TEXT                    -- JSON list of the tenants run; NULL: every tenant
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -45,6 +48,8 @@ class RunLog:
         # A connection per call: this is read by worker threads and written by another process.
         with self._db() as db:
             db.executescript(SCHEMA)
+            if "tenants" not in {r["name"] for r in db.execute("PRAGMA table_info(runs)")}:
+                db.execute("ALTER TABLE runs ADD COLUMN tenants TEXT")  # a history from before per-tenant runs
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -54,10 +59,11 @@ class RunLog:
 
     # -- the scheduler's side ---------------------------------------------------------------
 
-    def start(self, run_id: str, trigger: str) -> None:
+    def start(self, run_id: str, trigger: str, tenants: list[str] | None = None) -> None:
         with self._db() as db:
-            db.execute("INSERT INTO runs (run_id, trigger, started_at, status, stage) VALUES (?, ?, ?, 'running', 'convert')",
-                       (run_id, trigger, now_ms()))
+            db.execute("INSERT INTO runs (run_id, trigger, started_at, status, stage, tenants) "
+                       "VALUES (?, ?, ?, 'running', 'convert', ?)",
+                       (run_id, trigger, now_ms(), None if tenants is None else json.dumps(sorted(tenants))))
 
     def update(self, run_id: str, **fields: Any) -> None:
         if "analyze" in fields and not isinstance(fields["analyze"], (str, type(None))):
@@ -84,25 +90,48 @@ class RunLog:
         with self._db() as db:
             db.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
-    def take_request(self) -> str | None:
-        """The trigger of a pending dashboard request (and forget it), or None."""
-        try:
-            text = self.request_path.read_text()
-            self.request_path.unlink()
-        except FileNotFoundError:
+    def take_request(self) -> tuple[str, list[str] | None] | None:
+        """The pending dashboard requests as one run (and forget them): its trigger and its
+        tenants (None: every tenant), or None when nothing is asked for. Each request file is
+        renamed away before it is read, so a request made meanwhile waits for the next run."""
+        folder = self.request_path.parent
+        triggers: list[str] = []
+        tenants: set[str] | None = set()
+        for path in sorted(folder.glob(self.request_path.name + "*")) if folder.is_dir() else []:
+            taken = path.with_name(f".taken-{os.getpid()}-{path.name}")
+            try:
+                os.replace(path, taken)
+            except FileNotFoundError:
+                continue
+            triggers.append(taken.read_text().strip() or "requested")
+            taken.unlink()
+            if path.name == self.request_path.name:
+                tenants = None
+            elif tenants is not None:
+                tenants.add(path.name[len(self.request_path.name) + 1:])
+        if not triggers:
             return None
-        return text.strip() or "requested"
+        return ", ".join(dict.fromkeys(triggers)), None if tenants is None else sorted(tenants)
 
     # -- readers ------------------------------------------------------------------------------
 
-    def request(self, who: str = "requested") -> None:
+    def request(self, who: str = "requested", tenant: str | None = None) -> None:
+        """Ask the scheduler for a run now: of ``tenant`` only, or of every tenant (None)."""
         self.request_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.request_path.with_name(f".{os.getpid()}.tmp")
         tmp.write_text(who)
-        os.replace(tmp, self.request_path)
+        os.replace(tmp, self._request_file(tenant))
 
-    def requested(self) -> bool:
-        return self.request_path.exists()
+    def requested(self, tenant: str | None = None) -> bool:
+        """Whether a run is asked for and not started yet: any (None), or one that runs ``tenant``."""
+        if self.request_path.exists():
+            return True
+        if tenant is not None:
+            return self._request_file(tenant).exists()
+        return any(self.request_path.parent.glob(self.request_path.name + ".*"))
+
+    def _request_file(self, tenant: str | None) -> Path:
+        return self.request_path if tenant is None else self.request_path.with_name(f"{self.request_path.name}.{tenant}")
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._db() as db:
@@ -110,6 +139,7 @@ class RunLog:
         out = []
         for r in rows:
             d = dict(r)
+            d["tenants"] = json.loads(d["tenants"]) if d["tenants"] else None
             if d["analyze"]:
                 try:
                     d["analyze"] = json.loads(d["analyze"])

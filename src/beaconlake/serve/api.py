@@ -1,21 +1,21 @@
 """The read API: ``GET /v1/stats``, ``GET /v1/high-level``, ``GET /v1/people/{id}/high-level``.
 
-Every route takes the tenant from the read key (``Authorization: Bearer <read key>``) and
-only ever queries that tenant: no parameter names a tenant, so one tenant cannot ask for
-another's data. Missing or unknown key: 401. Bad parameter: 400 naming the value and what
-is allowed.
+Every route takes the tenant from the read key (``Authorization: Bearer <read key>``; the
+tenant's admin key reads too) and only ever queries that tenant: no parameter names a tenant,
+so one tenant cannot ask for another's data (``beaconlake.serve.auth``). Missing or unknown
+key: 401. Bad parameter: 400 naming the value and what is allowed. A person id may hold any
+character, ``/`` included: the routes take the rest of the path, decoded once by the server.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from beaconlake.backends.counters import Counters
@@ -25,38 +25,58 @@ from beaconlake.backends.highlevel.base import to_json
 from beaconlake.config import Settings, TenantSettings
 from beaconlake.realtime.aggregate import GRAINS
 from beaconlake.serve import params
+from beaconlake.serve.auth import Keys, NotFound, guarded
 from beaconlake.serve.params import BadParam
 
+__all__ = ["PERSON_ID", "NotFound", "ReadApi", "person_id_of"]
+
 MAX_BUCKETS = 10_000
+
+
+class AnyPathConvertor(Convertor[str]):
+    """The rest of a path, whatever it holds: Starlette's ``path`` (``.*``) stops at a newline,
+    and a person id may hold one."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("any_path", AnyPathConvertor())
+PERSON_ID = "{person_id:any_path}"  # in a route: the person id, any characters, / included
+PERSON_ROUTE = f"/v1/people/{PERSON_ID}/high-level"
 MAX_LIMIT = 1000
 
 
-class Unauthorized(Exception):
-    pass
+def person_id_of(request: Request, route: str) -> str:
+    """The ``PERSON_ID`` part of ``route``: any characters, ``/`` included, 1 to 128 of them,
+    percent-decoded exactly once.
 
-
-class NotFound(Exception):
-    pass
-
-
-def guarded(tenant_of: Callable[[Request], TenantSettings], handler: Any, headers: dict[str, str] | None = None) -> Any:
-    """A route endpoint that finds the tenant from the read key, then answers ``handler(request,
-    tenant)`` as JSON (or as the Response it returns): 401, 400 naming the parameter, or 404."""
-
-    async def endpoint(request: Request) -> Response:
+    Taken from the raw path where the server gives one (ASGI ``raw_path``: the bytes as they
+    came, still percent-encoded), because the decoded ``path`` no longer tells an encoded
+    ``%2F`` in an id from a ``/`` of the route, and some servers and clients (Starlette's
+    TestClient among them) decode ``%25`` twice. Else the routed value, which the server decoded:
+    also when ``raw_path`` is byte for byte the decoded path, which is what a server gives that
+    has no raw path to give and copies the decoded one (the RSGI bridge of granian does).
+    """
+    person_id = request.path_params["person_id"]
+    raw = request.scope.get("raw_path")
+    prefix, _, suffix = route.encode().partition(PERSON_ID.encode())
+    prefix = request.scope.get("root_path", "").encode() + prefix
+    raw_is_raw = raw and raw != request.scope["path"].encode()
+    if raw_is_raw and raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
         try:
-            tenant = tenant_of(request)
-            result = await handler(request, tenant)
-            return result if isinstance(result, Response) else JSONResponse(result, headers=headers)
-        except Unauthorized as exc:
-            return JSONResponse({"error": str(exc), "reason": "unauthorized"}, status_code=401,
-                                headers={"www-authenticate": 'Bearer realm="beaconlake"'})
-        except BadParam as exc:
-            return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param}, status_code=400)
-        except NotFound as exc:
-            return JSONResponse({"error": str(exc), "reason": "not_found"}, status_code=404)
-
-    return endpoint
+            person_id = unquote_to_bytes(raw[len(prefix):len(raw) - len(suffix)]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadParam("person_id", "the person id is not UTF-8 once percent-decoded; "
+                                        "encode it with encodeURIComponent (JavaScript) or quote(id, safe='') (Python)") from None
+    if not 0 < len(person_id) <= 128:
+        raise BadParam("person_id", f"person id of {len(person_id)} characters; 1 to 128 allowed")
+    return person_id
 
 
 def iso(ms: int) -> str:
@@ -65,7 +85,7 @@ def iso(ms: int) -> str:
 
 class ReadApi:
     def __init__(self, settings: Settings, counters: Counters, index: HighLevelIndex) -> None:
-        self.tenants = [(t.read_key.encode(), t) for t in settings.tenants]
+        self.keys = Keys(settings)
         self.counters = counters
         self.index = index
         # The memory backend's live windows are mutated on the event loop: read them there too.
@@ -75,21 +95,11 @@ class ReadApi:
         return [
             Route("/v1/stats", self._guard(self.stats)),
             Route("/v1/high-level", self._guard(self.high_level)),
-            Route("/v1/people/{person_id}/high-level", self._guard(self.person)),
+            Route(PERSON_ROUTE, self._guard(self.person)),
         ]
 
-    def tenant(self, request: Request) -> TenantSettings:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("no read key: send the header Authorization: Bearer <the tenant's read_key>")
-        given = key.strip().encode()
-        for read_key, tenant in self.tenants:
-            if hmac.compare_digest(given, read_key):  # no timing hints about a secret
-                return tenant
-        raise Unauthorized("unknown read key; use the tenant's read_key (the write key cannot read)")
-
     def _guard(self, handler: Any) -> Any:
-        return guarded(self.tenant, handler)
+        return guarded(self.keys.tenant, handler)
 
     async def stats(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         q = request.query_params
@@ -122,9 +132,7 @@ class ReadApi:
         return {"name": name, "from": start, "to": end, "counts": counts, "events": [to_json(e) for e in events]}
 
     async def person(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
-        person_id = request.path_params["person_id"]
-        if not 0 < len(person_id) <= 128:
-            raise BadParam("person_id", f"person id of {len(person_id)} characters; 1 to 128 allowed")
+        person_id = person_id_of(request, PERSON_ROUTE)
         limit = params.integer(request.query_params.get("limit"), "limit", 1, MAX_LIMIT, 100)
         events = await run_in_threadpool(self.index.person, tenant.id, person_id, limit)
         return {"person_id": person_id, "events": [to_json(e) for e in events]}

@@ -20,10 +20,12 @@ from beaconlake.backends.profiles import TRAITS, ProfileStore, Search, open_prof
 from beaconlake.backends.profiles.base import SORT_KEYS
 from beaconlake.config import Settings, TenantSettings
 from beaconlake.serve import params
-from beaconlake.serve.api import NotFound, ReadApi
+from beaconlake.serve.api import PERSON_ID, NotFound, ReadApi, person_id_of
+from beaconlake.serve.auth import Keys
 from beaconlake.serve.params import BadParam
 
 MAX_LIMIT = 1000
+PROFILE_ROUTE = f"/v1/profiles/{PERSON_ID}"
 MAX_OFFSET = 100_000
 MAX_Q = 200
 _TRAIT = re.compile(r"^([a-z_]+)\s*(>=|<=|>|<|=)\s*([0-9]*\.?[0-9]+)$")
@@ -35,7 +37,7 @@ class ProfilesApi(ReadApi):
     worker that serves no profile reads never opens it."""
 
     def __init__(self, settings: Settings, store: ProfileStore | None = None) -> None:
-        self.tenants = [(t.read_key.encode(), t) for t in settings.tenants]
+        self.keys = Keys(settings)
         self.settings = settings
         self._store = store
 
@@ -52,14 +54,12 @@ class ProfilesApi(ReadApi):
     def routes(self) -> list[Route]:
         return [
             Route("/v1/profiles", self._guard(self.search)),
-            Route("/v1/profiles/{person_id}", self._guard(self.profile)),
+            Route(PROFILE_ROUTE, self._guard(self.profile)),
             Route("/v1/segments", self._guard(self.segments)),
         ]
 
     async def profile(self, request: Request, tenant: TenantSettings) -> Response:
-        person_id = request.path_params["person_id"]
-        if not 0 < len(person_id) <= 128:
-            raise BadParam("person_id", f"person id of {len(person_id)} characters; 1 to 128 allowed")
+        person_id = person_id_of(request, PROFILE_ROUTE)
         store = self.store
         if store.inline_reads:
             doc = store.get_json(tenant.id, person_id)

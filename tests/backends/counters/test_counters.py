@@ -1,9 +1,15 @@
 """One behaviour suite for the counters seam, run against memory partials and a real Redis."""
 
+import json
 import math
 import multiprocessing
+import uuid
+from pathlib import Path
 
+import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from beaconlake.backends.counters import IdSet
 from beaconlake.realtime.aggregate import ALL_PATHS, Agg, WindowKey
@@ -136,3 +142,52 @@ def test_memory_partials_survive_a_restart_and_compact(make_counters, tmp_path):
     fresh = make_counters()
     [r] = fresh.query("shop", "page_view", T0, T0 + MIN, "minute", False)
     assert (r["count"], r["distinct_anonymous_ids"]) == (3, 3)
+
+
+# -- whatever numbers an event carries, a batch is folded whole ------------------------------
+
+class Ev(msgspec.Struct):
+    name: str
+    anonymous_id: str
+    url: str | None
+    props: msgspec.Raw
+
+
+# JSON number literals, as a sender may write them: any int (10**400 decodes to a Python int too
+# large for a float), floats to the edges, and literals past a double's range (1e400) that the
+# collector keeps as it got them.
+NUMBER = st.one_of(
+    st.integers().map(str),
+    st.integers(min_value=-(10**400), max_value=10**400).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.sampled_from(["1e308", "-1e308", "1.7976931348623157e308", "1e400", "-1e400", "-0.0", "0", "5e-324", str(2**70),
+                     "1e154", "1.4e154"]),
+)
+VALUE = st.one_of(NUMBER, NUMBER, st.sampled_from(['"text"', "true", "null", "[1, 2]", '{"n": 1e400}']))
+PROPS = st.dictionaries(st.sampled_from(["price", "qty", "ms", "x", "y"]), VALUE, max_size=5).map(
+    lambda d: ("{" + ", ".join(f'"{k}": {v}' for k, v in d.items()) + "}").encode())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(PROPS, min_size=1, max_size=12), path=st.booleans())
+def test_folding_any_numbers_never_raises_and_counts_every_event(make_counters, batch, path):
+    from beaconlake import config
+    from beaconlake.realtime.stats import Folder
+
+    c = make_counters()
+    name = "page_leave" if path else f"e{uuid.uuid4().hex[:12]}"  # page_leave is also counted per path
+    tenant = f"t{uuid.uuid4().hex[:12]}"  # each example its own series
+    folder = Folder(config.parse({}, Path("/tmp"), environ={}).realtime)
+    events = [(Ev(name, f"a{i % 3}", "https://s.example/p", msgspec.Raw(p)), T0 + i) for i, p in enumerate(batch)]
+    assert c.fold(folder, tenant, events, T0) == 0
+    c.flush()
+    [row] = c.query(tenant, name, T0, T0 + MIN, "minute", False)
+    assert row["count"] == len(batch)  # every event counts, whatever its numbers
+    json.dumps(row, allow_nan=False)  # what /v1/stats answers: no inf, no NaN
+    for prop, s in row["props"].items():
+        assert 1 <= s["count"] <= len(batch), prop
+        assert s["min"] <= s["max"] and s["stddev"] >= 0
+        assert s["min"] - abs(s["min"]) * 1e-9 <= s["mean"] <= s["max"] + abs(s["max"]) * 1e-9
+    if path:
+        [grouped] = c.query(tenant, name, T0, T0 + MIN, "minute", True)
+        assert grouped["count"] == len(batch) and grouped["path"] == "/p"

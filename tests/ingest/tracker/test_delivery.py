@@ -8,7 +8,7 @@ from collections import Counter
 from itertools import pairwise
 
 import pytest
-from support import free_port
+from support import free_port, read_lake
 from tracker_support import Tab, lake_events, names, wait_for_events
 
 # No periodic flush in these tests: whatever arrives was sent by the unload path.
@@ -186,3 +186,117 @@ def test_hiding_the_tab_with_a_request_in_flight_sends_nothing_twice(tab, site, 
     rows = lake_events(collector, aid)
     assert Counter(r["event_id"] for r in rows).most_common(1)[0][1] == 1
     assert tab.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('bl_o_')).length") == 0
+
+
+# -- refusals: only what the collector names is dropped --------------------------------------
+
+CART_SCHEMA = {"type": "object", "required": ["sku"], "properties": {"price": {"type": "number"}}}
+
+
+def test_one_event_the_collector_rejects_takes_no_other_event_with_it(context, site, own_collector):
+    c = own_collector(tenant={"schemas": [{"level": "mid", "name": "add_to_cart", "schema": CART_SCHEMA}]})
+    site.use(c, flush_ms=NO_TIMER)
+    tab = Tab(context.new_page(), c.url)
+    tab.goto(site.url("index.html"))
+    tab.wait_loaded()
+    aid = tab.ids()["anonymous_id"]
+    wait_for_events(c, lambda rs: "page_view" in names(rs), anonymous_id=aid)
+    # one batch: a good event, one the tenant's schema rejects, another good one (a 200 naming one)
+    tab.evaluate("""() => {
+        beaconlake.track('product_view', {sku: 'B'});
+        beaconlake.track('add_to_cart', {price: 'not a number'});
+        beaconlake.track('add_to_cart', {sku: 'B', price: 42});
+        beaconlake.flush();
+    }""")
+    rows = wait_for_events(c, lambda rs: "add_to_cart" in names(rs), anonymous_id=aid)
+    assert [r["props"] for r in rows if r["name"] in ("product_view", "add_to_cart")] == [
+        {"sku": "B"}, {"sku": "B", "price": 42}]
+    # then a batch of bad events only (a 400 naming all of them): dropped, not sent again
+    posts = len(tab.posts)
+    tab.evaluate("""() => {
+        beaconlake.track('add_to_cart', {price: 1});
+        beaconlake.track('add_to_cart', {price: 2});
+        beaconlake.flush();
+    }""")
+    tab.wait_for_function("() => !Object.keys(localStorage).some(k => k.startsWith('bl_o_'))")
+    tab.wait_for_timeout(500)
+    assert len(tab.posts) == posts + 1
+    assert any("refused: 400" in w and "no event in the batch is valid" in w for w in tab.warnings), tab.warnings
+    tab.evaluate("() => { beaconlake.track('checkout', {}); beaconlake.flush(); }")
+    rows = wait_for_events(c, lambda rs: "checkout" in names(rs), anonymous_id=aid)
+    assert names(rows).count("add_to_cart") == 1
+    c.wait_delivered()
+    assert len([r for r in read_lake(c.data_dir, "rejected") if r["tenant"] == "demo"]) == 3
+    assert not tab.errors
+
+
+def test_a_batch_too_large_for_the_collector_is_split_not_dropped(context, site, own_collector):
+    """A collector whose batch limit is lower than the tracker's answers 413 naming no event: the
+    tracker halves its batches until they fit, and every event arrives once."""
+    c = own_collector(collector={"max_batch_events": 4})
+    site.use(c, flush_ms=NO_TIMER)
+    tab = Tab(context.new_page(), c.url)
+    tab.goto(site.url("index.html"))
+    tab.wait_loaded()
+    aid = tab.ids()["anonymous_id"]
+    tab.evaluate("() => { for (let i = 0; i < 40; i++) beaconlake.track('item', {i: i}); beaconlake.flush(); }")
+    rows = wait_for_events(
+        c, lambda rs: sorted(r["props"]["i"] for r in rs if r["name"] == "item") == list(range(40)), anonymous_id=aid)
+    assert len({r["event_id"] for r in rows}) == len(rows)
+    assert len(tab.posts) < 60  # halving, not one event a request after every refusal
+    assert not tab.errors
+
+
+def test_a_refusal_naming_no_event_isolates_the_bad_event(tab, site, collector):
+    """A 400 about the whole body (as the collector answered for half an emoji): the batch is
+    halved until the event that spoils it goes alone; only that one is dropped."""
+    site.use(collector, flush_ms=NO_TIMER)
+    sizes: list[int] = []
+
+    def answer(route, request):
+        events = json.loads(request.post_data)["events"]
+        sizes.append(len(events))
+        if any(e["name"] == "poison" for e in events):
+            route.fulfill(status=400, body='{"error": "body is not valid JSON", "reason": "invalid_json"}', headers={
+                "Access-Control-Allow-Origin": site.origin, "Content-Type": "application/json"})
+        else:
+            route.continue_()
+
+    tab.route(f"{collector.url}/v1/events*", answer)
+    tab.goto(site.url("index.html"))
+    tab.wait_loaded()
+    tab.wait_configured()
+    aid = tab.ids()["anonymous_id"]
+    tab.evaluate("""() => {
+        for (let i = 0; i < 30; i++) beaconlake.track(i == 17 ? 'poison' : 'item', {i: i});
+        beaconlake.flush();
+    }""")
+    rows = wait_for_events(
+        collector, lambda rs: len([r for r in rs if r["name"] == "item"]) == 29, anonymous_id=aid, tab=tab)
+    tab.wait_for_function("() => !Object.keys(localStorage).some(k => k.startsWith('bl_o_'))")
+    assert sorted(r["props"]["i"] for r in rows if r["name"] == "item") == [i for i in range(30) if i != 17]
+    assert "poison" not in names(rows)
+    assert 1 in sizes and len(sizes) < 20, sizes
+    assert len({r["event_id"] for r in rows}) == len(rows)
+
+
+def test_a_refusal_naming_indexes_not_in_the_batch_does_not_loop(tab, site, collector):
+    """A broken answer (indexes past the batch) names no event: the tracker neither drops the
+    batch for it nor sends it again and again at once; the halving ends with each event alone."""
+    site.use(collector, flush_ms=NO_TIMER)
+    sizes: list[int] = []
+
+    def answer(route, request):
+        sizes.append(len(json.loads(request.post_data)["events"]))
+        route.fulfill(status=400, headers={"Access-Control-Allow-Origin": site.origin, "Content-Type": "application/json"},
+                      body='{"error": "no event in the batch is valid", "accepted": 0, "rejected": [{"index": 999, "error": "?"}]}')
+
+    tab.route(f"{collector.url}/v1/events*", answer)
+    tab.goto(site.url("index.html"))
+    tab.wait_loaded()
+    tab.wait_configured()
+    tab.evaluate("() => { for (let i = 0; i < 6; i++) beaconlake.track('item', {i: i}); beaconlake.flush(); }")
+    tab.wait_for_function("() => !Object.keys(localStorage).some(k => k.startsWith('bl_o_'))")
+    tab.wait_for_timeout(500)
+    assert sizes[-1] == 1 and len(sizes) < 40, sizes
+    assert not tab.errors

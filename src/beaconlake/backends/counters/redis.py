@@ -7,8 +7,10 @@ Keys (``P`` is ``counters.key_prefix``)::
     P:w:<tenant>:<name>                    sorted set of "<group>\\x1f<minute>", scored by minute
     P:series                               sorted set of "<tenant>\\x1f<name>", scored by last minute
 
-A batch is one round trip (a Lua script), so min/max and the index stay consistent without
-a read-modify-write race between processes. Distinct counts of an hour or a day are
+A batch is one round trip (a Lua script), so sums, min/max and the index stay consistent
+without a read-modify-write race between processes. Sums are doubles written with 17
+significant digits (``%.17g``), not ``HINCRBYFLOAT``, whose fixed-point result keeps 17 digits
+after the point only: 1e-44 would add up to 0, and a mean fall outside [min, max]. Distinct counts of an hour or a day are
 ``PFCOUNT`` over the union of its minutes' HyperLogLogs: Redis's HLL has 16,384 registers,
 a standard error of 0.81%, the same as the memory backend's sketch. Window keys expire after
 ``realtime.retention_hours``. Keys are built in the script, so use a single Redis (not a
@@ -37,12 +39,13 @@ for _, u in ipairs(ups) do
   if #ids > 0 then redis.call('PFADD', hll, unpack(ids)) end
   for prop, a in pairs(nums) do
     redis.call('HINCRBY', h, prop .. ':n', a[1])
-    redis.call('HINCRBYFLOAT', h, prop .. ':s', a[2])
-    redis.call('HINCRBYFLOAT', h, prop .. ':q', a[3])
-    local lo = redis.call('HGET', h, prop .. ':lo')
-    if not lo or tonumber(lo) > a[4] then redis.call('HSET', h, prop .. ':lo', a[4]) end
-    local hi = redis.call('HGET', h, prop .. ':hi')
-    if not hi or tonumber(hi) < a[5] then redis.call('HSET', h, prop .. ':hi', a[5]) end
+    local cur = redis.call('HMGET', h, prop .. ':s', prop .. ':q', prop .. ':lo', prop .. ':hi')
+    local lo, hi = tonumber(cur[3]), tonumber(cur[4])
+    if not lo or lo > a[4] then lo = a[4] end
+    if not hi or hi < a[5] then hi = a[5] end
+    redis.call('HSET', h, prop .. ':s', string.format('%.17g', (tonumber(cur[1]) or 0) + a[2]),
+               prop .. ':q', string.format('%.17g', (tonumber(cur[2]) or 0) + a[3]),
+               prop .. ':lo', string.format('%.17g', lo), prop .. ':hi', string.format('%.17g', hi))
   end
   redis.call('PEXPIRE', h, ttl)
   redis.call('PEXPIRE', hll, ttl)

@@ -8,13 +8,18 @@
   var RANGES = [["1", "last 24 hours"], ["7", "last 7 days"], ["30", "last 30 days"], ["90", "last 90 days"]];
 
   function Unauthorized() {}
+  // Every answer is read as text first: an error may come from a proxy or the server as plain
+  // text or HTML, and is then shown as it is rather than as a JSON parse error.
   function api(path, opts) {
     opts = opts || {};
     opts.headers = {authorization: "Bearer " + sessionStorage.getItem(KEY)};
     return fetch(path, opts).then(function (r) {
       if (r.status === 401) { logout("The read key was refused."); throw new Unauthorized(); }
-      return r.json().then(function (body) {
-        if (!r.ok) throw new Error(body.error || ("HTTP " + r.status));
+      return r.text().then(function (text) {
+        var body = null;
+        try { body = JSON.parse(text); } catch (e) { /* not JSON */ }
+        if (!r.ok) throw new Error((body && body.error) || ("HTTP " + r.status + (text ? ": " + text.slice(0, 200) : "")));
+        if (body === null) throw new Error("HTTP " + r.status + ": the answer is not JSON");
         return body;
       });
     });
@@ -206,18 +211,23 @@
     return JSON.stringify(a).slice(0, 120);
   }
 
+  // A tenant's key sees its own figures (scope "tenant"); server.admin_key the whole server.
   function pipeline() {
     return api("/v1/dashboard/pipeline").then(function (d) {
-      var rate = "–";
-      if (lastPipeline && d.now > lastPipeline.now) rate = ((d.counters.beaconlake_events_accepted_total - lastPipeline.counters.beaconlake_events_accepted_total) * 1000 / (d.now - lastPipeline.now)).toFixed(1) + " /s";
+      var tenant = d.scope === "tenant", c = d.counters, rate = "–";
+      var accepted = function (p) { return tenant ? p.counters.beaconlake_tenant_events_accepted_total : p.counters.beaconlake_events_accepted_total; };
+      if (lastPipeline && lastPipeline.scope === d.scope && d.now > lastPipeline.now) rate = ((accepted(d) - accepted(lastPipeline)) * 1000 / (d.now - lastPipeline.now)).toFixed(1) + " /s";
       lastPipeline = d;
       var s = d.schedule, last = d.runs[0];
-      view('<div class="kpis">' + kpi("ingest rate", rate) + kpi("events accepted", num(d.counters.beaconlake_events_accepted_total)) +
-        kpi("events in the lake", num(d.counters.beaconlake_events_delivered_total)) + kpi("spool, undelivered", bytes(d.spool_undelivered_bytes)) +
-        kpi("delivery lag", d.delivery_lag_seconds.toFixed(1) + " s") + kpi("last run", last ? last.status + " · " + when(last.started_at) : "none yet") + "</div>" +
+      var kpis = tenant ? kpi("events rejected", num(c.beaconlake_tenant_events_rejected_total)) :
+        kpi("events in the lake", num(c.beaconlake_events_delivered_total)) + kpi("spool, undelivered", bytes(d.spool_undelivered_bytes)) +
+        kpi("delivery lag", d.delivery_lag_seconds.toFixed(1) + " s");
+      var run = d.can_run ? '<button class="primary" id="run-now"' + (s.requested ? " disabled" : "") + ">" + (s.requested ? "Run requested…" : "Run now") + "</button>" :
+        (s.requested ? "<p>A run is requested.</p>" : "") + note("A run now needs the tenant's admin key: sign in with it to run convert + analyze for this tenant.");
+      view('<div class="kpis">' + kpi("ingest rate", rate) + kpi("events accepted", num(accepted(d))) + kpis +
+        kpi("last run", last ? last.status + " · " + when(last.started_at) : "none yet") + "</div>" +
         card("Convert + analyze", "<p>" + (s.enabled ? "Every " + s.interval_mins + " min; next run " + (s.next_run_at ? when(s.next_run_at) : "when the scheduler starts") : "The interval is off ([schedule] enabled = false)") +
-          '.</p><button class="primary" id="run-now"' + (s.requested ? " disabled" : "") + ">" +
-          (s.requested ? "Run requested…" : "Run now") + "</button>") +
+          ".</p>" + run) +
         card("Runs", table([{t: "started", f: function (r) { return when(r.started_at); }}, {t: "trigger", f: function (r) { return r.trigger; }},
           {t: "status", html: 1, f: function (r) { return '<span class="status-' + esc(r.status) + '">' + esc(r.status) + (r.status === "running" ? " (" + esc(r.stage) + ")" : "") + "</span>"; }},
           {t: "duration", n: 1, f: function (r) { return r.seconds == null ? "" : r.seconds.toFixed(1) + " s"; }},
@@ -225,7 +235,7 @@
           {t: "analyze", f: analyzeSummary},
           {t: "error", html: 1, f: function (r) { return r.error ? '<pre class="error">' + esc(r.error) + "</pre>" : ""; }}], d.runs)) +
         card("Rejected events by reason (since start-up)", charts.hbars(Object.keys(d.rejected).map(function (k) { return {label: k, value: d.rejected[k]}; }), {color: "#d23f3f", empty: "nothing rejected"})));
-      $("#run-now").onclick = function () { this.disabled = true; api("/v1/dashboard/pipeline/run", {method: "POST"}).then(pipeline); };
+      if (d.can_run) $("#run-now").onclick = function () { this.disabled = true; api("/v1/dashboard/pipeline/run", {method: "POST"}).then(pipeline); };
     });
   }
 
@@ -233,11 +243,17 @@
 
   var VIEWS = {live: [live, 5000], traffic: [traffic], sequences: [sequences], people: [people], segments: [segments], pipeline: [pipeline, 3000]};
 
+  // An id in the location's hash, as link() wrote it with encodeURIComponent; a hash typed by
+  // hand may hold a stray %, which stays as it is.
+  function decodeId(text) {
+    try { return decodeURIComponent(text); } catch (e) { return text; }
+  }
+
   function route() {
     clearInterval(timer);
     var h = location.hash.slice(1) || "live", name = h.split(/[/?]/)[0];
     document.querySelectorAll("nav a").forEach(function (a) { a.classList.toggle("active", a.dataset.view === (name === "person" ? "people" : name)); });
-    var run = name === "person" ? function () { return person(decodeURIComponent(h.slice(7))); } : (VIEWS[name] || VIEWS.live)[0];
+    var run = name === "person" ? function () { return person(decodeId(h.slice(7))); } : (VIEWS[name] || VIEWS.live)[0];
     var every = name === "person" ? null : (VIEWS[name] || VIEWS.live)[1];
     $("#view").dataset.view = name;
     $("#view").dataset.loaded = "";
@@ -251,8 +267,11 @@
     return api("/v1/dashboard/session").then(function (d) {
       info = d;
       $("#login").hidden = true; $("#nav").hidden = false; $("#logout").hidden = false;
-      $("#who").textContent = "tenant " + d.tenant;
+      $("#who").textContent = "tenant " + d.tenant + (d.role === "admin" ? " (admin)" : "");
       route();
+    }, function (e) {
+      if (!(e instanceof Unauthorized)) logout(e.message);  // e.g. a key that opens no tenant's dashboard
+      throw e;
     });
   }
 

@@ -35,7 +35,9 @@
 
   function now() { return Date.now(); }
   function round(n) { return Math.round(n); }
-  function cut(s, n) { return String(s == null ? '' : s).slice(0, n || 2048); }
+  // At most n UTF-16 units (2048 by default), never ending in half a surrogate pair (cut there,
+  // or left by the page): half an emoji is no valid Unicode, and the collector refuses it.
+  function cut(s, n) { return String(s == null ? '' : s).slice(0, n || 2048).replace(/[\ud800-\udbff]$/, ''); }
   function warn(m) { try { w.console.warn('[beaconlake]', m); } catch (e) { /* no console */ } }
   function safe(fn) {
     return function () {
@@ -63,7 +65,7 @@
   var tag = d.currentScript || d.querySelector('script[data-key][src*=beaconlake]');
   function attr(n) { return tag && tag.getAttribute('data-' + n); }
   var KEY = attr('key');
-  if (!KEY) return warn('no data-key on the script tag');
+  if (!KEY) return warn('no data-key');
   // the collector: where this script came from (tag.src is always absolute), unless data-api says
   var API = (attr('api') || (/^\w+:\/\/[^/?#]+/.exec(tag.src) || [''])[0]).replace(/\/$/, ''),
     EVENTS = API + '/v1/events?k=' + encodeURIComponent(KEY),
@@ -181,7 +183,8 @@
   // next page load adopts a slot once its tab is gone (x: unloaded), so events survive reloads
   // and crashes, and two live tabs never send the same events.
 
-  var out = [], busy, gone; // busy: the batch in flight; gone: unloaded, not just hidden
+  // busy: the batch in flight; gone: unloaded, not just hidden; most: events a batch may hold
+  var out = [], busy, gone, most = 500;
 
   function save() { set(SLOT, out.length ? { k: KEY, a: API, t: now(), x: gone, e: out } : null); }
 
@@ -210,12 +213,12 @@
     }
   }
 
-  // The next batch from the outbox: at most 500 events and BATCH_BYTES.
+  // The next batch from the outbox: at most `most` events and BATCH_BYTES.
   function batch() {
     var list = [], size = 40;
     each(out, function (e) {
       var n = bytes(JSON.stringify(e)) + 1;
-      if (list.length < 500 && (size + n < BATCH_BYTES || !list.length)) list.push(e), size += n;
+      if (list.length < most && (size + n < BATCH_BYTES || !list.length)) list.push(e), size += n;
     });
     return list;
   }
@@ -226,7 +229,14 @@
     out = out.filter(function (e) { return !ids[e.event_id]; });
   }
 
-  function body(list) { return JSON.stringify({ sent_at: now(), events: list }); }
+  // A lone surrogate the page made (a title, a text, props) is written by JSON.stringify as an
+  // escape, \udxxx, that the collector refuses; it goes as U+FFFD, what a UTF-8 encoder writes.
+  // An escape follows an even number of backslashes; after an odd one it is text the page wrote.
+  function body(list) {
+    return JSON.stringify({ sent_at: now(), events: list }).replace(/(\\*)\\ud[89a-f]\w\w/g, function (m, b) {
+      return b.length % 2 ? m : b + '\\ufffd';
+    });
+  }
 
   // POST with fetch (keepalive, no cookies), else XMLHttpRequest. `done` gets the status (0: no
   // answer), the Retry-After header and the response's text.
@@ -261,12 +271,22 @@
     if (busy || !out.length || now() < (trouble() || {}).t) return;
     var list = busy = batch();
     post(body(list), function (status, retryAfter, text) {
+      var bad = [];
       busy = 0;
+      // the events the answer names; an index out of the batch names none (else a retry loop)
+      try { bad = JSON.parse(text).rejected.map(function (r) { return list[r.index]; }).filter(Boolean); } catch (e) { /* no list */ }
       if (status > 199 && status < 500 && status != 408 && status != 429) {
-        // durable on the collector (2xx) or refused for good (4xx): never send these again
+        // 2xx: durable on the collector, but for those it names as rejected, refused for good.
+        // 4xx: refused for good, but when the answer names events, only those: the rest go again.
+        // A 400 or 413 that names none may be about one event spoiling the body: halve the
+        // batch until that event is alone, so it takes no other event with it.
+        if (status > 299) {
+          if (bad[0]) list = bad;
+          else if (list[1] && (status == 400 || status == 413)) most = list.length >> 1, list = [];
+        } else most = 500;
         forget(list);
         set('bl_wait', null);
-        if (status > 299 || /"index"/.test(text)) warn('collector refused events: ' + status + ' ' + text);
+        if (status > 299 || bad[0]) warn('refused: ' + status + ' ' + text);
         save();
         if (out.length) flush(); // drain what queued up meanwhile
       } else {
@@ -469,12 +489,12 @@
       p.unshift(id ? s + '#' + id : c ? s + '.' + c.split(/\s+/).slice(0, 2).join('.') : s);
       if (id) break;
     }
-    return p.join('>').slice(0, 256);
+    return cut(p.join('>'), 256);
   }
 
   // Text of what was clicked; never of a field, whose text may be what the person typed.
   function text(el) {
-    return /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName) || el.isContentEditable ? '' : (el.textContent || '').replace(/\s+/g, ' ').trim().slice(0, 64);
+    return /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName) || el.isContentEditable ? '' : cut((el.textContent || '').replace(/\s+/g, ' ').trim(), 64);
   }
 
   // Position relative to the viewport (x, y) and to the document (page_x, page_y), added to props.
@@ -610,7 +630,7 @@
       name = cut(name, 64).toLowerCase().replace(/[^a-z0-9_.:-]+/g, '_');
       if (!name || props != null && (typeof props != 'object' || props instanceof Array)) return warn('track(name, {props})');
       var json = JSON.stringify(props || {});
-      if (bytes(json) > 16384) return warn(name + ': props over 16 KiB, not sent');
+      if (bytes(json) > 16384) return warn(name + ': props over 16 KiB');
       emit('mid', name, JSON.parse(json)); // a copy: later changes by the page do not leak in
     },
     // this browser's events carry the user's id from now on
