@@ -117,6 +117,28 @@ def test_a_bad_key_of_the_envelope_refuses_the_batch_and_says_why(door):
     assert r.status == 400 and r.json["reason"] == "invalid_batch" and "k: invalid UTF-8" in r.json["error"]
 
 
+def test_up_to_max_notes_bad_strings_each_cost_their_event_only(door):
+    bad = [event(props={"a": ["@@"] * 4}) for _ in range(250)]  # 1000 bad strings
+    content = body(event(event_id=GOOD_ID), *bad).replace(b'"@@"', b'"\\ud800"')
+    r = door.post(content)
+    assert r.status == 200 and r.json["accepted"] == 1 and len(r.json["rejected"]) == 250
+    assert {e["reason"] for e in r.json["rejected"]} == {"invalid_string"}
+
+
+def test_more_bad_strings_than_can_be_set_aside_refuse_the_body(door):
+    # Each bad string costs microseconds to set aside: past 1000 in one body, the encoding is broken.
+    content = body(event(event_id=GOOD_ID), event(props={"a": ["@@"] * 1001})).replace(b'"@@"', b'"\\ud800"')
+    r = door.post(content)
+    assert r.status == 400 and r.json["reason"] == "invalid_json"
+    assert "more than 1000 bad strings" in r.json["error"]
+    [kept] = door.spooled().rejected  # refused, and kept in lake/rejected like any refused batch
+    assert kept["index"] == -1 and kept["reason"] == "invalid_json"
+    # Invalid UTF-8 does not stop msgspec from splitting the body: then only the event pays.
+    content = body(event(event_id=GOOD_ID), event(props={"a": ["@@"] * 1001})).replace(b'"@@"', b'"\xff"')
+    r = door.post(content)
+    assert r.status == 200 and r.json["rejected"][0]["error"] == "events[1].props: more than 1000 bad strings or too-deep values"
+
+
 # -- finding 2: 4xx for every input; deep nesting, huge numbers, hostile schemas ----------------
 
 

@@ -21,8 +21,14 @@ from typing import Any
 
 import msgspec
 
-# A string, a run of openers, a run of closers, or a quote that opens a string never closed.
+# A string, or a quote that opens a string never closed; runs of brackets between strings.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"', re.S)
+_BRACKETS = re.compile(rb"[\[{]+|[\]}]+")
+_CLOSERS = re.compile(rb"[\]}]+")
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+|"', re.S)
+# Bad strings and deep values set aside one by one in a text, at most: a body with more is not a
+# client's slip but a broken encoding or an attack, and each one costs microseconds.
+MAX_NOTES = 1000
 _ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|.)", re.S)
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -42,6 +48,7 @@ class SetAside:
     data: bytes  # the text with every bad string and too-deep value replaced
     # placeholder value -> (reason, what it replaced): ("invalid_string" | "too_deep", "lone surrogate …")
     notes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    overflow: bool = False  # more than MAX_NOTES to set aside: the walk stopped there
 
 
 Notes = dict[str, tuple[str, str]]
@@ -51,48 +58,95 @@ def set_aside(data: bytes, max_depth: int, levels_above: int = 0) -> SetAside:
     """Replace bad strings and values nested deeper than ``max_depth`` (the outermost value is
     depth 1; the message counts from ``levels_above`` levels down, where the field starts).
     Returns the text unchanged, with no notes, when it has nothing to set aside or when a string
-    is never closed (a structural fault that must stay visible)."""
-    out: list[bytes] = []
-    notes: Notes = {}
-    last = depth = 0
-    deep_start = -1  # where the value being set aside for its depth starts, -1 when none
-    too_deep = f"nested more than {max_depth - levels_above} levels deep, limit {max_depth - levels_above} (collector.max_json_depth)"
-
-    def replace(start: int, end: int, reason: str, what: str) -> None:
-        nonlocal last
-        n = len(notes)
-        out.append(data[last:start])
-        out.append(MARKER_JSON + b'%d"' % n)
-        notes[f"{MARKER_TEXT}{n}"] = (reason, what)
-        last = end
-
-    for m in _TOKEN.finditer(data):
-        first = data[m.start()]
-        if first == 0x22:  # '"'
-            if m.end() - m.start() == 1:
+    is never closed (a structural fault that must stay visible); with ``overflow`` set when there
+    are more than ``MAX_NOTES``."""
+    limit = max_depth - levels_above
+    walk = _Walk(data, max_depth, f"nested more than {limit} levels deep, limit {limit} (collector.max_json_depth)")
+    pos = 0
+    try:
+        for m in _STRING.finditer(data):
+            walk.structure(pos, m.start())
+            pos = m.end()
+            if pos - m.start() == 1:  # a quote that opens a string never closed
                 return SetAside(data)
-            if deep_start < 0:
-                problem = string_problem(m.group())
-                if problem is not None:
-                    replace(m.start(), m.end(), "invalid_string", problem)
-        elif first in (0x5B, 0x7B):  # '[', '{'
-            run = m.end() - m.start()
-            if deep_start < 0 and depth + run > max_depth:
-                deep_start = m.start() + (max_depth - depth)
-            depth += run
-        else:
-            run = m.end() - m.start()
-            if deep_start >= 0 and depth - run <= max_depth:
-                closes_at = m.start() + (depth - max_depth)
-                replace(deep_start, closes_at, "too_deep", too_deep)
-                deep_start = -1
-            depth -= run
-    if deep_start >= 0:  # never closed: set aside to the end, the parser says what is missing
-        replace(deep_start, len(data), "too_deep", too_deep)
-    if not notes:
+            if walk.deep_start < 0:
+                walk.string(m.start(), pos)
+        walk.structure(pos, len(data))
+        if walk.deep_start >= 0:  # never closed: set aside to the end, the parser says what is missing
+            walk.replace(walk.deep_start, len(data), ("too_deep", walk.too_deep))
+    except _Overflow:
+        return SetAside(data, overflow=True)
+    if not walk.notes:
         return SetAside(data)
-    out.append(data[last:])
-    return SetAside(b"".join(out), notes)
+    walk.out.append(data[walk.last :])
+    return SetAside(b"".join(walk.out), walk.notes)
+
+
+class _Overflow(Exception):
+    pass
+
+
+class _Walk:
+    """The state of one ``set_aside`` pass. Its cost stays close to linear on hostile texts:
+    structure between strings is counted in C (``bytes.count``) unless the depth limit may be
+    crossed in it, a value set aside for its depth is skipped to its closing bracket in one
+    search, and the walk stops after ``MAX_NOTES`` placeholders."""
+
+    def __init__(self, data: bytes, max_depth: int, too_deep: str) -> None:
+        self.data, self.max_depth, self.too_deep = data, max_depth, too_deep
+        self.depth = 0
+        self.deep_start = -1  # where the value being set aside for its depth starts, -1 when none
+        self.out: list[bytes] = []
+        self.last = 0  # where the text not yet copied to ``out`` starts
+        self.notes: Notes = {}
+
+    def replace(self, start: int, end: int, note: tuple[str, str]) -> None:
+        n = len(self.notes)
+        if n == MAX_NOTES:
+            raise _Overflow
+        self.out.append(self.data[self.last : start])
+        self.out.append(MARKER_JSON + b'%d"' % n)
+        self.notes[f"{MARKER_TEXT}{n}"] = note
+        self.last = end
+
+    def string(self, start: int, end: int) -> None:
+        token = self.data[start:end]
+        if token.isascii() and b"\\" not in token and _CONTROL.search(token) is None:
+            return  # the usual string: nothing to set aside
+        problem = string_problem(token)
+        if problem is not None:
+            self.replace(start, end, ("invalid_string", problem))
+
+    def structure(self, start: int, end: int) -> None:
+        """Follow the depth through text with no string in it (brackets, commas, scalars)."""
+        data, count = self.data, self.data.count
+        while start < end:
+            if self.deep_start >= 0:  # only a closing bracket can end the value set aside
+                closer = _CLOSERS.search(data, start, end)
+                if closer is None:
+                    self.depth += count(b"[", start, end) + count(b"{", start, end)
+                    return
+                self.depth += count(b"[", start, closer.start()) + count(b"{", start, closer.start())
+                run = closer.end() - closer.start()
+                if self.depth - run <= self.max_depth:
+                    self.replace(self.deep_start, closer.start() + self.depth - self.max_depth, ("too_deep", self.too_deep))
+                    self.deep_start = -1
+                self.depth -= run
+                start = closer.end()
+                continue
+            opens = count(b"[", start, end) + count(b"{", start, end)
+            if self.depth + opens <= self.max_depth:  # cannot cross the limit in here
+                self.depth += opens - count(b"]", start, end) - count(b"}", start, end)
+                return
+            run_m = _BRACKETS.search(data, start, end)
+            run = run_m.end() - run_m.start()
+            if data[run_m.start()] in b"[{":
+                if self.depth + run > self.max_depth:
+                    self.deep_start = run_m.start() + self.max_depth - self.depth
+                self.depth += run
+            else:
+                self.depth -= run
+            start = run_m.end()
 
 
 def string_problem(token: bytes) -> str | None:
@@ -163,7 +217,7 @@ def describe(data: bytes, notes: Notes) -> tuple[str, tuple[str, str]] | None:
     found = _MARKER_RE.search(data)
     if found is None:
         return None
-    what = notes.get(f"{MARKER_TEXT}{int(found.group(1))}", ("invalid_string", "set aside"))
+    what = notes.get(MARKER_TEXT + found.group(1).decode(), ("invalid_string", "set aside"))
     try:
         value = _any_decoder.decode(data)
     except (msgspec.DecodeError, RecursionError):

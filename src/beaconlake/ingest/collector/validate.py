@@ -103,6 +103,10 @@ def decode_envelope(body: bytes, max_depth: int) -> Decoded:
 
 def _set_aside(body: bytes, max_depth: int) -> Decoded:
     found = jsonscan.set_aside(body, max_depth + BODY_LEVELS, BODY_LEVELS)
+    if found.overflow:
+        raise BatchError("invalid_json", f"body has more than {jsonscan.MAX_NOTES} bad strings (invalid UTF-8, lone "
+                         "surrogates, bad escapes) or too-deep values; each costs only its event up to that many, "
+                         "beyond it the client's encoding is broken: fix it")
     notes = found.notes
     try:
         env = _envelope_decoder.decode(found.data)
@@ -159,8 +163,8 @@ def _value_at(data: bytes, message: str) -> str:
     return f" (got {shown[:80]}{'…' if len(shown) > 80 else ''})"
 
 
-def _too_big_int(value: Any) -> str | None:
-    """The path of the first integer beyond float64's range in a decoded value."""
+def _too_big_int(index: int, field: str, value: Any) -> tuple[str, str] | None:
+    """An integer beyond float64's range in a decoded value (msgspec decodes it as a Python int)."""
     stack: list[tuple[str, Any]] = [("", value)]
     while stack:
         path, node = stack.pop()
@@ -168,7 +172,7 @@ def _too_big_int(value: Any) -> str | None:
             try:
                 float(node)
             except OverflowError:
-                return path or "$"
+                return "invalid_number", f"events[{index}].{field}{path}: integer out of range (numbers must fit a 64-bit float)"
         elif isinstance(node, dict):
             stack.extend((f"{path}.{k}", v) for k, v in node.items())
         elif isinstance(node, list):
@@ -198,10 +202,12 @@ class TenantRules:
     any_origin: bool = False
     origins: frozenset[str] = frozenset()
     schemas: dict[tuple[str, str], Callable] = field(default_factory=dict)
+    # Nesting n levels takes n openers and n closers: a text this short cannot be too deep.
+    short_json_bytes: int = 0
 
     @classmethod
     def compile(cls, tenant: TenantSettings, limits: CollectorSettings) -> TenantRules:
-        rules = cls(tenant, limits)
+        rules = cls(tenant, limits, short_json_bytes=2 * limits.max_json_depth)
         rules.any_origin = "*" in tenant.allowed_origins
         origins = set()
         for origin in tenant.allowed_origins:
@@ -225,13 +231,14 @@ class TenantRules:
         kept: list[int] = []
         rejected: list[Rejection] = []
         if batch.typed is not None:
+            check = self._check_fields
             for i, ev in enumerate(batch.typed):
-                rej = self.check_parsed(i, ev)
-                if rej is None:
+                problem = check(i, ev)
+                if problem is None:
                     accepted.append(ev)
                     kept.append(i)
                 else:
-                    rejected.append(rej)
+                    rejected.append(Rejection(i, problem[0], clean_text(problem[1]), excerpt(_encoder.encode(ev))))
         else:
             for i, item in enumerate(batch.raw or ()):
                 ev, rej = self.check_raw(i, bytes(item), batch.notes)
@@ -278,12 +285,12 @@ class TenantRules:
         props = bytes(ev.props)
         value: Any = {}
         if props != b"null":
-            problem, value = self._object(f"events[{index}].props", props, self.limits.max_props_bytes)
+            problem, value = self._object(index, "props", props, self.limits.max_props_bytes)
             if problem is not None:
                 return problem
         context = bytes(ev.context)
         if context != b"null":
-            problem, _ = self._object(f"events[{index}].context", context, CONTEXT_MAX_BYTES)
+            problem, _ = self._object(index, "context", context, CONTEXT_MAX_BYTES)
             if problem is not None:
                 return problem
         validator = self.schemas.get((ev.level, ev.name)) if self.schemas else None
@@ -292,39 +299,51 @@ class TenantRules:
                 validator(value)
             except fastjsonschema.JsonSchemaValueException as exc:
                 return "schema", f"events[{index}].props fails the {ev.level}/{ev.name} schema: {exc.message}"
-            except Exception as exc:  # noqa: BLE001 - a compiled tenant schema runs on hostile values:
+            except Exception as exc:  # a compiled tenant schema runs on hostile values:
                 # whatever it raises (OverflowError on a huge multipleOf, RecursionError...) is about this event.
                 return "schema", (f"events[{index}].props cannot be checked against the {ev.level}/{ev.name} schema: "
                                   f"{type(exc).__name__}: {str(exc)[:200]}")
         return None
 
-    def _object(self, where: str, raw: bytes, max_bytes: int) -> tuple[tuple[str, str] | None, Any]:
-        """(problem, decoded value) of a props or context text; msgspec's Raw skipped it unread."""
-        if raw[:1] != b"{":
-            return ("invalid_event", f"{where}: must be a JSON object (got {excerpt(raw, 40)})"), None
-        if len(raw) > max_bytes:
-            return ("too_large", f"{where}: {len(raw)} bytes, limit {max_bytes}"), None
-        max_depth = self.limits.max_json_depth
-        # Nesting n levels takes n openers and n closers: short texts cannot be too deep.
-        if len(raw) > 2 * max_depth and raw.count(b"{") + raw.count(b"[") > max_depth:
-            depth = jsonscan.depth_of(raw)
-            if depth > max_depth:
-                return ("too_deep", f"{where}: nested {depth} levels deep, limit {max_depth} (collector.max_json_depth)"), None
+    def _object(self, index: int, field: str, raw: bytes, max_bytes: int) -> tuple[tuple[str, str] | None, Any]:
+        """(problem, value) of a props or context text. The hot path of every event: the usual
+        one is a short object that decodes at once, so what costs more runs past a cheap test."""
+        if raw[:1] != b"{" or len(raw) > self.short_json_bytes:
+            problem = self._shape(index, field, raw, max_bytes)
+            if problem is not None:
+                return problem, None
         try:
             value = _any_decoder.decode(raw)
-        except msgspec.ValidationError as exc:  # msgspec's "Number out of range"
-            return ("invalid_number", f"{where}: {exc} (numbers must fit a 64-bit float)"), None
         except (msgspec.DecodeError, RecursionError) as exc:
-            return self._unreadable(where, raw, max_depth, 0, exc), None
+            return self._undecodable(index, field, raw, exc), None
         if len(raw) >= _LONG_DIGITS_MIN_BYTES and _LONG_DIGITS.search(raw):
-            path = _too_big_int(value)
-            if path is not None:
-                return ("invalid_number", f"{where}{path}: integer out of range (numbers must fit a 64-bit float)"), None
+            return _too_big_int(index, field, value), value
         return None, value
+
+    def _shape(self, index: int, field: str, raw: bytes, max_bytes: int) -> tuple[str, str] | None:
+        """An object, within its size and nesting depth; msgspec's Raw skipped it unread."""
+        if raw[:1] != b"{":
+            return "invalid_event", f"events[{index}].{field}: must be a JSON object (got {excerpt(raw, 40)})"
+        if len(raw) > max_bytes:
+            return "too_large", f"events[{index}].{field}: {len(raw)} bytes, limit {max_bytes}"
+        max_depth = self.limits.max_json_depth
+        if raw.count(b"{") + raw.count(b"[") > max_depth:
+            depth = jsonscan.depth_of(raw)
+            if depth > max_depth:
+                return "too_deep", f"events[{index}].{field}: nested {depth} levels deep, limit {max_depth} (collector.max_json_depth)"
+        return None
+
+    def _undecodable(self, index: int, field: str, raw: bytes, exc: Exception) -> tuple[str, str]:
+        if isinstance(exc, msgspec.ValidationError):  # msgspec's "Number out of range"
+            return "invalid_number", f"events[{index}].{field}: {exc} (numbers must fit a 64-bit float)"
+        # the one thing a Raw skip lets through: invalid UTF-8 in a string
+        return self._unreadable(f"events[{index}].{field}", raw, self.limits.max_json_depth, 0, exc)
 
     def _unreadable(self, where: str, data: bytes, max_depth: int, levels_above: int, exc: Exception) -> tuple[str, str]:
         """Reason and message for a text msgspec could not read: the bad string or deep value, by path."""
         found = jsonscan.set_aside(data, max_depth, levels_above)
+        if found.overflow:
+            return "invalid_string", f"{where}: more than {jsonscan.MAX_NOTES} bad strings or too-deep values"
         located = jsonscan.describe(found.data, found.notes) if found.notes else None
         if located is None:
             return "invalid_event", f"{where}: not valid JSON: {exc}"
