@@ -173,3 +173,20 @@ def test_the_new_counter_is_on_metrics():
     m = Metrics()
     m.inc("beaconlake_requests_refused_total", reason="origin")
     assert 'beaconlake_requests_refused_total{reason="origin"} 1' in m.render()
+
+
+def test_a_bug_is_a_500_with_a_json_body_never_an_exception(tmp_path, monkeypatch, caplog):
+    door = Door(tmp_path)
+
+    def broken(batch):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(door.endpoint.rules[next(iter(door.endpoint.rules))], "check_batch", broken)
+    with caplog.at_level(logging.ERROR):
+        r = door.post(body(event()))
+    assert r.status == 500 and r.json["reason"] == "internal" and "retry later" in r.json["error"]
+    assert "event endpoint failed" in caplog.text and "KeyError" in caplog.text
+    assert door.counter("beaconlake_requests_refused_total", reason="internal") == 1
+    assert door.spooled().rows == []
+    monkeypatch.undo()
+    door.close()
