@@ -285,9 +285,18 @@ class TenantRules:
         props = bytes(ev.props)
         value: Any = {}
         if props != b"null":
-            problem, value = self._object(index, "props", props, self.limits.max_props_bytes)
-            if problem is not None:
-                return problem
+            value = None
+            if props[:1] == b"{" and len(props) <= self.short_json_bytes:
+                # The usual props, on every event: a short object (too short to be too deep or to
+                # hold a huge integer) that decodes at once. Anything else takes the full path.
+                try:
+                    value = _any_decoder.decode(props)
+                except (msgspec.DecodeError, RecursionError):
+                    pass
+            if value is None:
+                problem, value = self._object(index, "props", props, self.limits.max_props_bytes)
+                if problem is not None:
+                    return problem
         context = bytes(ev.context)
         if context != b"null":
             problem, _ = self._object(index, "context", context, CONTEXT_MAX_BYTES)
