@@ -6,7 +6,7 @@ too-deep value must cost its own event, never its batch, so ``set_aside`` walks 
 replaces each bad string, and each value nested deeper than the limit, by a placeholder string
 (``notes`` says what each one stood for). Everything else stays byte for byte and the structure
 is untouched: what still does not parse is malformed for a reason of structure and is refused as
-such. ``locate`` then names the field a placeholder sits in.
+such. ``describe`` then names the field a placeholder sits in.
 
 Only texts msgspec refused, or props that failed to decode, pay for this; the usual batch never
 comes here.
@@ -16,24 +16,30 @@ from __future__ import annotations
 
 import re
 import secrets
+from array import array
+from itertools import accumulate
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
-# A string, or a quote that opens a string never closed; runs of brackets between strings.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"', re.S)
+# What the walk jumps over: plain ASCII strings and text without brackets, in one match.
+_CLEAN = re.compile(rb'(?:"[\x20\x21\x23-\x5b\x5d-\x7f]*"|[^"\[\]{}])+')
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _BRACKETS = re.compile(rb"[\[{]+|[\]}]+")
-_CLOSERS = re.compile(rb"[\]}]+")
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+|"', re.S)
+# Brackets as steps of depth (+1, -1 as signed bytes), everything else deleted.
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 # Bad strings and deep values set aside one by one in a text, at most: a body with more is not a
 # client's slip but a broken encoding or an attack, and each one costs microseconds.
 MAX_NOTES = 1000
+WINDOW_BYTES = 4096  # structure is followed this many bytes at a time
 _ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|.)", re.S)
 _CONTROL = re.compile(rb"[\x00-\x1f]")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _str_decoder = msgspec.json.Decoder(str)
-_any_decoder = msgspec.json.Decoder()
+_raw_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_raw_array = msgspec.json.Decoder(list[msgspec.Raw])
 
 # Placeholders start with NUL and a per-process nonce: no client can aim at them.
 _NONCE = secrets.token_hex(4)
@@ -62,16 +68,24 @@ def set_aside(data: bytes, max_depth: int, levels_above: int = 0) -> SetAside:
     are more than ``MAX_NOTES``."""
     limit = max_depth - levels_above
     walk = _Walk(data, max_depth, f"nested more than {limit} levels deep, limit {limit} (collector.max_json_depth)")
-    pos = 0
+    pos, end = 0, len(data)
     try:
-        for m in _STRING.finditer(data):
-            walk.structure(pos, m.start())
-            pos = m.end()
-            if pos - m.start() == 1:  # a quote that opens a string never closed
-                return SetAside(data)
-            if walk.deep_start < 0:
-                walk.string(m.start(), pos)
-        walk.structure(pos, len(data))
+        while pos < end:
+            clean = _CLEAN.match(data, pos)
+            if clean is not None:
+                pos = clean.end()
+            elif data[pos] == 0x22:  # a string with escapes, non-ASCII or control bytes: look closer
+                string = _STRING.match(data, pos)
+                if string is None:  # never closed
+                    return SetAside(data)
+                if walk.deep_start < 0:
+                    walk.string(pos, string.end())
+                pos = string.end()
+            else:  # brackets: follow them up to the next string
+                quote = data.find(b'"', pos)
+                stop = end if quote < 0 else quote
+                walk.structure(pos, stop)
+                pos = stop
         if walk.deep_start >= 0:  # never closed: set aside to the end, the parser says what is missing
             walk.replace(walk.deep_start, len(data), ("too_deep", walk.too_deep))
     except _Overflow:
@@ -110,43 +124,55 @@ class _Walk:
         self.last = end
 
     def string(self, start: int, end: int) -> None:
-        token = self.data[start:end]
-        if token.isascii() and b"\\" not in token and _CONTROL.search(token) is None:
-            return  # the usual string: nothing to set aside
-        problem = string_problem(token)
+        problem = string_problem(self.data[start:end])
         if problem is not None:
             self.replace(start, end, ("invalid_string", problem))
 
     def structure(self, start: int, end: int) -> None:
-        """Follow the depth through text with no string in it (brackets, commas, scalars)."""
+        """Follow the depth through text with no string in it (brackets, commas, scalars).
+
+        A window at a time, in C: bracket counts when they show that the limit is not crossed
+        (or, inside a value set aside, that it does not close), else the exact running depth;
+        Python goes bracket by bracket only in the window where a value crosses the limit or
+        closes, once per value. So the walk stays linear in the text, at C speed."""
         data, count = self.data, self.data.count
         while start < end:
-            if self.deep_start >= 0:  # only a closing bracket can end the value set aside
-                closer = _CLOSERS.search(data, start, end)
-                if closer is None:
-                    self.depth += count(b"[", start, end) + count(b"{", start, end)
-                    return
-                self.depth += count(b"[", start, closer.start()) + count(b"{", start, closer.start())
-                run = closer.end() - closer.start()
-                if self.depth - run <= self.max_depth:
-                    self.replace(self.deep_start, closer.start() + self.depth - self.max_depth, ("too_deep", self.too_deep))
-                    self.deep_start = -1
-                self.depth -= run
-                start = closer.end()
+            stop = min(end, start + WINDOW_BYTES)
+            opens = count(b"[", start, stop) + count(b"{", start, stop)
+            closes = count(b"]", start, stop) + count(b"}", start, stop)
+            deep = self.deep_start >= 0
+            if (self.depth - closes > self.max_depth) if deep else (self.depth + opens <= self.max_depth):
+                self.depth += opens - closes
+                start = stop
                 continue
-            opens = count(b"[", start, end) + count(b"{", start, end)
-            if self.depth + opens <= self.max_depth:  # cannot cross the limit in here
-                self.depth += opens - count(b"]", start, end) - count(b"}", start, end)
-                return
-            run_m = _BRACKETS.search(data, start, end)
-            run = run_m.end() - run_m.start()
-            if data[run_m.start()] in b"[{":
-                if self.depth + run > self.max_depth:
-                    self.deep_start = run_m.start() + self.max_depth - self.depth
+            steps = array("b", data[start:stop].translate(_STEPS, _NOT_BRACKETS))
+            running = accumulate(steps, initial=self.depth)
+            if (min(running) > self.max_depth) if deep else (max(running) <= self.max_depth):
+                self.depth += opens - closes
+                start = stop
+                continue
+            start = self._cross(start, stop)
+
+    def _cross(self, start: int, stop: int) -> int:
+        """Bracket by bracket up to where a value crosses the limit or, set aside, closes;
+        returns where to go on from."""
+        data = self.data
+        for m in _BRACKETS.finditer(data, start, stop):
+            run = m.end() - m.start()
+            if data[m.start()] in b"[{":
+                if self.deep_start < 0 and self.depth + run > self.max_depth:
+                    self.deep_start = m.start() + self.max_depth - self.depth
+                    self.depth += run
+                    return m.end()
                 self.depth += run
             else:
+                if self.deep_start >= 0 and self.depth - run <= self.max_depth:
+                    self.replace(self.deep_start, m.start() + self.depth - self.max_depth, ("too_deep", self.too_deep))
+                    self.deep_start = -1
+                    self.depth -= run
+                    return m.end()
                 self.depth -= run
-            start = run_m.end()
+        return stop
 
 
 def string_problem(token: bytes) -> str | None:
@@ -192,37 +218,40 @@ def _show(inner: bytes, at: int, size: int = 6) -> str:
     return inner[at : at + size].decode("ascii", errors="backslashreplace")
 
 
-def locate(value: Any, notes: Notes) -> tuple[str, tuple[str, str]] | None:
-    """(path, (reason, what)) of the first placeholder in a decoded value: ``.props.a[2]``, or the path of
-    its object followed by ``(a key)`` when a key was set aside."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, str):
-            if node in notes:
-                return path, notes[node]
-        elif isinstance(node, dict):
-            for key, child in reversed(node.items()):
-                if key in notes:
-                    return f"{path} (a key)", notes[key]
-                stack.append((f"{path}{_member(key)}", child))
-        elif isinstance(node, list):
-            stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(node))))
-    return None
-
-
 def describe(data: bytes, notes: Notes) -> tuple[str, tuple[str, str]] | None:
-    """(path, (reason, what)) of the first placeholder in a text; the path is empty when the text
-    does not decode for another reason. None when the text holds no placeholder."""
+    """(path, (reason, what)) of the first placeholder in a text: ``.props.a[2]``, or the path
+    of its object followed by `` (a key)`` when a key was set aside. The path is found by
+    descending only into the value that holds the placeholder, each level read with its
+    members left raw, so a big text costs a few skims, not a full decode. None when the text
+    holds no placeholder."""
     found = _MARKER_RE.search(data)
     if found is None:
         return None
-    what = notes.get(MARKER_TEXT + found.group(1).decode(), ("invalid_string", "set aside"))
+    marker = found.group(0)
+    text = MARKER_TEXT + found.group(1).decode()
+    what = notes.get(text, ("invalid_string", "set aside"))
+    path, node = "", data
     try:
-        value = _any_decoder.decode(data)
+        while True:
+            node = node.strip()
+            if node[:1] == b"{":
+                members = _raw_object.decode(node)
+                if text in members:
+                    return f"{path} (a key)", what
+                key = next((k for k, v in members.items() if marker in bytes(v)), None)
+                if key is None:  # behind a duplicate key that won
+                    return path, what
+                path, node = path + _member(key), bytes(members[key])
+            elif node[:1] == b"[":
+                items = _raw_array.decode(node)
+                index = next((i for i, v in enumerate(items) if marker in bytes(v)), None)
+                if index is None:
+                    return path, what
+                path, node = f"{path}[{index}]", bytes(items[index])
+            else:
+                return path, what
     except (msgspec.DecodeError, RecursionError):
-        return "", what
-    return locate(value, notes) or ("", what)
+        return path, what
 
 
 def depth_of(data: bytes) -> int:
