@@ -56,6 +56,7 @@ def plain_set_aside(data: bytes, max_depth: int) -> tuple[bytes, list]:
 pieces = st.sampled_from([
     b"[", b"]", b"{", b"}", b"[[[", b"]]]", b"{{", b"}}", b"[{", b"}]", b",", b":", b"1", b" ", b"null",
     b'"a"', b'"[{"', b'"]}"', b'"\\"["', b'"\xff"', b'"\\ud800"', b'"\\ud83d\\ude00"', b'"\xed\xa0\x80"', b'"\x01"',
+    b'"caf\xc3\xa9 ["', b'"\x7f"', b'"\\\\"', b"\\", b"\x80", b"\x01",  # valid non-ASCII, DEL, escaped backslash; stray bytes
 ])
 texts = st.one_of(
     st.lists(pieces, max_size=60).map(b"".join),

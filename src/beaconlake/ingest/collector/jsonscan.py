@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-# What the walk jumps over: plain ASCII strings and text without brackets, in one match.
-_CLEAN = re.compile(rb'(?:"[\x20\x21\x23-\x5b\x5d-\x7f]*"|[^"\[\]{}])+')
+# A bracket, or a byte that a plain ASCII string cannot hold: what the walk stops at.
+_SUSPECT = re.compile(rb"[\[\]{}\\\x00-\x1f\x80-\xff]")
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 _BRACKETS = re.compile(rb"[\[{]+|[\]}]+")
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+|"', re.S)
@@ -71,21 +71,28 @@ def set_aside(data: bytes, max_depth: int, levels_above: int = 0) -> SetAside:
     pos, end = 0, len(data)
     try:
         while pos < end:
-            clean = _CLEAN.match(data, pos)
-            if clean is not None:
-                pos = clean.end()
-            elif data[pos] == 0x22:  # a string with escapes, non-ASCII or control bytes: look closer
-                string = _STRING.match(data, pos)
+            # Up to the next bracket or byte a plain ASCII string cannot hold, there are only
+            # plain strings and scalars: an even number of quotes before it means it is outside
+            # any string, an odd number that it is inside the string opened by the last one.
+            hit = _SUSPECT.search(data, pos)
+            at = end if hit is None else hit.start()
+            if data.count(b'"', pos, at) % 2:
+                opened = data.rfind(b'"', pos, at)
+                string = _STRING.match(data, opened)
                 if string is None:  # never closed
                     return SetAside(data)
                 if walk.deep_start < 0:
-                    walk.string(pos, string.end())
+                    walk.string(opened, string.end())
                 pos = string.end()
-            else:  # brackets: follow them up to the next string
-                quote = data.find(b'"', pos)
+            elif hit is None:
+                break
+            elif data[at] in b"[]{}":  # brackets: follow them up to the next string
+                quote = data.find(b'"', at)
                 stop = end if quote < 0 else quote
-                walk.structure(pos, stop)
+                walk.structure(at, stop)
                 pos = stop
+            else:  # such a byte outside any string is not JSON: the parser will say so
+                pos = at + 1
         if walk.deep_start >= 0:  # never closed: set aside to the end, the parser says what is missing
             walk.replace(walk.deep_start, len(data), ("too_deep", walk.too_deep))
     except _Overflow:

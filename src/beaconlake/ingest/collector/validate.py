@@ -32,10 +32,11 @@ from beaconlake.types import CONTEXT_MAX_BYTES, ClientEvent, Envelope, Rejection
 EXCERPT_BYTES = 512
 BODY_LEVELS = 3  # envelope, events array, event: the levels above an event's props
 _PATH_RE = re.compile(r"at `\$((?:\.[A-Za-z_]\w*|\[\d+\])*)`")
-# An integer past float64's range needs 309 digits; a float past it an exponent, which msgspec
-# refuses itself. Only props this long are searched.
+# An integer past float64's range needs 309 digits (a float past it, an exponent that msgspec
+# refuses itself): only a text with that many digits is searched for such a run.
 _LONG_DIGITS = re.compile(rb"[0-9]{309}")
 _LONG_DIGITS_MIN_BYTES = 309
+_DIGITS = b"0123456789"
 
 _typed_decoder = msgspec.json.Decoder(TypedEnvelope)
 _envelope_decoder = msgspec.json.Decoder(Envelope)
@@ -325,7 +326,8 @@ class TenantRules:
             value = _any_decoder.decode(raw)
         except (msgspec.DecodeError, RecursionError) as exc:
             return self._undecodable(index, field, raw, exc), None
-        if len(raw) >= _LONG_DIGITS_MIN_BYTES and _LONG_DIGITS.search(raw):
+        if (len(raw) >= _LONG_DIGITS_MIN_BYTES and len(raw) - len(raw.translate(None, _DIGITS)) >= _LONG_DIGITS_MIN_BYTES
+                and _LONG_DIGITS.search(raw)):
             return _too_big_int(index, field, value), value
         return None, value
 
