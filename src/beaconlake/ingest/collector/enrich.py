@@ -77,14 +77,20 @@ class TrustedProxies:
         return any(addr in net for net in self.networks)
 
 
-@lru_cache(maxsize=65536)
+MAX_ADDRESS_CHARS = 64  # "[v6%zone]:port" fits; anything longer is not an address
+
+
 def parse_ip(text: str | None) -> IPAddress | None:
     """An address as proxies and servers write it: bare, ``1.2.3.4:port`` or ``[v6]:port``."""
-    if not text:
-        return None
-    text = text.strip()
+    if not text or len(text) > MAX_ADDRESS_CHARS:
+        return None  # and never cached: the header is the client's to fill
+    return _parse_ip(text.strip())
+
+
+@lru_cache(maxsize=8192)
+def _parse_ip(text: str) -> IPAddress | None:
     if text.startswith("["):
-        text = text[1:text.find("]")] if "]" in text else ""
+        text = text[1 : text.find("]")] if "]" in text else ""
     elif text.count(":") == 1:
         text = text.split(":", 1)[0]
     try:
