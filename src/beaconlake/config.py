@@ -8,6 +8,8 @@ folder can be moved whole.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -28,8 +30,11 @@ from beaconlake.convert.settings import (
     SqlCatalogSettings,
 )
 from beaconlake.errors import ConfigError
+from beaconlake.ingest.collector.origin import canonical_origin
 from beaconlake.schedule.settings import ScheduleSettings
-from beaconlake.types import Level, Name
+from beaconlake.types import MAX_JSON_DEPTH_CEILING, Level, Name
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "BEACONLAKE__"
 DEFAULT_CONFIG_NAME = "beaconlake.toml"
@@ -49,17 +54,23 @@ class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: Port = 8080
     workers: PositiveInt = 1
-    # Honour X-Forwarded-For only behind a proxy you run; otherwise clients could forge it.
+    # Deprecated: means "the direct peer is a trusted proxy" (the right-most X-Forwarded-For
+    # entry is the client); list the proxies in trusted_proxies instead.
     trust_forwarded_for: bool = False
     # Secret: server-wide views (the Pipeline view of every tenant) and runs for every tenant.
     # It reads no tenant's data. None: no server-wide access over HTTP at all.
     admin_key: Key | None = None
+    # Addresses or CIDRs of your own proxies; X-Forwarded-For is read through them, right to left.
+    trusted_proxies: list[str] = []
 
 
 class CollectorSettings(_Section):
     max_body_bytes: PositiveInt = 1024 * 1024
     max_batch_events: PositiveInt = 500
     max_props_bytes: PositiveInt = 16 * 1024
+    # Levels of nesting in an event's props or context ({"a": {"b": 1}} is 2). Capped so that
+    # every accepted event decodes within Python's recursion limit downstream.
+    max_json_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_JSON_DEPTH_CEILING)] = 32
     anonymize_ip: bool = True
 
 
@@ -279,7 +290,24 @@ def _resolve(base: Path, value: str) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
+def _check_server(server: ServerSettings) -> None:
+    for i, entry in enumerate(server.trusted_proxies):
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"server.trusted_proxies[{i}]: {entry!r} is not an IP address or CIDR; "
+                "write e.g. \"10.0.0.7\", \"10.0.0.0/8\" or \"2001:db8::/32\""
+            ) from None
+    if server.trust_forwarded_for:
+        log.warning(
+            "server.trust_forwarded_for is deprecated: it now trusts only the direct peer, so the client "
+            "address is the right-most X-Forwarded-For entry; list your proxies in server.trusted_proxies"
+        )
+
+
 def _check(settings: Settings) -> None:
+    _check_server(settings.server)
     # One key, one power: a key used twice would let one of its holders act as the other.
     seen: dict[str, str] = {}
     if settings.server.admin_key is not None:
@@ -297,10 +325,10 @@ def _check(settings: Settings) -> None:
                                   "every key must be different (beaconlake init makes fresh ones)")
             seen[key] = f"tenants.{t.id}.{kind}"
         for origin in t.allowed_origins:
-            if origin != "*" and not origin.startswith(("http://", "https://")):
+            if origin != "*" and canonical_origin(origin) is None:
                 raise ConfigError(
                     f"tenants.{t.id}.allowed_origins: {origin!r} is not an origin; "
-                    "write it as scheme://host[:port], e.g. https://shop.example, or '*'"
+                    "write it as http(s)://host[:port] with no path, e.g. https://shop.example, or '*'"
                 )
         _check_sequences(t)
         for ref in t.schemas:

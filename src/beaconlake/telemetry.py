@@ -21,13 +21,14 @@ import msgspec
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 HELP = {
-    "beaconlake_events_received_total": ("counter", "Events received by the collector, valid or not."),
+    "beaconlake_events_received_total": ("counter", "Events of the batches the collector judged event by event: accepted + rejected."),
     "beaconlake_events_accepted_total": ("counter", "Events accepted and durable in the spool."),
-    "beaconlake_events_rejected_total": ("counter", "Events rejected, by reason."),
+    "beaconlake_events_rejected_total": ("counter", "Events rejected one by one (kept in lake/rejected), by reason."),
     "beaconlake_tenant_events_accepted_total": ("counter", "Events accepted and durable in the spool, by tenant."),
     "beaconlake_tenant_events_rejected_total": ("counter", "Rejections kept in lake/rejected (an event, or a "
                                                            "request refused whole), by tenant and reason."),
     "beaconlake_requests_total": ("counter", "HTTP requests to the event endpoint, by status code."),
+    "beaconlake_requests_refused_total": ("counter", "Requests to the event endpoint answered without accepting any event, by reason."),
     "beaconlake_spooled_bytes_total": ("counter", "Bytes appended to spool segments."),
     "beaconlake_spool_undelivered_bytes": ("gauge", "Bytes in spool segments not yet delivered to the lake."),
     "beaconlake_events_delivered_total": ("counter", "Events written to the raw lake."),

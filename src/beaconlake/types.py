@@ -4,8 +4,9 @@ Three shapes of one event:
 
 * ``ClientEvent``: what a client sends, validated at the collector's boundary.
 * ``SpoolRecord``: what the collector makes durable for one request: the server-side
-  enrichment once per request, the request body exactly as it arrived (decompressed),
-  which of its events were accepted, and the rejected ones with their reasons.
+  enrichment once per request, the request body as it arrived (decompressed) when every
+  event was accepted, else an envelope of the accepted events only (so no byte the door
+  refused ever reaches the lake's readers), and the rejected ones with their reasons.
 * ``RAW_SCHEMA``: the Arrow schema of the raw lake, one row per event.
 """
 
@@ -25,6 +26,9 @@ NAME_PATTERN = r"^[a-z0-9_.:-]+$"
 ID_MAX = 128
 TEXT_MAX = 2048
 CONTEXT_MAX_BYTES = 8 * 1024
+# The highest collector.max_json_depth allowed: a body is then at most this + 3 levels deep
+# (envelope, events, event), well inside the recursion limit of every Python JSON decoder.
+MAX_JSON_DEPTH_CEILING = 256
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX)]
@@ -95,7 +99,7 @@ class SpoolRecord(msgspec.Struct, array_like=True):
     ip: str | None
     user_agent: str | None
     ua: UserAgent
-    body: bytes  # the request body as received (after gzip), an Envelope
+    body: bytes  # an Envelope: the request body as received (after gzip), or the accepted events only
     accepted: list[int] | None  # indexes of the accepted events in body; None: all of them
     rejected: list[Rejection]
 

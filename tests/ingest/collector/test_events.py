@@ -42,15 +42,16 @@ def test_accepts_a_batch_and_delivers_it_enriched(client):
     assert row["ip"] == "203.0.113.0"
 
 
-def test_forwarded_for_is_used_when_trusted_and_anonymised(make_client):
-    client = make_client(server={"trust_forwarded_for": True})
+def test_forwarded_for_is_read_through_trusted_proxies_and_anonymised(make_client):
+    # The peer (203.0.113.9) and 10.0.0.1 are our proxies; 198.51.100.7 is the client they saw.
+    client = make_client(server={"trusted_proxies": ["203.0.113.0/24", "10.0.0.0/8"]})
     assert client.post(URL, content=body(event()), headers={**TEXT, "x-forwarded-for": "198.51.100.7, 10.0.0.1"}).status_code == 200
     [row] = deliver(client)
     assert row["ip"] == "198.51.100.0"
 
 
 def test_ip_kept_whole_when_anonymisation_is_off(make_client):
-    client = make_client(server={"trust_forwarded_for": True}, collector={"anonymize_ip": False})
+    client = make_client(server={"trusted_proxies": ["203.0.113.9"]}, collector={"anonymize_ip": False})
     client.post(URL, content=body(event()), headers={**TEXT, "x-forwarded-for": "198.51.100.7"})
     assert deliver(client)[0]["ip"] == "198.51.100.7"
 
@@ -296,7 +297,9 @@ def test_metrics_count_by_reason(client):
     assert "beaconlake_events_received_total 2" in text
     assert "beaconlake_events_accepted_total 1" in text
     assert 'beaconlake_events_rejected_total{reason="invalid_event"} 1' in text
-    assert 'beaconlake_events_rejected_total{reason="unknown_key"} 1' in text
+    # A request refused as a whole is a request, not an event: it has its own counter.
+    assert 'beaconlake_requests_refused_total{reason="unknown_key"} 1' in text
+    assert 'beaconlake_events_rejected_total{reason="unknown_key"}' not in text
     assert 'beaconlake_requests_total{code="200"} 1' in text
     assert 'beaconlake_requests_total{code="401"} 1' in text
     assert 'beaconlake_request_duration_seconds_bucket{le="+Inf"} 2' in text

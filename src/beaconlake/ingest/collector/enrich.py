@@ -1,4 +1,9 @@
-"""Server-side enrichment, done once per request: client IP (anonymised), parsed user agent."""
+"""Server-side enrichment, done once per request: client IP (anonymised), parsed user agent.
+
+The client IP is a fact only as far as the chain of proxies we trust: ``X-Forwarded-For`` is
+read right to left and only through ``server.trusted_proxies``, never from its client-written
+left end.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ _BOT_RE = re.compile(
     re.IGNORECASE,
 )
 MAX_UA_LENGTH = 512
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @lru_cache(maxsize=8192)
@@ -51,8 +57,64 @@ def anonymize_ip(ip: str) -> str | None:
     return str(ipaddress.IPv6Address(int(addr) & ~((1 << 80) - 1)))
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, trust_forwarded_for: bool) -> str | None:
-    if trust_forwarded_for and forwarded_for:
-        # The left-most entry is the original client; proxies append to the right.
-        return forwarded_for.split(",", 1)[0].strip() or peer
-    return peer
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` entries are believed (``server.trusted_proxies``).
+
+    ``trust_peer`` is what the deprecated ``server.trust_forwarded_for`` now means: the direct
+    peer is a proxy of ours, whatever its address, and nothing further left is."""
+
+    def __init__(self, entries: list[str], trust_peer: bool = False) -> None:
+        # Validated by config; strict=False so that 10.0.0.1/8 means 10.0.0.0/8, as it reads.
+        self.networks = tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries)
+        self.trust_peer = trust_peer
+
+    def __bool__(self) -> bool:
+        return bool(self.networks) or self.trust_peer
+
+    def trusts(self, addr: IPAddress) -> bool:
+        if addr.version == 6 and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.networks)
+
+
+MAX_ADDRESS_CHARS = 64  # "[v6%zone]:port" fits; anything longer is not an address
+
+
+def parse_ip(text: str | None) -> IPAddress | None:
+    """An address as proxies and servers write it: bare, ``1.2.3.4:port`` or ``[v6]:port``."""
+    if not text or len(text) > MAX_ADDRESS_CHARS:
+        return None  # and never cached: the header is the client's to fill
+    return _parse_ip(text.strip())
+
+
+@lru_cache(maxsize=8192)
+def _parse_ip(text: str) -> IPAddress | None:
+    if text.startswith("["):
+        text = text[1 : text.find("]")] if "]" in text else ""
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, proxies: TrustedProxies) -> str | None:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the right-most
+    ``X-Forwarded-For`` entry that is not a trusted proxy, walking leftwards from the peer (each
+    proxy appends the address it saw, so only entries right of the first untrusted hop are
+    facts; the rest is what the client chose to send). An entry that is not an address stops
+    the walk at the last valid hop. Returns None when the peer is not an IP address."""
+    addr = parse_ip(peer)
+    if addr is None or not forwarded_for or not proxies:
+        return None if addr is None else str(addr)
+    if not (proxies.trust_peer or proxies.trusts(addr)):
+        return str(addr)
+    for entry in reversed(forwarded_for.split(",")):
+        hop = parse_ip(entry)
+        if hop is None:
+            break  # garbage in the chain: the last valid hop is as far as the facts go
+        addr = hop
+        if not proxies.trusts(addr):
+            break
+    return str(addr)

@@ -7,6 +7,13 @@ what ``beaconlake up`` serves: it costs about half as much per request as ASGI).
 Order of checks, cheapest first: method, backpressure, content type and encoding, write
 key, origin, body size, envelope, then each event. The answer is 200 only once the
 accepted events (and the rejections, kept for the lake's ``rejected`` area) are durable.
+
+Every input gets an answer: 2xx, or a 4xx whose JSON body names the problem. A 5xx means a
+fault of ours (the spool cannot take the batch: 503, retry; a bug: 500), never bad input,
+because a tracker retries a 5xx until it gets through.
+
+Counters add up: each event of a batch that was judged is received, then accepted or
+rejected; a request refused as a whole counts in ``beaconlake_requests_refused_total``.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import msgspec
 
 from beaconlake.config import Settings
 from beaconlake.ingest.collector import enrich
-from beaconlake.ingest.collector.validate import TenantRules, decode_envelope, excerpt
+from beaconlake.ingest.collector.validate import BatchError, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
 from beaconlake.types import Rejection, SpoolRecord
@@ -30,6 +37,8 @@ from beaconlake.types import Rejection, SpoolRecord
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "text/plain")
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
 _json = msgspec.json.Encoder()
 Headers = list[tuple[str, str]]
 PREFLIGHT_HEADERS: Headers = [
@@ -74,6 +83,7 @@ class EventsEndpoint:
         self.pressure = pressure
         self.rules = {t.write_key: TenantRules.compile(t, settings.collector) for t in settings.tenants}
         self.retry_after = [("retry-after", str(settings.spool.retry_after_secs))]
+        self.proxies = enrich.TrustedProxies(settings.server.trusted_proxies, settings.server.trust_forwarded_for)
 
     async def handle(self, req: EventRequest) -> tuple[int, Headers, bytes]:
         start = time.perf_counter()
@@ -88,14 +98,21 @@ class EventsEndpoint:
             elif req.method == "OPTIONS":
                 status, headers, body = self._preflight(req, origin), cors + PREFLIGHT_HEADERS, b""
             else:
-                raise Refused(405, "method", f"{req.method} is not allowed here; POST a batch of events", [("allow", "POST, OPTIONS")])
+                raise Refused(405, "method", f"{clean_text(req.method)[:16]!r} is not allowed here; POST a batch of events",
+                              [("allow", "POST, OPTIONS")])
         except Refused as exc:
             status = exc.status
-            self.metrics.inc("beaconlake_events_rejected_total", reason=exc.reason)
+            self.metrics.inc("beaconlake_requests_refused_total", reason=exc.reason)
             # CORS headers even on 403: the page learns it is refused (and stops retrying);
             # the answer reveals nothing but that, and a write key can only write anyway.
             headers = cors + exc.headers
             body = _json.encode({"error": exc.error, "reason": exc.reason})
+        except Exception:  # a bug, not the input: answer (500, so the client keeps its events) and say so in the log
+            log.exception("event endpoint failed on a %s request", req.method)
+            status, headers = 500, cors
+            body = _json.encode({"error": "internal error in the collector; the events were not stored, retry later",
+                                 "reason": "internal"})
+            self.metrics.inc("beaconlake_requests_refused_total", reason="internal")
         self.metrics.inc("beaconlake_requests_total", code=str(status))
         self.metrics.observe(time.perf_counter() - start)
         return status, headers, body
@@ -104,7 +121,7 @@ class EventsEndpoint:
         key = query_key(req.query)
         rules = self.rules.get(key) if key else None
         if rules is not None and not rules.origin_allowed(origin):
-            raise Refused(403, "origin", f"origin {origin!r} is not allowed for tenant {rules.tenant.id!r}")
+            raise Refused(403, "origin", f"origin {_shown(origin)} is not allowed for tenant {rules.tenant.id!r}")
         return 204
 
     def _tenant(self, key: str | None, origin: str | None) -> TenantRules:
@@ -114,7 +131,7 @@ class EventsEndpoint:
                 raise Refused(401, "missing_key", "no write key: pass it as ?k=, the X-Beaconlake-Key header, or \"k\" in the body")
             raise Refused(401, "unknown_key", "unknown write key; check data-key / ?k= against the tenant's write_key")
         if not rules.origin_allowed(origin):
-            raise Refused(403, "origin", f"origin {origin!r} is not allowed for tenant {rules.tenant.id!r}")
+            raise Refused(403, "origin", f"origin {_shown(origin)} is not allowed for tenant {rules.tenant.id!r}")
         return rules
 
     async def _post(self, req: EventRequest, origin: str | None) -> tuple[int, bytes]:
@@ -122,32 +139,30 @@ class EventsEndpoint:
             raise Refused(503, "backpressure", f"collector is shedding load: {self.pressure.reason}; retry later", self.retry_after)
         ctype = (req.header("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype not in JSON_TYPES:
-            raise Refused(415, "content_type", f"content type {ctype or '(none)'!r} is not accepted; send application/json or text/plain")
+            raise Refused(415, "content_type", f"content type {clean_text(ctype[:64]) or '(none)'!r} is not accepted; "
+                          "send application/json or text/plain")
         encoding = (req.header("content-encoding") or "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
-            raise Refused(415, "content_encoding", f"content encoding {encoding!r} is not accepted; send gzip or none")
+            raise Refused(415, "content_encoding", f"content encoding {clean_text(encoding[:64])!r} is not accepted; send gzip or none")
 
         key = query_key(req.query) or req.header("x-beaconlake-key")
         rules = self._tenant(key, origin) if key else None
         body = await req.read_body(self.limits.max_body_bytes)
         if encoding == "gzip":
             body = gunzip(body, self.limits.max_body_bytes)
+        if body[:3] == UTF8_BOM:  # RFC 8259 lets a parser ignore it; some HTTP clients add one
+            body = body[3:]
         received_at = time.time_ns() // 1_000_000
         try:
-            envelope = decode_envelope(body)
-        except msgspec.DecodeError as exc:
-            if isinstance(exc, msgspec.ValidationError):
-                reason, error = "invalid_batch", f"batch envelope: {exc}; expected {{\"sent_at\": ms, \"events\": [...]}}"
-            else:
-                reason, error = "invalid_json", f"body is not valid JSON: {exc}"
+            batch = decode_envelope(body, self.limits.max_json_depth)
+        except BatchError as exc:
             if rules is not None:
-                await self._keep_refusal(rules, req, received_at, reason, error, body)
-            raise Refused(400, reason, error) from None
+                await self._keep_refusal(rules, req, received_at, exc.reason, exc.error, body)
+            raise Refused(400, exc.reason, exc.error) from None
         if rules is None:
-            rules = self._tenant(envelope.k, origin)
+            rules = self._tenant(batch.k, origin)
 
-        n = len(envelope.events)
-        self.metrics.inc("beaconlake_events_received_total", n)
+        n = len(batch)
         if n > self.limits.max_batch_events:
             error = f"batch has {n} events, limit {self.limits.max_batch_events}; split it"
             await self._keep_refusal(rules, req, received_at, "too_large", error, body)
@@ -155,24 +170,29 @@ class EventsEndpoint:
         if n == 0:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
-        accepted, indexes, rejected = rules.check_batch(envelope)
-        record = self._record(rules, req, received_at, envelope.sent_at, body, indexes, rejected)
-        await self._make_durable(Batch(record, accepted))
+        checked = rules.check_batch(batch)
+        record = self._record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
+        await self._make_durable(Batch(record, checked.accepted))
 
-        self.metrics.inc("beaconlake_events_accepted_total", len(accepted))
-        for rej in rejected:
+        self.metrics.inc("beaconlake_events_received_total", n)
+        self.metrics.inc("beaconlake_events_accepted_total", len(checked.accepted))
+        for rej in checked.rejected:
             self.metrics.inc("beaconlake_events_rejected_total", reason=rej.reason)
-        answer = {"accepted": len(accepted), "rejected": [{"index": r.index, "error": r.error} for r in rejected]}
-        if not accepted:
+        answer = {"accepted": len(checked.accepted),
+                  "rejected": [{"index": r.index, "reason": r.reason, "error": r.error} for r in checked.rejected]}
+        if not checked.accepted:
+            self.metrics.inc("beaconlake_requests_refused_total", reason="invalid_events")
             return 400, _json.encode({"error": "no event in the batch is valid", "reason": "invalid_events", **answer})
         return 200, _json.encode(answer)
 
     def _record(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
                 body: bytes, accepted: list[int] | None, rejected: list[Rejection]) -> SpoolRecord:
-        ip = enrich.client_ip(req.peer, req.header("x-forwarded-for"), self.settings.server.trust_forwarded_for)
+        ip = enrich.client_ip(req.peer, req.header("x-forwarded-for"), self.proxies)
         if ip is not None and self.limits.anonymize_ip:
             ip = enrich.anonymize_ip(ip)
         ua = req.header("user-agent")
+        if ua is not None:
+            ua = clean_text(ua)
         return SpoolRecord(
             rules.tenant.id, received_at, sent_at or received_at, ip, ua, enrich.user_agent(ua), body, accepted, rejected
         )
@@ -206,13 +226,36 @@ def too_large(size: int, limit: int, what: str = "body") -> Refused:
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise Refused(400, "invalid_gzip", f"body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise Refused(413, "too_large", f"body is over {limit} bytes once decompressed, limit {limit}")
-    if not inflater.eof:
-        raise Refused(400, "invalid_gzip", "gzip body is truncated")
-    return out
+    """The decompressed body, at most ``limit`` bytes. Members are decompressed one after the
+    other, as RFC 1952 defines a gzip file and as ``gzip.decompress`` and zcat read one (a client
+    that compresses in chunks sends several); anything after the last member that is not a
+    member is refused, since it would be silently dropped."""
+    out: list[bytes] = []
+    size = members = 0
+    data = body
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = inflater.decompress(data, limit - size + 1)
+        except zlib.error as exc:
+            where = f"gzip member {members + 1} (at byte {len(body) - len(data)})" if members else "body"
+            raise Refused(400, "invalid_gzip", f"{where} is not valid gzip: {exc}") from None
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, "too_large", f"body is over {limit} bytes once decompressed, limit {limit}")
+        if not inflater.eof:
+            raise Refused(400, "invalid_gzip", "gzip body is truncated")
+        out.append(chunk)
+        members += 1
+        data = inflater.unused_data
+        if not data:
+            return b"".join(out)
+        if data[:2] != GZIP_MAGIC:
+            raise Refused(400, "invalid_gzip", f"{len(data)} bytes of trailing garbage after gzip member {members} "
+                          f"(which ends at byte {len(body) - len(data)}); send the gzip data and nothing after it")
+
+
+def _shown(value: str | None, limit: int = 200) -> str:
+    """A header value as an error message quotes it: repr (escapes control characters and lone
+    surrogates, so the answer is valid UTF-8), cut to ``limit`` characters."""
+    return repr(value if value is None or len(value) <= limit else value[:limit] + "…")
