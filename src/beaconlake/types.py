@@ -34,7 +34,8 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX, pattern=NA
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=ID_MAX)]
 Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
 # ms since the epoch; bounded so that a seconds-or-microseconds mix-up is caught at the door.
-EpochMs = Annotated[int, msgspec.Meta(ge=946_684_800_000, le=4_102_444_800_000)]
+EPOCH_MS_MIN, EPOCH_MS_MAX = 946_684_800_000, 4_102_444_800_000  # 2000-01-01, 2100-01-01
+EpochMs = Annotated[int, msgspec.Meta(ge=EPOCH_MS_MIN, le=EPOCH_MS_MAX)]
 
 
 class ClientEvent(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -1,7 +1,7 @@
 """``POST /v1/events`` in process: ``EventsEndpoint.handle`` with a real spool writer, no server.
 
 What the endpoint spooled is read back with the readers' own code: lake delivery's
-``segment_tables`` and the realtime feed's ``segment_events``, so "accepted" is checked as
+``segment_rows`` and the realtime feed's ``segment_events``, so "accepted" is checked as
 "deliverable", not as "answered 200".
 """
 
@@ -18,7 +18,8 @@ import pyarrow as pa
 from beaconlake import config
 from beaconlake.ingest import spool
 from beaconlake.ingest.collector.events import EventRequest, EventsEndpoint, SpoolPressure
-from beaconlake.ingest.deliver import segment_tables
+from beaconlake.ingest import segment
+from beaconlake.ingest.rows import segment_rows
 from beaconlake.ingest.route import build_router
 from beaconlake.realtime.feed import segment_events
 from beaconlake.telemetry import Metrics
@@ -81,7 +82,7 @@ class Door:
         self.loop.run_until_complete(self.writer.seal())
         out = Spooled([], [], [], [], [])
         for path in spool.sealed_segments(self.settings.spool_path):
-            raw, rejected = segment_tables(path)
+            raw, rejected = segment_rows(path.stem, segment.read(path).frames, 0).tables()
             out.feed.extend(segment_events(path))
             for table in raw.values():
                 table.validate(full=True)  # full: every string is checked to be valid UTF-8

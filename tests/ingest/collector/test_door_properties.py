@@ -6,7 +6,7 @@ The invariants, whatever the body and the headers:
   ``error`` and ``reason``;
 * when the envelope was valid, accepted + rejected = the events sent, each rejection names
   its index once, and the counters say the same (received = accepted + rejected);
-* everything accepted can become a lake row: lake delivery's ``segment_tables`` and the
+* everything accepted can become a lake row: lake delivery's ``segment_rows`` and the
   realtime feed read the spooled segment, every accepted event_id is a row, every string
   column is valid UTF-8 (pyarrow's full validation), and props and context are JSON objects
   for DuckDB (``json_valid``) and for msgspec.

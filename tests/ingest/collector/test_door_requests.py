@@ -179,7 +179,7 @@ def test_the_new_counter_is_on_metrics():
 def test_a_bug_is_a_500_with_a_json_body_never_an_exception(tmp_path, monkeypatch, caplog):
     door = Door(tmp_path)
 
-    def broken(batch):
+    def broken(batch, skew_ms=0):
         raise KeyError("a bug")
 
     monkeypatch.setattr(door.endpoint.rules[next(iter(door.endpoint.rules))], "check_batch", broken)

@@ -262,3 +262,17 @@ def test_event_ids_round_trip_as_canonical_uuids(door):
     eid = uuid.uuid4()
     door.post(body(event(event_id=str(eid).upper())))
     assert [row["event_id"] for row in door.spooled().rows] == [str(eid)]
+
+
+def test_a_client_ts_far_from_sent_at_costs_its_event_not_the_batch(door):
+    """Each clock is within bounds alone, but corrected for skew the event would be dated before
+    2000: the lake and the realtime feed could not agree on it, so the door refuses it."""
+    sent_at = 4_102_000_000_000  # 2099
+    body = msgspec.json.encode({"sent_at": sent_at, "events": [
+        event(client_ts=946_684_800_001), event(client_ts=sent_at - 1000)]})
+    r = door.post(body)
+    assert r.status == 200, r.body
+    assert [x["index"] for x in r.json["rejected"]] == [0]
+    assert "event_ts" in r.json["rejected"][0]["error"] and "2000-01-01" in r.json["rejected"][0]["error"]
+    spooled = door.spooled()
+    assert len(spooled.rows) == 1 and len(spooled.feed) == 1

@@ -170,7 +170,7 @@ class EventsEndpoint:
         if n == 0:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
-        checked = rules.check_batch(batch)
+        checked = rules.check_batch(batch, 0 if batch.sent_at is None else received_at - batch.sent_at)
         record = self._record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
         await self._make_durable(Batch(record, checked.accepted))
 

@@ -27,7 +27,15 @@ from beaconlake.config import CollectorSettings, TenantSettings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.collector import jsonscan
 from beaconlake.ingest.collector.origin import canonical_origin
-from beaconlake.types import CONTEXT_MAX_BYTES, ClientEvent, Envelope, Rejection, TypedEnvelope
+from beaconlake.types import (
+    CONTEXT_MAX_BYTES,
+    EPOCH_MS_MAX,
+    EPOCH_MS_MIN,
+    ClientEvent,
+    Envelope,
+    Rejection,
+    TypedEnvelope,
+)
 
 EXCERPT_BYTES = 512
 BODY_LEVELS = 3  # envelope, events array, event: the levels above an event's props
@@ -227,14 +235,15 @@ class TenantRules:
         # is their only credential (write keys are public and can only write).
         return origin is None or self.any_origin or canonical_origin(origin) in self.origins
 
-    def check_batch(self, batch: Decoded) -> Checked:
+    def check_batch(self, batch: Decoded, skew_ms: int = 0) -> Checked:
+        """``skew_ms``: received_at - sent_at, what clock-skew correction adds to each client_ts."""
         accepted: list[ClientEvent] = []
         kept: list[int] = []
         rejected: list[Rejection] = []
         if batch.typed is not None:
             check = self._check_fields
             for i, ev in enumerate(batch.typed):
-                problem = check(i, ev)
+                problem = check(i, ev, skew_ms)
                 if problem is None:
                     accepted.append(ev)
                     kept.append(i)
@@ -242,7 +251,7 @@ class TenantRules:
                     rejected.append(Rejection(i, problem[0], clean_text(problem[1]), excerpt(_encoder.encode(ev))))
         else:
             for i, item in enumerate(batch.raw or ()):
-                ev, rej = self.check_raw(i, bytes(item), batch.notes)
+                ev, rej = self.check_raw(i, bytes(item), batch.notes, skew_ms)
                 if ev is not None:
                     accepted.append(ev)
                     kept.append(i)
@@ -255,7 +264,8 @@ class TenantRules:
         raw = batch.raw if batch.raw is not None else _envelope_decoder.decode(batch.body).events
         return Checked(accepted, rejected, _encoder.encode(Accepted([raw[i] for i in kept])))
 
-    def check_raw(self, index: int, data: bytes, notes: jsonscan.Notes) -> tuple[ClientEvent | None, Rejection | None]:
+    def check_raw(self, index: int, data: bytes, notes: jsonscan.Notes,
+                  skew_ms: int = 0) -> tuple[ClientEvent | None, Rejection | None]:
         if notes:
             found = jsonscan.describe(data, notes)
             if found is not None:
@@ -270,19 +280,26 @@ class TenantRules:
             # Skipped as a raw value, the event was never read: a bad string can still be in it.
             reason, error = self._unreadable(f"events[{index}]", data, self.limits.max_json_depth + 1, 1, exc)
             return None, Rejection(index, reason, error, excerpt(data))
-        rej = self.check_parsed(index, ev, data)
+        rej = self.check_parsed(index, ev, data, skew_ms)
         return (ev, None) if rej is None else (None, rej)
 
-    def check_parsed(self, index: int, ev: ClientEvent, data: bytes | None = None) -> Rejection | None:
+    def check_parsed(self, index: int, ev: ClientEvent, data: bytes | None = None, skew_ms: int = 0) -> Rejection | None:
         """The checks types cannot express: props and context are objects within their limits,
         and props pass the tenant's schema for (level, name)."""
-        problem = self._check_fields(index, ev)
+        problem = self._check_fields(index, ev, skew_ms)
         if problem is None:
             return None
         reason, error = problem
         return Rejection(index, reason, clean_text(error), excerpt(data if data is not None else _encoder.encode(ev)))
 
-    def _check_fields(self, index: int, ev: ClientEvent) -> tuple[str, str] | None:
+    def _check_fields(self, index: int, ev: ClientEvent, skew_ms: int = 0) -> tuple[str, str] | None:
+        if ev.client_ts is not None and not EPOCH_MS_MIN <= ev.client_ts + skew_ms <= EPOCH_MS_MAX:
+            # each clock alone is within bounds, but a client_ts far from sent_at moves the
+            # skew-corrected event time off the calendar the lake and its readers work with
+            return "invalid_event", (
+                f"events[{index}].client_ts: {ev.client_ts}, corrected for the client's clock ({skew_ms:+} ms from "
+                f"sent_at to received_at), gives event_ts {ev.client_ts + skew_ms}, outside {EPOCH_MS_MIN} to "
+                f"{EPOCH_MS_MAX} (2000-01-01 to 2100-01-01)")
         props = bytes(ev.props)
         value: Any = {}
         if props != b"null":
