@@ -212,3 +212,22 @@ def test_side_routes_work_through_the_asgi_bridge(collector):
         assert client.get("/v1/profiles/someone").status_code == 401  # read key required
         dash = client.get("/")
         assert dash.status_code == 200 and "text/html" in dash.headers["content-type"]
+
+
+def test_connection_close_is_honoured_and_nothing_after_it_is_answered(collector):
+    sock = connect(collector.port)
+    sock.sendall(request("GET", "/healthz", headers={"connection": "close"}) + request("GET", "/readyz"))
+    got, closed_after = read_until_closed(sock, 5)
+    assert closed_after is not None and got.count(b"HTTP/1.1 ") == 1 and b"connection: close" in got
+
+
+def test_an_upgrade_request_is_served_as_plain_http_and_the_connection_goes_on(collector):
+    sock = connect(collector.port)
+    sock.sendall(request("GET", "/healthz", headers={"connection": "Upgrade", "upgrade": "websocket"})
+                 + request("GET", "/readyz"))
+    answers = read_answers(sock, 2)
+    assert [a.status for a in answers] == [200, 200]
+    sock = connect(collector.port)
+    sock.sendall(request("POST", "/healthz", b"abc", {"connection": "Upgrade", "upgrade": "h2c"}))
+    [answer] = read_answers(sock, 1)
+    assert answer.status == 400 and json.loads(answer.body)["reason"] == "upgrade"

@@ -89,7 +89,7 @@ class Collector:
         return {"/v1/events": self._post_events}
 
     async def _post_events(self, req: HttpRequest) -> tuple[int, Headers, bytes]:
-        return await self.events.handle(EventRequest(req.method, req.query, req.headers.get, req.peer, req.read_body))
+        return await self.events.handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
 
     # -- lifecycle -----------------------------------------------------------------------
 

@@ -60,7 +60,7 @@ def _scope(conn: HttpProtocol, req: Request) -> dict[str, Any]:
         "raw_path": req.raw_path,
         "query_string": req.query.encode("latin-1"),
         "root_path": "",
-        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in req.headers.items()],
+        "headers": list(req.headers.items()),
         "client": (peer[0], peer[1]) if isinstance(peer, tuple) else None,
         "server": (here[0], here[1]) if isinstance(here, tuple) else None,
     }

@@ -45,8 +45,8 @@ monotonic = time.monotonic
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "limits", "loop", "body_error", "parser", "transport", "peer", "phase", "anchor",
                  "body_start", "linger_start", "deadline", "why", "current", "queue", "reading", "served",
-                 "closing", "stopped", "closed", "eof", "lost", "paused", "write_paused", "write_waiter", "url", "headers",
-                 "header_bytes", "raw_header_bytes", "now", "drained", "close_after_response", "task")
+                 "closing", "stopped", "closed", "eof", "lost", "paused", "write_paused", "write_waiter", "url", "raw",
+                 "header_chunks", "raw_header_bytes", "chunk_len", "now", "drained", "close_after_response", "task")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -70,8 +70,8 @@ class HttpProtocol(asyncio.Protocol):
         self.eof = self.lost = self.paused = self.write_paused = self.close_after_response = False
         self.write_waiter: asyncio.Future[None] | None = None
         self.url = b""
-        self.headers: dict[str, str] = {}
-        self.header_bytes = self.raw_header_bytes = self.drained = 0
+        self.raw: list[tuple[bytes, bytes]] = []  # the headers of the request being read, as received
+        self.header_chunks = self.raw_header_bytes = self.chunk_len = self.drained = 0
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
@@ -104,6 +104,7 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.now = monotonic()
+        self.chunk_len = len(data)
         if self.stopped:
             self.dropped(len(data))
             return
@@ -118,10 +119,12 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if not self.stopped:
                 self.reject(400, "malformed", f"malformed HTTP request: {exc}")
-        if self.phase is HEADERS and was_headers and not self.stopped:
-            self.raw_header_bytes += len(data)
-            if self.raw_header_bytes > self.limits.max_header_bytes:
-                self._headers_too_large()
+        if self.phase is HEADERS and not self.stopped:  # headers still incomplete after this chunk
+            self.header_chunks += 1
+            if was_headers:  # the whole chunk was header bytes (httptools holds them): bound them
+                self.raw_header_bytes += len(data)
+                if self.raw_header_bytes > self.limits.max_header_bytes:
+                    self._headers_too_large()
         self.arm()
 
     def pause_writing(self) -> None:
@@ -138,8 +141,8 @@ class HttpProtocol(asyncio.Protocol):
             self.stopped = True
             return
         self.url = b""
-        self.headers = {}
-        self.header_bytes = self.raw_header_bytes = 0
+        self.raw = []
+        self.header_chunks = self.raw_header_bytes = 0
         if self.current is not None:
             self.anchor = self.now  # pipelined: its wait starts now, not at the last answer
         self.phase = HEADERS
@@ -148,28 +151,28 @@ class HttpProtocol(asyncio.Protocol):
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_bytes += len(name) + len(value) + 4
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers = self.headers
-        if key in headers:
-            text = headers[key] + ("; " if key == "cookie" else ", ") + text
-        headers[key] = text
+        self.raw.append((name, value))  # the least per header: names are folded once, below
 
     def on_headers_complete(self) -> None:
         if self.stopped:
             return
-        if self.header_bytes + len(self.url) > self.limits.max_header_bytes:
+        raw = self.raw
+        # Only a request whose headers spanned chunks, or came in a chunk over the limit, can be over it.
+        if (self.header_chunks or self.chunk_len > self.limits.max_header_bytes) and \
+                len(self.url) + sum(len(n) + len(v) + 4 for n, v in raw) > self.limits.max_header_bytes:
             self._headers_too_large()
             return
-        parser, headers = self.parser, self.headers
+        headers = {name.lower(): value for name, value in raw}
+        if len(headers) != len(raw):
+            headers = _merged(raw)
+        parser = self.parser
         method = parser.get_method().decode("ascii")
         url = self.url
         mark = url.find(b"?")
         target, query = (url[:mark], url[mark + 1:]) if mark >= 0 else (url, b"")
         http_10 = parser.get_http_version() == "1.0"
-        length = headers.get("content-length")
-        chunked = "transfer-encoding" in headers
+        length = headers.get(b"content-length")
+        chunked = b"transfer-encoding" in headers
         problem = _problem(method, target, headers, http_10, length, chunked, parser.should_upgrade())
         if problem is not None:
             self.reject(*problem)
@@ -179,7 +182,7 @@ class HttpProtocol(asyncio.Protocol):
         req = Request(self, method, target, query.decode("latin-1"), headers, http_10, parser.should_keep_alive())
         if length is not None:
             req.declared = int(length)
-        req.expect_continue = not http_10 and "expect" in headers  # HTTP/1.0 servers ignore it
+        req.expect_continue = not http_10 and b"expect" in headers  # HTTP/1.0 servers ignore it
         self.reading = req
         self.phase = BODY if chunked or req.declared > 0 else HEADERS  # the message completes at once otherwise
         self.body_start = self.now
@@ -223,7 +226,7 @@ class HttpProtocol(asyncio.Protocol):
             self.respond(req, status, [], response.error_body(reason, message))
             return
         self.body_start = self.now  # a pipelined body's deadline starts when it is its turn
-        route = self.server.routes.get(req.path)
+        route = self.server.routes.get(req.raw_path)
         if route is not None:
             self.task = self.server.spawn(self._run_route(route, req))
         else:
@@ -405,24 +408,35 @@ class HttpProtocol(asyncio.Protocol):
             self.data_received(rest)
 
 
-def _problem(method: str, target: bytes, headers: dict[str, str], http_10: bool, length: str | None,
+def _problem(method: str, target: bytes, headers: dict[bytes, bytes], http_10: bool, length: bytes | None,
              chunked: bool, upgrade: bool) -> tuple[int, str, str] | None:
     """Why the server answers a request itself, before any route (None: it does not)."""
     if method == "CONNECT":
         return 405, "method", "CONNECT is not supported: this is not a proxy"
-    if upgrade and (chunked or (length is not None and length != "0")):
+    if upgrade and (chunked or (length is not None and length != b"0")):
         return 400, "upgrade", "an Upgrade request with a body is not supported; send it without Upgrade"
-    if not http_10 and "host" not in headers:
+    if not http_10 and b"host" not in headers:
         return 400, "missing_host", "HTTP/1.1 requests need a Host header"
     if target[:1] != b"/" and not target.startswith((b"http://", b"https://")):
         return 400, "target", f"request target {target[:80]!r} is not a path; send e.g. /v1/events"
-    expect = headers.get("expect")
-    if expect is not None and expect.lower() != "100-continue":
-        return 417, "expect", f"Expect: {expect[:80]!r} is not supported; only 100-continue is"
+    expect = headers.get(b"expect")
+    if expect is not None and expect.lower() != b"100-continue":
+        return 417, "expect", f"Expect: {expect[:80].decode('latin-1')!r} is not supported; only 100-continue is"
     if method in BODY_METHODS and length is None and not chunked:
         return 411, "length_required", (f"a {method} needs a Content-Length header (or, in HTTP/1.1, "
                                         "Transfer-Encoding: chunked) to say where its body ends")
     return None
+
+
+def _merged(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """Repeated headers joined into one value (RFC 9110 5.3), cookies with "; " (RFC 6265 5.4)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in raw:
+        key = name.lower()
+        if key in headers:
+            value = headers[key] + (b"; " if key == b"cookie" else b", ") + value
+        headers[key] = value
+    return headers
 
 
 def _origin_form(target: bytes) -> bytes:

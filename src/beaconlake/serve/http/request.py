@@ -33,19 +33,19 @@ class BodyError(Exception):
 
 
 class Request:
-    """What a handler sees of a request. ``headers`` maps lower-case names to values (repeated
-    headers joined with ", ", cookies with "; "); ``query`` is the raw query string."""
+    """What a handler sees of a request. ``headers`` maps lower-case names to values, as bytes
+    (repeated headers joined with ", ", cookies with "; "); ``header(name)`` gives one as text;
+    ``query`` is the raw query string."""
 
-    __slots__ = ("conn", "method", "raw_path", "path", "query", "headers", "peer", "http_10", "keep_alive",
+    __slots__ = ("conn", "method", "raw_path", "query", "headers", "peer", "http_10", "keep_alive",
                  "declared", "expect_continue", "chunks", "size", "limit", "complete", "discard", "failure",
                  "waiter", "error", "disconnected")
 
-    def __init__(self, conn: HttpProtocol, method: str, raw_path: bytes, query: str, headers: dict[str, str],
+    def __init__(self, conn: HttpProtocol, method: str, raw_path: bytes, query: str, headers: dict[bytes, bytes],
                  http_10: bool, keep_alive: bool) -> None:
         self.conn = conn
         self.method = method
         self.raw_path = raw_path
-        self.path = raw_path.decode("latin-1")
         self.query = query
         self.headers = headers
         self.peer: str | None = conn.peer
@@ -63,8 +63,14 @@ class Request:
         self.error: tuple[int, str, str] | None = None  # set on a request the server answers itself
         self.disconnected: asyncio.Future[None] | None = None  # the ASGI bridge's http.disconnect
 
+    @property
+    def path(self) -> str:
+        return self.raw_path.decode("latin-1")
+
     def header(self, name: str) -> str | None:
-        return self.headers.get(name)
+        """The value of header ``name`` (lower case), or None."""
+        value = self.headers.get(name.encode("latin-1"))
+        return None if value is None else value.decode("latin-1")
 
     async def read_body(self, limit: int) -> bytes:
         """The whole body, once it has arrived; raises the server's body error on a body over

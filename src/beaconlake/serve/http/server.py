@@ -64,7 +64,7 @@ class HttpServer:
     def __init__(self, routes: dict[str, Route], asgi_app: Any, limits: Limits, metrics: Metrics | None = None,
                  body_error: type[Exception] = BodyError) -> None:
         self.loop = asyncio.get_running_loop()
-        self.routes = routes
+        self.routes = {path.encode("latin-1"): route for path, route in routes.items()}
         self.asgi = functools.partial(asgi.serve, asgi_app)
         self.limits = limits
         self.metrics = metrics
