@@ -42,9 +42,10 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
     args = load.args
     block = Block(workers, durability)
     name = f"w{workers}-{durability}"
-    servers = {"beaconlake": Collector(load.tmp / f"collector-{name}", workers, durability)}
+    servers = {}
     if args.baseline:
         servers["baseline"] = Collector(load.tmp / f"baseline-{name}", workers, durability, source=args.baseline)
+    servers["beaconlake"] = Collector(load.tmp / f"collector-{name}", workers, durability)
     for label, col in servers.items():
         print(f"\n== {label}: beaconlake up --workers {workers}, spool.durability = {durability!r}  (port {col.port})",
               flush=True)

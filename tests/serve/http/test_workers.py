@@ -41,6 +41,14 @@ def wait_workers(collector, count: int, other_than: set[int], timeout: float = 2
     raise AssertionError(f"expected {count} new workers, have {workers(collector)}")
 
 
+def wait_ready(collector, count: int, timeout: float = 30.0) -> None:
+    """Wait until ``count`` workers have said they are ready (the supervisor logs each one)."""
+    deadline = time.monotonic() + timeout
+    while collector.log_path.read_text().count(" ready\"") < count:
+        assert time.monotonic() < deadline, collector.log_path.read_text()
+        time.sleep(0.1)
+
+
 def batch(anonymous_id: str) -> bytes:
     return json.dumps({"sent_at": int(time.time() * 1000),
                        "events": [{"level": "mid", "name": "page_view", "anonymous_id": anonymous_id}]}).encode()
@@ -54,6 +62,7 @@ def post(c, body: bytes, timeout: float = 5.0) -> httpx.Response:
 def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(tmp_path):
     c = start_collector(tmp_path, args=["--workers", "2"])
     try:
+        wait_ready(c, 2)
         before = workers(c)
         assert len(before) == 2
         os.kill(before[0], signal.SIGKILL)
@@ -63,7 +72,7 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(tmp_path):
             assert httpx.get(c.url + "/healthz", timeout=2.0).status_code == 200
             assert post(c, batch("after-kill")).status_code == 200
             answered += 1
-        assert answered > 10
+        assert answered >= 3  # every request made while the worker was gone and coming back got its 200
         after = wait_workers(c, 2, {before[0]})
         assert before[1] in after
         assert "was killed by SIGKILL; starting a new one" in c.log_path.read_text()
@@ -74,6 +83,7 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(tmp_path):
 def test_all_workers_killed_requests_wait_in_the_backlog_and_are_served(tmp_path):
     c = start_collector(tmp_path, args=["--workers", "2"])
     try:
+        wait_ready(c, 2)
         before = workers(c)
         for pid in before:
             os.kill(pid, signal.SIGKILL)
@@ -111,3 +121,22 @@ def test_sigterm_finishes_requests_in_flight_then_stops(tmp_path):
     finally:
         c.stop()
     assert "in-flight" in {row["anonymous_id"] for row in read_lake(c.data_dir)}
+
+
+def test_the_open_files_soft_limit_is_raised_to_the_hard_limit(tmp_path):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
+        pytest.skip(f"the hard open-files limit ({hard}) leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # `up` inherits the low soft limit
+    try:
+        c = start_collector(tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        [worker] = workers(c)
+        line = next(x for x in Path(f"/proc/{worker}/limits").read_text().splitlines() if x.startswith("Max open files"))
+        assert line.split()[3:5] == [str(hard), str(hard)], line
+    finally:
+        c.stop()

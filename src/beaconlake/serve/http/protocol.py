@@ -276,13 +276,14 @@ class HttpProtocol(asyncio.Protocol):
             else:
                 self.close()
             return
+        self.now = monotonic()
         if self.queue:
             nxt = self.queue.popleft()
             if not self.queue:
                 self._resume()
             self.start(nxt)
         elif self.phase is IDLE:
-            self.anchor = monotonic()
+            self.anchor = self.now
         self.arm()
 
     # -- deadlines, closing ---------------------------------------------------------------------
@@ -294,14 +295,12 @@ class HttpProtocol(asyncio.Protocol):
         phase, lim, busy = self.phase, self.limits, self.current is not None
         if phase is LINGER:
             self.deadline, self.why = self.linger_start + lim.drain_timeout_secs, "drain_timeout"
-        elif self.paused:
-            self.deadline = 0.0  # the client waits on us
+        elif self.paused or (busy and phase is not BODY):
+            self.deadline = 0.0  # the client waits on us (a pipelined request's deadline runs after)
         elif phase is BODY:
             self.deadline, self.why = self.body_start + lim.body_read_timeout_secs, "body_timeout"
         elif phase is HEADERS or not self.served:
             self.deadline, self.why = self.anchor + lim.header_read_timeout_secs, "header_timeout"
-        elif busy:
-            self.deadline = 0.0
         elif lim.keepalive_idle_secs < lim.header_read_timeout_secs:
             self.deadline, self.why = self.anchor + lim.keepalive_idle_secs, "keepalive_idle"
         else:

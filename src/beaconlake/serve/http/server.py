@@ -12,6 +12,8 @@ Invariants:
 - **Counted.** Every connection closed by a deadline, the drain cap, shedding or refusal is
   counted in ``beaconlake_http_connections_closed_total{reason}``; every request answered by
   the server itself (malformed, unframed, too slow...) in ``beaconlake_http_refused_total{code}``.
+- **Fair share of a shared socket.** A worker accepts one connection per turn of its event
+  loop, and leaves it to the others while it holds more than they do (``balance``).
 - **Clean stop.** ``shutdown`` closes idle connections, lets requests in flight finish (their
   answers say ``connection: close``) until ``shutdown_timeout_secs``, then cancels the rest.
 """
@@ -19,7 +21,9 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,11 +31,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from beaconlake.config import Settings
-from beaconlake.serve.http import asgi, response
+from beaconlake.serve.http import asgi, balance, response
 from beaconlake.serve.http.protocol import HttpProtocol
 from beaconlake.serve.http.request import BodyError, Request
 from beaconlake.telemetry import Metrics
 
+log = logging.getLogger(__name__)
 Route = Callable[[Request], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 BACKLOG = 2048
 
@@ -62,13 +67,14 @@ class HttpServer:
     goes to ``asgi_app``. ``body_error`` is the exception type ``Request.read_body`` raises."""
 
     def __init__(self, routes: dict[str, Route], asgi_app: Any, limits: Limits, metrics: Metrics | None = None,
-                 body_error: type[Exception] = BodyError) -> None:
+                 body_error: type[Exception] = BodyError, shares: balance.Shares | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.routes = {path.encode("latin-1"): route for path, route in routes.items()}
         self.asgi = functools.partial(asgi.serve, asgi_app)
         self.limits = limits
         self.metrics = metrics
         self.body_error = body_error
+        self.shares = shares
         self.conns: set[HttpProtocol] = set()
         self._idle: dict[HttpProtocol, None] = {}  # insertion order: the longest idle first
         self.tasks: set[asyncio.Task[None]] = set()
@@ -77,12 +83,47 @@ class HttpServer:
         shortest = min(limits.keepalive_idle_secs, limits.header_read_timeout_secs, limits.body_read_timeout_secs,
                        limits.drain_timeout_secs)
         self.tick_secs = min(max(shortest / 4, 0.05), 0.5)
-        self._server: asyncio.Server | None = None
+        self._sock: socket.socket | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, sock: socket.socket) -> None:
-        self._server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=BACKLOG)
+        sock.setblocking(False)
+        self._sock = sock
+        if self.shares is not None:
+            self.shares.publish(0)  # only now: the others leave connections to a worker that accepts
+        self.loop.add_reader(sock.fileno(), self._accept)
         self._sweeper = self.loop.create_task(self._sweep_forever())
+
+    def _accept(self) -> None:
+        """One connection per readiness: the other workers of the socket get their turn."""
+        if self.shares is not None and self.shares.defer(len(self.conns)):
+            self.loop.remove_reader(self._sock.fileno())
+            self.loop.call_later(balance.DEFER_SECS, self._resume_accepts)
+            return
+        try:
+            conn, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            # out of descriptors or memory: leave the connection to another worker for a moment
+            log.warning("cannot accept a connection (%s); pausing accepts for 0.1 s", exc.strerror)
+            self.loop.remove_reader(self._sock.fileno())
+            self.loop.call_later(0.1, self._resume_accepts)
+            return
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.spawn(self._connect(conn))
+
+    def _resume_accepts(self) -> None:
+        if self._sock is not None:
+            self.loop.add_reader(self._sock.fileno(), self._accept)
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: HttpProtocol(self), conn)
+        except OSError:
+            conn.close()  # reset before we could use it
 
     # -- connections ----------------------------------------------------------------------------
 
@@ -95,10 +136,15 @@ class HttpServer:
             self.count_close("shed")
             victim.close()
         self.conns.add(conn)
+        if self.shares is not None:
+            self.shares.publish(len(self.conns))
         return True
 
     def forget(self, conn: HttpProtocol) -> None:
-        self.conns.discard(conn)
+        if conn in self.conns:
+            self.conns.discard(conn)
+            if self.shares is not None:
+                self.shares.publish(len(self.conns))
         self._idle.pop(conn, None)
 
     def sheddable(self, conn: HttpProtocol, idle: bool) -> None:
@@ -156,8 +202,10 @@ class HttpServer:
 
     async def shutdown(self) -> None:
         """Stop accepting, let requests in flight finish (bounded), close every connection."""
-        if self._server is not None:
-            self._server.close()  # this process's copy of the listening socket
+        if self._sock is not None:
+            self.loop.remove_reader(self._sock.fileno())
+            self._sock.close()  # this process's copy of the listening socket
+            self._sock = None
         for conn in list(self.conns):
             conn.shutdown()
         deadline = time.monotonic() + self.limits.shutdown_timeout_secs

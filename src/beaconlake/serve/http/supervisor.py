@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from beaconlake.config import Settings
 from beaconlake.errors import BeaconlakeError
+from beaconlake.serve.http import balance
 from beaconlake.serve.http.server import BACKLOG
 from beaconlake.telemetry import Metrics
 
@@ -81,6 +82,7 @@ def listen(host: str, port: int) -> socket.socket:
 class _Worker:
     proc: subprocess.Popen
     ready_fd: int
+    slot: int
     started: float = field(default_factory=time.monotonic)
     ready: bool = False
 
@@ -103,6 +105,7 @@ class Supervisor:
         s = self.settings.server
         cap = connection_cap(s.max_connections_per_worker, raise_open_files_limit())
         self.sock = listen(s.host, s.port)
+        self.shares_fd = balance.Shares.create(s.workers)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for _ in range(s.workers):
@@ -111,6 +114,7 @@ class Supervisor:
         finally:
             self._stop_workers()
             self.sock.close()
+            os.close(self.shares_fd)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return status
@@ -124,19 +128,21 @@ class Supervisor:
 
     def _spawn(self, cap: int) -> None:
         fd = self.sock.fileno()
+        slot = min(set(range(self.settings.server.workers)) - {w.slot for w in self.workers})
         ready_r, ready_w = os.pipe()
         os.set_blocking(ready_r, False)
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "beaconlake.serve.http.worker", "--fd", str(fd), "--ready-fd", str(ready_w),
-                 "--app", self.app_factory, "--max-connections", str(cap), "--log-level", self.log_level],
-                stdin=subprocess.PIPE, pass_fds=(fd, ready_w),
+                 "--app", self.app_factory, "--max-connections", str(cap), "--log-level", self.log_level,
+                 "--shares-fd", str(self.shares_fd), "--slot", str(slot)],
+                stdin=subprocess.PIPE, pass_fds=(fd, ready_w, self.shares_fd),
             )
         finally:
             os.close(ready_w)
         # in a thread: a pipe holds only 64 KiB, and the worker reads it once its imports are done
         threading.Thread(target=_write_and_close, args=(proc.stdin, self._payload), daemon=True).start()
-        self.workers.append(_Worker(proc, ready_r))
+        self.workers.append(_Worker(proc, ready_r, slot))
 
     def _watch(self, cap: int) -> int:
         while not self.stopping:
@@ -172,9 +178,10 @@ class Supervisor:
         if got:
             w.ready = self.ever_ready = True
             self.start_failures = 0
-            log.debug("server worker %d ready", w.proc.pid)
+            log.info("server worker %d ready", w.proc.pid)
 
     def _died(self, w: _Worker) -> None:
+        balance.mark_dead(self.shares_fd, w.slot)  # the others stop leaving connections to it
         code = w.proc.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         self.metrics.inc("beaconlake_http_worker_restarts_total")

@@ -34,6 +34,7 @@ import uvloop
 
 from beaconlake import logs
 from beaconlake.config import Settings
+from beaconlake.serve.http.balance import Shares
 from beaconlake.serve.http.server import HttpServer, Limits
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def load_factory(spec: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-async def serve(settings: Settings, app: Any, sock: socket.socket, max_connections: int, ready_fd: int) -> None:
+async def serve(settings: Settings, app: Any, sock: socket.socket, max_connections: int, ready_fd: int,
+                shares: Shares | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -53,7 +55,7 @@ async def serve(settings: Settings, app: Any, sock: socket.socket, max_connectio
     parent = os.getppid()
     await app.startup()
     server = HttpServer(app.fast_routes(), app.web, Limits.from_settings(settings, max_connections), app.metrics,
-                        app.body_error)
+                        app.body_error, shares)
     try:
         await server.start(sock)
         os.write(ready_fd, b"r")
@@ -76,13 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-fd", type=int, required=True, help="write one byte here once serving")
     p.add_argument("--app", required=True, help="module:factory, called with the settings")
     p.add_argument("--max-connections", type=int, required=True)
+    p.add_argument("--shares-fd", type=int, help="the workers' shared connection counts (balance.py)")
+    p.add_argument("--slot", type=int, default=0, help="this worker's slot in them")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logs.setup(args.log_level)
     settings: Settings = pickle.load(sys.stdin.buffer)
     sock = socket.socket(fileno=args.fd)
     app = load_factory(args.app)(settings)
-    uvloop.run(serve(settings, app, sock, args.max_connections, args.ready_fd))
+    shares = None
+    if args.shares_fd is not None and settings.server.workers > 1:
+        shares = Shares(args.shares_fd, args.slot, settings.server.workers)
+    uvloop.run(serve(settings, app, sock, args.max_connections, args.ready_fd, shares))
     return 0
 
 
