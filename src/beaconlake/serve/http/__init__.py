@@ -7,8 +7,9 @@ the limit is answered 413 and drained so the client reads the answer instead of 
 hot path (``POST /v1/events``) skips ASGI: a route handler gets the parsed ``Request`` and
 returns (status, headers, body).
 
-Modules: ``request`` (one request and its body), ``protocol`` (one connection), ``governor``
-(every connection of a worker: deadlines, cap, shedding), ``response`` (the bytes of an
+Modules: ``request`` (one request and its body), ``rules`` (what a request head must meet),
+``protocol`` (one connection), ``server`` (every connection of a worker: deadlines, cap,
+shedding), ``balance`` (the workers' shares of the socket), ``response`` (the bytes of an
 answer), ``asgi`` (the bridge to the Starlette routes), ``worker`` (one process),
 ``supervisor`` (the processes and the socket).
 """

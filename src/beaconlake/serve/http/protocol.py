@@ -31,6 +31,7 @@ import httptools
 
 from beaconlake.serve.http import response
 from beaconlake.serve.http.request import Request, failed
+from beaconlake.serve.http.rules import merged, origin_form, problem
 
 if TYPE_CHECKING:
     from beaconlake.serve.http.server import HttpServer
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 IDLE, HEADERS, BODY, LINGER = "idle", "headers", "body", "linger"  # what the reading side waits for
-BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 monotonic = time.monotonic
 
 
@@ -164,7 +164,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         headers = {name.lower(): value for name, value in raw}
         if len(headers) != len(raw):
-            headers = _merged(raw)
+            headers = merged(raw)
         parser = self.parser
         method = parser.get_method().decode("ascii")
         url = self.url
@@ -173,12 +173,12 @@ class HttpProtocol(asyncio.Protocol):
         http_10 = parser.get_http_version() == "1.0"
         length = headers.get(b"content-length")
         chunked = b"transfer-encoding" in headers
-        problem = _problem(method, target, headers, http_10, length, chunked, parser.should_upgrade())
-        if problem is not None:
-            self.reject(*problem)
+        refusal = problem(method, target, headers, http_10, length, chunked, parser.should_upgrade())
+        if refusal is not None:
+            self.reject(*refusal)
             return
         if target[:1] != b"/":
-            target = _origin_form(target)
+            target = origin_form(target)
         req = Request(self, method, target, query.decode("latin-1"), headers, http_10, parser.should_keep_alive())
         if length is not None:
             req.declared = int(length)
@@ -406,40 +406,3 @@ class HttpProtocol(asyncio.Protocol):
         if rest and not self.stopped:
             self.data_received(rest)
 
-
-def _problem(method: str, target: bytes, headers: dict[bytes, bytes], http_10: bool, length: bytes | None,
-             chunked: bool, upgrade: bool) -> tuple[int, str, str] | None:
-    """Why the server answers a request itself, before any route (None: it does not)."""
-    if method == "CONNECT":
-        return 405, "method", "CONNECT is not supported: this is not a proxy"
-    if upgrade and (chunked or (length is not None and length != b"0")):
-        return 400, "upgrade", "an Upgrade request with a body is not supported; send it without Upgrade"
-    if not http_10 and b"host" not in headers:
-        return 400, "missing_host", "HTTP/1.1 requests need a Host header"
-    if target[:1] != b"/" and not target.startswith((b"http://", b"https://")):
-        return 400, "target", f"request target {target[:80]!r} is not a path; send e.g. /v1/events"
-    expect = headers.get(b"expect")
-    if expect is not None and expect.lower() != b"100-continue":
-        return 417, "expect", f"Expect: {expect[:80].decode('latin-1')!r} is not supported; only 100-continue is"
-    if method in BODY_METHODS and length is None and not chunked:
-        return 411, "length_required", (f"a {method} needs a Content-Length header (or, in HTTP/1.1, "
-                                        "Transfer-Encoding: chunked) to say where its body ends")
-    return None
-
-
-def _merged(raw: list[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
-    """Repeated headers joined into one value (RFC 9110 5.3), cookies with "; " (RFC 6265 5.4)."""
-    headers: dict[bytes, bytes] = {}
-    for name, value in raw:
-        key = name.lower()
-        if key in headers:
-            value = headers[key] + (b"; " if key == b"cookie" else b", ") + value
-        headers[key] = value
-    return headers
-
-
-def _origin_form(target: bytes) -> bytes:
-    """``http://host/path`` (absolute form, which servers must accept) -> ``/path``."""
-    rest = target.split(b"://", 1)[1]
-    slash = rest.find(b"/")
-    return rest[slash:] if slash >= 0 else b"/"

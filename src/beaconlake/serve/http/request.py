@@ -18,7 +18,7 @@ Errors are raised as ``conn.body_error(status, reason, message)``, a type the se
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from beaconlake.serve.http.protocol import HttpProtocol
@@ -130,5 +130,3 @@ def failed(conn: HttpProtocol, status: int, reason: str, message: str) -> Reques
     req.complete = True
     return req
 
-
-Handler = Any  # async (Request) -> (status, [(name, value)], body)
