@@ -84,7 +84,7 @@ class _Exchange:
         req = self.req
         if req.disconnected is None:
             req.disconnected = self.conn.loop.create_future()
-            if self.conn.lost or self.finished:
+            if self.conn.closed or self.finished:
                 req.disconnected.set_result(None)
         await req.disconnected
         return {"type": "http.disconnect"}
@@ -113,7 +113,7 @@ class _Exchange:
         extra = b"" if _has(self.headers, b"content-length") else b"content-length: %d\r\n" % len(body)
         head = response.asgi_head(self.status, self.headers, conn.server.date, response.connection_header(close, req.http_10),
                                   extra)
-        if not conn.lost:
+        if not conn.closed:
             conn.transport.write(head if req.method == "HEAD" else head + body)
         conn.done(req, close)
 
@@ -129,10 +129,10 @@ class _Exchange:
                 self.framing, self.close = b"close", True
             else:
                 self.framing, extra = b"chunked", b"transfer-encoding: chunked\r\n"
-            if not conn.lost:
+            if not conn.closed:
                 conn.transport.write(response.asgi_head(self.status, self.headers, conn.server.date,
                                                         response.connection_header(self.close, req.http_10), extra))
-        if not conn.lost and req.method != "HEAD":
+        if not conn.closed and req.method != "HEAD":
             if self.framing == b"chunked":
                 if body:
                     conn.transport.write(b"%x\r\n%s\r\n" % (len(body), body))

@@ -45,7 +45,7 @@ monotonic = time.monotonic
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "limits", "loop", "body_error", "parser", "transport", "peer", "phase", "anchor",
                  "body_start", "linger_start", "deadline", "why", "current", "queue", "reading", "served",
-                 "closing", "stopped", "closed", "eof", "lost", "paused", "write_paused", "write_waiter", "url", "raw",
+                 "closing", "stopped", "closed", "eof", "paused", "write_paused", "write_waiter", "url", "raw",
                  "header_chunks", "raw_header_bytes", "chunk_len", "now", "drained", "close_after_response", "task")
 
     def __init__(self, server: HttpServer) -> None:
@@ -67,7 +67,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closing = False  # no request after the current one(s)
         self.stopped = False  # parsing ended: what arrives is dropped
         self.closed = False  # we closed (or are closing) the transport
-        self.eof = self.lost = self.paused = self.write_paused = self.close_after_response = False
+        self.eof = self.paused = self.write_paused = self.close_after_response = False
         self.write_waiter: asyncio.Future[None] | None = None
         self.url = b""
         self.raw: list[tuple[bytes, bytes]] = []  # the headers of the request being read, as received
@@ -85,7 +85,7 @@ class HttpProtocol(asyncio.Protocol):
             self.arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = self.closed = True
+        self.closed = True
         self.server.forget(self)
         for req in (self.current, self.reading, *self.queue):
             if req is not None:
@@ -246,7 +246,7 @@ class HttpProtocol(asyncio.Protocol):
         if status >= 400 and req.error is not None:
             self.server.count_refusal(status)
         close = self.must_close(req)
-        if not self.lost:
+        if not self.closed:
             self.transport.write(response.simple(status, headers, body, content_type, self.server.date,
                                                  response.connection_header(close, req.http_10), req.method == "HEAD"))
         self.done(req, close)
@@ -261,7 +261,7 @@ class HttpProtocol(asyncio.Protocol):
         """The answer to ``req`` is sent: close, linger, or take the next request."""
         self.current = self.task = None
         self.served += 1
-        if self.lost:
+        if self.closed:
             return
         if close:
             self.closing = True
@@ -335,6 +335,7 @@ class HttpProtocol(asyncio.Protocol):
         self.stopped = self.closed = True
         self.server.forget(self)
         self.transport.close()
+        self._wake_writer()
 
     def linger(self) -> None:
         """Close once the client has sent what it was sending (see the module docstring)."""
@@ -370,13 +371,13 @@ class HttpProtocol(asyncio.Protocol):
     # -- helpers --------------------------------------------------------------------------------
 
     def body_wanted(self, req: Request) -> None:
-        if req.expect_continue and not self.lost:
+        if req.expect_continue and not self.closed:
             req.expect_continue = False
             self.transport.write(response.CONTINUE)
 
     async def writable(self) -> None:
         """Wait while the transport's buffer is over its high-water mark (streamed answers)."""
-        while self.write_paused and not self.lost:
+        while self.write_paused and not self.closed:
             self.write_waiter = self.loop.create_future()
             await self.write_waiter
 
