@@ -35,7 +35,7 @@ async def route(req):
     return 200, [], {ANSWER!r}
 
 async def main(port):
-    limits = Limits(5, 10, 20, 16384, 1 << 20, 10000, 64 << 20, 10, 5, 10)
+    limits = Limits(5, 10, 20, 16384, 1 << 20, 10000, 64 << 20, 10, 20, 5, 10)
     server = HttpServer({{"/v1/events": route}}, None, limits)
     await server.start(socket.create_server(("127.0.0.1", port), backlog=2048))
     await asyncio.Event().wait()

@@ -67,6 +67,8 @@ class ServerSettings(_Section):
     # for how long, so the client reads the answer instead of a reset; then the connection closes.
     max_drain_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
     drain_timeout_secs: PositiveFloat = 10.0
+    # An answer the client leaves unread this long (our send buffer stays full) ends the connection.
+    send_timeout_secs: PositiveFloat = 20.0
     # On SIGTERM, how long requests in flight may take to finish before they are cut.
     shutdown_timeout_secs: PositiveFloat = 10.0
 

@@ -36,7 +36,7 @@ HELP = {
     "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
     "beaconlake_http_connections_closed_total": (
         "counter", "Connections the HTTP server closed on its own, by reason: header_timeout, keepalive_idle, "
-                   "body_timeout, drain_timeout, drain_limit, shed (longest idle, at the connection cap), refused "
+                   "body_timeout, send_timeout, drain_timeout, drain_limit, shed (longest idle, at the connection cap), refused "
                    "(at the cap, none idle: 503), shutdown."),
     "beaconlake_http_refused_total": (
         "counter", "Requests the HTTP server answered itself before any route, by status code (400 malformed, "

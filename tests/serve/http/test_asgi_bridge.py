@@ -69,7 +69,7 @@ def port() -> Iterator[int]:
     async def serve() -> None:
         limits = Limits(keepalive_idle_secs=5, header_read_timeout_secs=10, body_read_timeout_secs=10,
                         max_header_bytes=16384, max_body_bytes=100_000, max_connections=100, max_drain_bytes=1 << 20,
-                        drain_timeout_secs=2, retry_after_secs=1, shutdown_timeout_secs=1)
+                        drain_timeout_secs=2, send_timeout_secs=5, retry_after_secs=1, shutdown_timeout_secs=1)
         server = HttpServer({}, APP, limits)
         await server.start(sock)
         stop.append(asyncio.get_running_loop())

@@ -9,6 +9,7 @@ import re
 import resource
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from support import start_collector
 pytestmark = pytest.mark.slow
 
 SHORT = {"header_read_timeout_secs": 1.0, "keepalive_idle_secs": 0.5, "body_read_timeout_secs": 1.0,
-         "drain_timeout_secs": 1.0}
+         "drain_timeout_secs": 1.0, "send_timeout_secs": 1.0}
 
 
 def batch(n: int = 1) -> bytes:
@@ -144,6 +145,37 @@ def test_an_idle_keep_alive_connection_is_closed_after_keepalive_idle(short):
     assert answer.status == 200 and "connection" not in answer.headers
     got, closed_after = read_until_closed(sock, 6)
     assert got == b"" and closed_after is not None and closed_after <= 2.0
+
+
+def server_side_queues(server_port: int, client_port: int) -> tuple[int, int] | None:
+    """(send queue, receive queue) in bytes of the server's end of a loopback connection."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == server_port and int(remote, 16) == client_port:
+            tx, rx = fields[4].split(":")
+            return int(tx, 16), int(rx, 16)
+    return None
+
+
+def test_a_client_that_pipelines_without_reading_is_stopped_then_cut(short):
+    """Reading stops while our answers pile up unread (the requests wait in the kernel, not in
+    the server's memory); after send_timeout_secs the connection is dropped."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", short.port))
+    client_port = sock.getsockname()[1]
+    sock.settimeout(5)
+    wire = request("GET", "/healthz") * 100_000  # 3.7 MB of requests, 10 MB of answers if all were read
+    with contextlib.suppress(OSError):
+        sock.sendall(wire)
+    time.sleep(0.3)
+    queues = server_side_queues(short.port, client_port)
+    assert queues is not None, "the server dropped the connection before its send timeout"
+    assert queues[1] > 1_000_000, f"the server kept reading requests whose answers nobody read: queues {queues}"
+    assert wait_metric(short, "beaconlake_http_connections_closed_total", 1, timeout=10, reason="send_timeout") >= 1
+    sock.close()
+    assert httpx.get(short.url + "/healthz", timeout=2.0).status_code == 200
 
 
 def test_timeouts_are_counted_in_metrics(short):

@@ -22,6 +22,7 @@ def test_defaults_are_the_documented_ones():
     assert (s.keepalive_idle_secs, s.header_read_timeout_secs, s.body_read_timeout_secs) == (5.0, 10.0, 20.0)
     assert (s.max_header_bytes, s.max_connections_per_worker) == (16384, 10_000)
     assert (s.max_drain_bytes, s.drain_timeout_secs, s.shutdown_timeout_secs) == (64 * 1024 * 1024, 10.0, 10.0)
+    assert s.send_timeout_secs == 20.0
 
 
 def test_keepalive_longer_than_the_header_timeout_is_refused_with_both_keys():

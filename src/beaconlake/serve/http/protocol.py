@@ -8,7 +8,10 @@ Invariants:
   a request within ``header_read_timeout_secs`` of the connection's start or of the previous
   answer (an idle keep-alive connection no longer than ``keepalive_idle_secs``); its body within
   ``body_read_timeout_secs`` of its headers (answered 408); a lingering close within
-  ``drain_timeout_secs``. None while the client waits on us. The server's sweeper enforces them.
+  ``drain_timeout_secs``; answers the client does not read (the transport's buffer over its
+  high-water mark) read within ``send_timeout_secs``, and no request is read meanwhile, so a
+  client that pipelines without reading cannot make us buffer without bound. None while the
+  client waits on us. The server's sweeper enforces them.
 - **Readable refusals.** An answer sent before the request's body has arrived (413, or any
   early refusal) says ``connection: close`` and is followed by a lingering close: the rest of
   the body is read and dropped (at most ``max_drain_bytes``, ``drain_timeout_secs``) so the
@@ -44,9 +47,9 @@ monotonic = time.monotonic
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "limits", "loop", "body_error", "parser", "transport", "peer", "phase", "anchor",
-                 "body_start", "linger_start", "deadline", "why", "current", "queue", "reading", "served",
+                 "body_start", "linger_start", "write_since", "deadline", "why", "current", "queue", "reading", "served",
                  "closing", "stopped", "closed", "eof", "paused", "write_paused", "write_waiter", "url", "raw",
-                 "header_chunks", "raw_header_bytes", "chunk_len", "now", "drained", "close_after_response", "task")
+                 "header_chunks", "raw_header_bytes", "chunk_len", "messages", "now", "drained", "close_after_response", "task")
 
     def __init__(self, server: HttpServer) -> None:
         self.server = server
@@ -57,7 +60,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: Any = None
         self.peer: str | None = None
         self.phase = IDLE
-        self.now = self.anchor = self.body_start = self.linger_start = 0.0
+        self.now = self.anchor = self.body_start = self.linger_start = self.write_since = 0.0
         self.deadline = 0.0  # 0: none
         self.why = ""
         self.current: Request | None = None  # the request being answered
@@ -71,7 +74,7 @@ class HttpProtocol(asyncio.Protocol):
         self.write_waiter: asyncio.Future[None] | None = None
         self.url = b""
         self.raw: list[tuple[bytes, bytes]] = []  # the headers of the request being read, as received
-        self.header_chunks = self.raw_header_bytes = self.chunk_len = self.drained = 0
+        self.header_chunks = self.raw_header_bytes = self.chunk_len = self.drained = self.messages = 0
         self.task: asyncio.Task[None] | None = None
 
     # -- asyncio callbacks ---------------------------------------------------------------------
@@ -108,7 +111,8 @@ class HttpProtocol(asyncio.Protocol):
         if self.stopped:
             self.dropped(len(data))
             return
-        was_headers = self.phase is HEADERS
+        # the whole chunk is header bytes only if it starts and ends in the headers of one request
+        was_headers, messages = self.phase is HEADERS, self.messages
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -121,18 +125,29 @@ class HttpProtocol(asyncio.Protocol):
                 self.reject(400, "malformed", f"malformed HTTP request: {exc}")
         if self.phase is HEADERS and not self.stopped:  # headers still incomplete after this chunk
             self.header_chunks += 1
-            if was_headers:  # the whole chunk was header bytes (httptools holds them): bound them
+            if was_headers and messages == self.messages:  # httptools holds them all: bound them
                 self.raw_header_bytes += len(data)
                 if self.raw_header_bytes > self.limits.max_header_bytes:
                     self._headers_too_large()
         self.arm()
 
     def pause_writing(self) -> None:
+        """Our answers pile up unread: read no more requests until the client catches up."""
         self.write_paused = True
+        self.write_since = monotonic()
+        if not self.paused:
+            self.transport.pause_reading()
+        self.arm()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if not self.paused and not self.closed:
+            self.transport.resume_reading()
         self._wake_writer()
+        if self.current is None and self.queue and not self.closed:
+            self.now = monotonic()
+            self._next()
+        self.arm()
 
     # -- httptools callbacks --------------------------------------------------------------------
 
@@ -143,6 +158,7 @@ class HttpProtocol(asyncio.Protocol):
         self.url = b""
         self.raw = []
         self.header_chunks = self.raw_header_bytes = 0
+        self.messages += 1
         if self.current is not None:
             self.anchor = self.now  # pipelined: its wait starts now, not at the last answer
         self.phase = HEADERS
@@ -278,13 +294,17 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.now = monotonic()
         if self.queue:
-            nxt = self.queue.popleft()
-            if not self.queue:
-                self._resume()
-            self.start(nxt)
+            if not self.write_paused:  # else resume_writing takes it: unread answers must not pile up
+                self._next()
         elif self.phase is IDLE:
             self.anchor = self.now
         self.arm()
+
+    def _next(self) -> None:
+        nxt = self.queue.popleft()
+        if not self.queue:
+            self._resume()
+        self.start(nxt)
 
     # -- deadlines, closing ---------------------------------------------------------------------
 
@@ -293,7 +313,9 @@ class HttpProtocol(asyncio.Protocol):
         if self.closed:
             return
         phase, lim, busy = self.phase, self.limits, self.current is not None
-        if phase is LINGER:
+        if self.write_paused:  # whatever else: the client must read what we sent
+            self.deadline, self.why = self.write_since + lim.send_timeout_secs, "send_timeout"
+        elif phase is LINGER:
             self.deadline, self.why = self.linger_start + lim.drain_timeout_secs, "drain_timeout"
         elif self.paused or (busy and phase is not BODY):
             self.deadline = 0.0  # the client waits on us (a pipelined request's deadline runs after)
@@ -311,6 +333,9 @@ class HttpProtocol(asyncio.Protocol):
         """The deadline passed (called by the server's sweeper)."""
         why, phase = self.why, self.phase
         self.server.count_close(why)
+        if why == "send_timeout":
+            self.close(abort=True)
+            return
         if phase is BODY and self.reading is not None:
             self.stopped = self.close_after_response = True
             self.reading.fail(self.body_error(
@@ -330,11 +355,14 @@ class HttpProtocol(asyncio.Protocol):
                                                  self.server.date, response.CLOSE, False))
         self.close()
 
-    def close(self) -> None:
-        """Close now (what is written still goes out first)."""
+    def close(self, abort: bool = False) -> None:
+        """Close now: what is written still goes out first, unless ``abort`` (it will never be read)."""
         self.stopped = self.closed = True
         self.server.forget(self)
-        self.transport.close()
+        if abort:
+            self.transport.abort()
+        else:
+            self.transport.close()
         self._wake_writer()
 
     def linger(self) -> None:
@@ -389,12 +417,14 @@ class HttpProtocol(asyncio.Protocol):
     def _pause(self) -> None:
         if not self.paused:
             self.paused = True
-            self.transport.pause_reading()
+            if not self.write_paused:
+                self.transport.pause_reading()
 
     def _resume(self) -> None:
         if self.paused:
             self.paused = False
-            self.transport.resume_reading()
+            if not self.write_paused:
+                self.transport.resume_reading()
 
     def _headers_too_large(self) -> None:
         self.reject(431, "headers_too_large",

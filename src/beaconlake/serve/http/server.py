@@ -51,6 +51,7 @@ class Limits:
     max_connections: int
     max_drain_bytes: int
     drain_timeout_secs: float
+    send_timeout_secs: float
     retry_after_secs: int
     shutdown_timeout_secs: float
 
@@ -59,7 +60,8 @@ class Limits:
         s = settings.server
         return cls(s.keepalive_idle_secs, s.header_read_timeout_secs, s.body_read_timeout_secs, s.max_header_bytes,
                    settings.collector.max_body_bytes, max_connections or s.max_connections_per_worker,
-                   s.max_drain_bytes, s.drain_timeout_secs, settings.spool.retry_after_secs, s.shutdown_timeout_secs)
+                   s.max_drain_bytes, s.drain_timeout_secs, s.send_timeout_secs, settings.spool.retry_after_secs,
+                   s.shutdown_timeout_secs)
 
 
 class HttpServer:
@@ -81,7 +83,7 @@ class HttpServer:
         self.date = response.date_header()
         self._date_secs = int(time.time())
         shortest = min(limits.keepalive_idle_secs, limits.header_read_timeout_secs, limits.body_read_timeout_secs,
-                       limits.drain_timeout_secs)
+                       limits.drain_timeout_secs, limits.send_timeout_secs)
         self.tick_secs = min(max(shortest / 4, 0.05), 0.5)
         self._sock: socket.socket | None = None
         self._sweeper: asyncio.Task[None] | None = None
