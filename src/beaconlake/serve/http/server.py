@@ -136,7 +136,7 @@ class HttpServer:
                 self._refuse(conn)
                 return False
             self.count_close("shed")
-            victim.close()
+            victim.close(abort=victim.write_paused)  # an answer it leaves unread is dropped with it
         self.conns.add(conn)
         if self.shares is not None:
             self.shares.publish(len(self.conns))
