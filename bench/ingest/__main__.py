@@ -17,6 +17,7 @@ See bench/README.md for how to read the output.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,59 +41,88 @@ REPO = Path(__file__).resolve().parent.parent.parent
 def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> Block:
     args = load.args
     block = Block(workers, durability)
-    col = Collector(load.tmp / f"collector-w{workers}-{durability}", workers, durability)
-    print(f"\n== beaconlake up --workers {workers}, spool.durability = {durability!r}  (port {col.port})", flush=True)
+    name = f"w{workers}-{durability}"
+    servers = {}
+    if args.baseline:
+        servers["baseline"] = Collector(load.tmp / f"baseline-{name}", workers, durability, source=args.baseline)
+    servers["beaconlake"] = Collector(load.tmp / f"collector-{name}", workers, durability)
+    for label, col in servers.items():
+        print(f"\n== {label}: beaconlake up --workers {workers}, spool.durability = {durability!r}  (port {col.port})",
+              flush=True)
     try:
-        col.start()
-        roles = col.roles()
-        print("   processes: " + ", ".join(f"{pid} {role}" for pid, role in sorted(roles.items())), flush=True)
-        col_path = f"/v1/events?k={col.write_key}"
+        roles = {}
+        for label, col in servers.items():
+            col.start()
+            roles[label] = col.roles()
+            print(f"   {label} processes: " + ", ".join(f"{pid} {role}" for pid, role in sorted(roles[label].items())),
+                  flush=True)
         logged = nginx_ok = 0
         for run_no in range(0 if args.warmup else 1, args.runs + 1):
             seconds = args.warmup if run_no == 0 else args.duration
             for c in [max(args.connections)] if run_no == 0 else args.connections:
                 if nginx is not None:
-                    col.pause()
-                    try:
+                    with paused(*servers.values()):
                         r = run_wrk(nginx.url + "/v1/events", load.script("/v1/events"), args, seconds,
                                     Run("nginx", 0, "-", c, run_no), nginx.roles())
-                    finally:
-                        col.resume()
                     size, first = nginx.take_log()
                     logged, nginx_ok = logged + size, nginx_ok + r.ok
                     if r.ok and first not in load.escaped:
                         print(f"  !! nginx's log does not hold the request body (first line: {first[:120]!r})")
                     block.runs.append(r)
                     show(r, args.runs)
-                r = run_wrk(col.url + col_path, load.script(col_path), args, seconds,
-                            Run("beaconlake", workers, durability, c, run_no), roles)
-                block.runs.append(r)
-                show(r, args.runs)
+                for label, col in servers.items():  # each collector alone on the machine while it is measured
+                    path = f"/v1/events?k={col.write_key}"
+                    with paused(*(other for other in servers.values() if other is not col)):
+                        r = run_wrk(col.url + path, load.script(path), args, seconds,
+                                    Run(label, workers, durability, c, run_no), roles[label])
+                    block.runs.append(r)
+                    show(r, args.runs)
         if nginx is not None:
             block.nginx_log = {"bytes": logged, "lines_estimated": round(logged / load.mean_line), "requests_2xx": nginx_ok}
-        m = col.settled_metrics()
+        settled = {label: col.settled_metrics() for label, col in servers.items()}
     except BaseException:
-        col.stop(timeout=20)
+        for col in servers.values():
+            col.stop(timeout=20)
         raise
-    t0 = time.monotonic()
-    col.stop()
-    ours = [r for r in block.runs if r.server == "beaconlake"]
-    block.accounting = {
-        "wrk_2xx_events": sum(r.ok for r in ours) * EVENTS_PER_BATCH,
+    for label, col in servers.items():
+        t0 = time.monotonic()
+        col.stop()
+        account = accounting([r for r in block.runs if r.server == label], settled[label], time.monotonic() - t0, col)
+        if label == "beaconlake":
+            block.accounting = account
+        else:
+            block.baseline_accounting = account
+        if args.keep:
+            print(f"   kept {col.folder}")
+        else:
+            shutil.rmtree(col.folder, ignore_errors=True)
+    return block
+
+
+@contextlib.contextmanager
+def paused(*collectors: Collector) -> Iterator[None]:
+    """SIGSTOP the other servers (their lake delivery included) so they take no CPU meanwhile."""
+    for col in collectors:
+        col.pause()
+    try:
+        yield
+    finally:
+        for col in collectors:
+            col.resume()
+
+
+def accounting(runs: list[Run], m: dict[str, float], stop_secs: float, col: Collector) -> dict:
+    return {
+        "wrk_2xx_events": sum(r.ok for r in runs) * EVENTS_PER_BATCH,
         "accepted": int(m.get("beaconlake_events_accepted_total", 0)),
         "received": int(m.get("beaconlake_events_received_total", 0)),
         "rejected": {k: int(v) for k, v in m.items() if k.startswith("beaconlake_events_rejected_total") and v},
         "requests": {k.split('"')[1]: int(v) for k, v in m.items() if k.startswith("beaconlake_requests_total{") and v},
         # wrk stops counting at the deadline: requests in flight then are answered but not counted.
-        "max_uncounted_events": sum(r.connections for r in ours) * EVENTS_PER_BATCH,
-        "stop_and_drain_secs": round(time.monotonic() - t0, 1),
+        "max_uncounted_events": sum(r.connections for r in runs) * EVENTS_PER_BATCH,
+        "stop_and_drain_secs": round(stop_secs, 1),
         **col.lake(),
     }
-    if args.keep:
-        print(f"   kept {col.folder}")
-    else:
-        shutil.rmtree(col.folder, ignore_errors=True)
-    return block
 
 
 def measured_code() -> str:
@@ -141,10 +172,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bodies", type=int, default=32, help="distinct request bodies, rotated per request")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated bodies")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx reference (no ratio)")
+    p.add_argument("--baseline", type=Path, help="another beaconlake's src/ folder (e.g. a git archive of main), "
+                   "measured in alternation with this one, same load; its dependencies must be installed here")
     p.add_argument("--keep", action="store_true", help="keep the temp folder: configs, logs, the lake")
     p.add_argument("--json", type=Path, default=REPO / "bench" / "out" / f"ingest-{dt.datetime.now():%Y%m%d-%H%M%S}.json",
                    help="write the figures here")
     args = p.parse_args(argv)
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "beaconlake" / "cli.py").is_file():
+            p.error(f"--baseline {args.baseline}: no beaconlake/cli.py in it; give the src/ folder of a checkout")
     if args.runs < 1 or args.duration <= 0 or args.threads < 1 or args.bodies < 1:
         p.error("--runs, --threads and --bodies must be >= 1 and --duration > 0")
     return args
@@ -163,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0].split(" [")[0]
     print(f"beaconlake ingest benchmark, {dt.datetime.now().isoformat(timespec='seconds')}, {cores} cores, {wrk_v}")
     print(f"collector code: {code}")
+    if args.baseline:
+        print(f"baseline code: {args.baseline} (measured in alternation: nginx, baseline, beaconlake)")
     print(f"load: POST /v1/events, {args.bodies} distinct bodies of {EVENTS_PER_BATCH} events (mean {load.mean_body:,.0f} B), "
           f"{args.threads} wrk threads; {args.runs} x {args.duration:g} s per server and connection count "
           f"(+{args.warmup:g} s warm-up)")
@@ -204,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "code": code, "cores": cores, "wrk": wrk_v, "mean_body_bytes": load.mean_body,
         "blocks": [{"workers": b.workers, "durability": b.durability, "summary": rows,
                     "runs": [asdict(r) | {"rps": r.rps} for r in b.runs], "accounting": b.accounting,
+                    "baseline_accounting": b.baseline_accounting,
                     "nginx_log": b.nginx_log} for b, rows in zip(blocks, summaries)],
     }, indent=2))
     print(f"\nfigures written to {out}")

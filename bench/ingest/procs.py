@@ -201,14 +201,18 @@ def _group_exists(name: str) -> bool:
 class Collector:
     """``beaconlake init`` + ``beaconlake up`` in a folder of its own, in a session of its own."""
 
-    def __init__(self, folder: Path, workers: int, durability: str) -> None:
-        self.folder, self.workers, self.durability = folder, workers, durability
+    def __init__(self, folder: Path, workers: int, durability: str, source: Path | None = None) -> None:
+        """``source``: another tree's ``src/`` folder to run instead of the installed beaconlake."""
+        self.folder, self.workers, self.durability, self.source = folder, workers, durability, source
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.log = folder / "collector.log"
         folder.mkdir(parents=True)
         cli = [sys.executable, "-m", "beaconlake.cli"]  # the `beaconlake` command, from this interpreter
-        init = subprocess.run([*cli, "init"], cwd=folder, capture_output=True, text=True)
+        self.env = dict(os.environ)
+        if source is not None:
+            self.env["PYTHONPATH"] = str(source)
+        init = subprocess.run([*cli, "init"], cwd=folder, capture_output=True, text=True, env=self.env)
         if init.returncode:
             raise SystemExit(f"beaconlake init failed:\n{init.stdout}{init.stderr}")
         self.config = folder / "beaconlake.toml"
@@ -220,7 +224,7 @@ class Collector:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = dict(os.environ)
+        env = dict(self.env)
         if self.durability != "fsync":  # fsync is the default; leave the config as `init` wrote it
             env["BEACONLAKE__SPOOL__DURABILITY"] = f'"{self.durability}"'
         with open(self.log, "wb") as log:
@@ -229,7 +233,8 @@ class Collector:
         wait_for(f"{self.url}/readyz", 200, self.proc, self.log, times=4 * self.workers)
 
     def roles(self) -> dict[int, str]:
-        """server (granian's main process), workers (forked by it), deliver (a spawned process)."""
+        """server (the supervisor: ``beaconlake up`` itself), workers (``beaconlake.serve.http.worker``
+        processes it starts), deliver (the deliverer and the scheduler, spawned processes)."""
         out = {}
         for pid in group_pids(self.proc.pid):
             try:
@@ -238,11 +243,13 @@ class Collector:
                 continue
             if pid == self.proc.pid:
                 out[pid] = "server"
+            elif b"beaconlake.serve.http.worker" in cmd:
+                out[pid] = "workers"
             elif b"resource_tracker" in cmd:
                 out[pid] = "other"
             elif b"spawn_main" in cmd:
                 out[pid] = "deliver"
-            else:
+            else:  # a baseline's server may fork workers that keep the parent's command line
                 out[pid] = "workers"
         return out
 

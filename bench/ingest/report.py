@@ -23,8 +23,8 @@ def summarize(block: Block, connections: list[int]) -> list[dict]:
     rows = []
     for c in connections:
         counted = [r for r in block.runs if r.connections == c and r.run > 0]
-        by_server = {"nginx": [r for r in counted if r.server == "nginx"],
-                     "beaconlake": [r for r in counted if r.server == "beaconlake"]}
+        by_server = {name: [r for r in counted if r.server == name] for name in ("nginx", "baseline", "beaconlake")}
+        first = len(rows)
         for server, runs in by_server.items():
             if not runs:
                 continue
@@ -41,14 +41,18 @@ def summarize(block: Block, connections: list[int]) -> list[dict]:
                 "failed": sum(r.non2xx + r.socket_errors for r in runs),
                 "cpu": {k: statistics.median(r.cpu.get(k, 0.0) for r in runs) for k in roles},
             })
-        if len(rows) >= 2 and rows[-2]["server"] == "nginx" and rows[-1]["server"] == "beaconlake":
-            rows[-1]["ratio"] = rows[-1]["rps"] / rows[-2]["rps"] if rows[-2]["rps"] else None
+        here = {r["server"]: r for r in rows[first:]}
+        for name in ("baseline", "beaconlake"):
+            if name in here and "nginx" in here and here["nginx"]["rps"]:
+                here[name]["ratio"] = here[name]["rps"] / here["nginx"]["rps"]
+        if "baseline" in here and "beaconlake" in here and here["baseline"]["rps"]:
+            here["beaconlake"]["vs_baseline"] = here["beaconlake"]["rps"] / here["baseline"]["rps"]
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
     head = (f"{'server':<11}{'workers':>7} {'durability':<11}{'conns':>5}{'req/s':>9}{'events/s':>11}"
-            f"{'p50 ms':>8}{'p99 ms':>8}{'failed':>7}{'ratio':>7}   cores: server+deliver / wrk / else")
+            f"{'p50 ms':>8}{'p99 ms':>8}{'failed':>7}{'ratio':>7}{'us/req':>7}   cores: server+deliver / wrk / else")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -58,15 +62,25 @@ def print_table(rows: list[dict]) -> None:
         cores = f"{srv:.2f}+{cpu['deliver']:.2f}" if "deliver" in cpu else f"{srv:.2f}"
         print(f"{r['server']:<11}{r['workers']!s:>7} {r['durability']:<11}{r['connections']:>5}{r['rps']:>9,.0f}"
               f"{r['rps'] * EVENTS_PER_BATCH:>11,.0f}{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['failed']:>7}{ratio:>7}"
+              f"{srv / r['rps'] * 1e6 if r['rps'] else 0:>7.0f}"
               f"   {cores} / {cpu.get('wrk', 0):.2f} / {cpu.get('else', 0):.2f}{'  <-- FAILED REQUESTS' if r['failed'] else ''}")
 
 
 def print_checks(block: Block, rows: list[dict], top: int) -> bool:
     """Targets (reported, never enforced), then the accounting that makes the figures trustworthy."""
-    a = block.accounting
     label = f"[workers={block.workers} durability={block.durability}]"
     for r in rows:
-        if r["server"] != "beaconlake":
+        if r.get("vs_baseline") is not None:
+            print(f"  {label} c={r['connections']}: {r['vs_baseline']:.2f} x the baseline's req/s")
+    ok = _check_block(block, block.accounting, rows, top, label, "beaconlake")
+    if block.baseline_accounting:
+        ok = _check_block(block, block.baseline_accounting, rows, top, label + " baseline", "baseline") and ok
+    return ok
+
+
+def _check_block(block: Block, a: dict, rows: list[dict], top: int, label: str, server: str) -> bool:
+    for r in rows:
+        if r["server"] != server:
             continue
         if r.get("ratio") is not None:
             print(f"  {label} c={r['connections']}: {r['ratio']:.2f} of nginx's req/s (target >= {TARGET_RATIO}): "
@@ -85,7 +99,7 @@ def print_checks(block: Block, rows: list[dict], top: int) -> bool:
           f"accepted{f' (+{high:,} high-level detected by the server)' if high else ''}, "
           f"{a['spool_segments_left']} spool segments left (stop + drain {a['stop_and_drain_secs']} s): "
           f"{'ok' if stored else 'MISMATCH'}")
-    failed = sum(r.non2xx + r.socket_errors for r in block.runs)
+    failed = sum(r.non2xx + r.socket_errors for r in block.runs if r.server in ("nginx", server))
     bad_codes = {k: v for k, v in a["requests"].items() if not k.startswith("2")}
     if failed or bad_codes or a["rejected"] or a["rejected_rows"]:
         print(f"  {label} !! FAILED REQUESTS: wrk saw {failed} non-2xx or socket errors (warm-up included); collector "
@@ -94,7 +108,7 @@ def print_checks(block: Block, rows: list[dict], top: int) -> bool:
     if busy > BUSY_CORES:
         print(f"  {label} !! other work used {busy:.2f} cores of the machine during the runs (median): absolute "
               f"figures are depressed and noisy; the ratio is fairer (both servers suffer alike); rerun when quiet")
-    if block.nginx_log:
+    if block.nginx_log and server == "beaconlake":
         n = block.nginx_log
         print(f"  nginx logged {n['bytes'] / 1e9:.2f} GB of bodies, ~{n['lines_estimated']:,} lines for "
               f"{n['requests_2xx']:,} counted 2xx")

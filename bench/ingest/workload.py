@@ -146,7 +146,7 @@ class Load:
 
 @dataclass
 class Run:
-    server: str  # "nginx" or "beaconlake"
+    server: str  # "nginx", "beaconlake" or "baseline"
     workers: int
     durability: str
     connections: int
@@ -179,6 +179,7 @@ class Block:
     durability: str
     runs: list[Run] = field(default_factory=list)
     accounting: dict = field(default_factory=dict)
+    baseline_accounting: dict = field(default_factory=dict)  # with --baseline
     nginx_log: dict = field(default_factory=dict)
 
 

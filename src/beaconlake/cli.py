@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
-import os
 import shutil
 import sys
 import threading
@@ -66,7 +65,7 @@ def _load(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
-def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Event) -> None:
+def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Event, level: str) -> None:
     """Restart the delivery process if it dies: acknowledged events must keep flowing to the lake."""
     from beaconlake.ingest import deliver
 
@@ -75,17 +74,14 @@ def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Ev
         proc = holder["proc"]
         if not proc.is_alive() and not stop.is_set():
             log.error("lake delivery process exited with code %s; restarting it", proc.exitcode)
-            holder["proc"] = ctx.Process(target=deliver.run_forever, args=(settings,), name="beaconlake-deliver")
+            holder["proc"] = ctx.Process(target=deliver.run_forever, args=(settings, level), name="beaconlake-deliver")
             holder["proc"].start()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces
-
     from beaconlake.ingest import deliver, spool
-    from beaconlake.ingest.collector.app import CONFIG_ENV, create_app
-    from beaconlake.logs import granian_config
+    from beaconlake.ingest.collector.app import create_app
+    from beaconlake.serve.http.supervisor import Supervisor
 
     settings = _load(args)
     create_app(settings)  # compiles every tenant's schemas: a bad one stops us here, not in a worker
@@ -104,40 +100,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         if kept:
             log.info("recovered %d statistics window(s) from the last run", kept)
 
+    level = logging.getLevelName(log.getEffectiveLevel())
     ctx = multiprocessing.get_context("spawn")
-    holder = {"proc": ctx.Process(target=deliver.run_forever, args=(settings,), name="beaconlake-deliver")}
+    holder = {"proc": ctx.Process(target=deliver.run_forever, args=(settings, level), name="beaconlake-deliver")}
     holder["proc"].start()
     stop = threading.Event()
-    threading.Thread(target=_watch_deliverer, args=(settings, holder, stop), daemon=True).start()
+    threading.Thread(target=_watch_deliverer, args=(settings, holder, stop, level), daemon=True).start()
     from beaconlake.schedule.run import run_forever as run_scheduler
 
     # convert + analyze in a process of their own: never in a server worker's request path
-    scheduler = ctx.Process(target=run_scheduler, args=(settings, logging.getLevelName(log.getEffectiveLevel())),
-                            name="beaconlake-schedule")
+    scheduler = ctx.Process(target=run_scheduler, args=(settings, level), name="beaconlake-schedule")
     scheduler.start()
-
-    os.environ[CONFIG_ENV] = str(Path(args.config or config.DEFAULT_CONFIG_NAME).resolve())
-    # Command-line overrides reach the workers the same way file settings do.
-    os.environ["BEACONLAKE__SERVER__PORT"] = str(settings.server.port)
-    os.environ["BEACONLAKE__SERVER__HOST"] = f'"{settings.server.host}"'
     log.info(
         "collector on http://%s:%d (%d worker(s)), lake at %s",
         settings.server.host, settings.server.port, settings.server.workers, settings.storage,
     )
-    server = Granian(
-        "beaconlake.ingest.collector.app:from_env",
-        address=settings.server.host,
-        port=settings.server.port,
-        interface=Interfaces.RSGI,
-        workers=settings.server.workers,
-        factory=True,
-        respawn_failed_workers=True,
-        backlog=2048,
-        log_access=False,
-        log_dictconfig=granian_config(logging.getLevelName(log.getEffectiveLevel())),
-    )
     try:
-        server.serve()
+        status = Supervisor(settings, "beaconlake.ingest.collector.app:create_app", level).run()
     finally:
         stop.set()
         if scheduler.is_alive():
@@ -151,7 +130,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if proc.is_alive():
             proc.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
             proc.join(settings.delivery.drain_timeout_secs + 5)
-    return 0
+    return status
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:

@@ -51,6 +51,8 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ServerSettings(_Section):
+    """The HTTP server of ``beaconlake up`` and how it governs connections (serve/http)."""
+
     host: str = "127.0.0.1"
     port: Port = 8080
     workers: PositiveInt = 1
@@ -62,6 +64,32 @@ class ServerSettings(_Section):
     admin_key: Key | None = None
     # Addresses or CIDRs of your own proxies; X-Forwarded-For is read through them, right to left.
     trusted_proxies: list[str] = []
+    # An idle keep-alive connection is closed after this long without a new request.
+    keepalive_idle_secs: PositiveFloat = 5.0
+    # From a connection's start, or the end of the previous answer, to the end of a request's headers.
+    header_read_timeout_secs: PositiveFloat = 10.0
+    # From the end of a request's headers to the end of its body (answered 408 past it).
+    body_read_timeout_secs: PositiveFloat = 20.0
+    # Request line plus headers.
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1024 * 1024)] = 16 * 1024
+    # Over it, the longest-idle connection is shed; if none is idle, the new one gets a 503.
+    max_connections_per_worker: Annotated[int, msgspec.Meta(ge=16)] = 10_000
+    # After an early answer (413...), how much of the rest of the body is read and dropped, and
+    # for how long, so the client reads the answer instead of a reset; then the connection closes.
+    max_drain_bytes: Annotated[int, msgspec.Meta(ge=0)] = 64 * 1024 * 1024
+    drain_timeout_secs: PositiveFloat = 10.0
+    # An answer the client leaves unread this long (our send buffer stays full) ends the connection.
+    send_timeout_secs: PositiveFloat = 20.0
+    # On SIGTERM, how long requests in flight may take to finish before they are cut.
+    shutdown_timeout_secs: PositiveFloat = 10.0
+
+    def __post_init__(self) -> None:
+        if self.keepalive_idle_secs > self.header_read_timeout_secs:
+            raise ValueError(
+                f"server.keepalive_idle_secs={self.keepalive_idle_secs:g} is over server.header_read_timeout_secs="
+                f"{self.header_read_timeout_secs:g}, which also bounds the wait for the next request; "
+                "raise header_read_timeout_secs too"
+            )
 
 
 class CollectorSettings(_Section):

@@ -54,20 +54,3 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level)
 
-
-def granian_config(level: str = "INFO", stream=None) -> dict:
-    """A ``logging.config`` dict for granian (``log_dictconfig``): its own messages and those of
-    the server worker processes it starts, in the same format as ours."""
-    stream = stream or sys.stderr
-    formatter = {"()": "logging.Formatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
-    if not stream.isatty():
-        formatter = {"()": "beaconlake.logs.JsonFormatter"}
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"generic": formatter},
-        "handlers": {"console": {"formatter": "generic", "class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
-        "loggers": {"_granian": {"handlers": ["console"], "level": level, "propagate": False},
-                    "granian.access": {"handlers": ["console"], "level": level, "propagate": False}},
-        "root": {"handlers": ["console"], "level": level},
-    }

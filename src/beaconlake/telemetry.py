@@ -45,6 +45,14 @@ HELP = {
     "beaconlake_spool_write_failures_total": ("counter", "Spool writes refused (disk budget) or failed (disk errors)."),
     "beaconlake_destination_failures_total": ("counter", "Best-effort destinations that failed on a batch."),
     "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
+    "beaconlake_http_connections_closed_total": (
+        "counter", "Connections the HTTP server closed on its own, by reason: header_timeout, keepalive_idle, "
+                   "body_timeout, send_timeout, drain_timeout, drain_limit, shed (longest idle, at the connection cap), refused "
+                   "(at the cap, none idle: 503), shutdown."),
+    "beaconlake_http_refused_total": (
+        "counter", "Requests the HTTP server answered itself before any route, by status code (400 malformed, "
+                   "408 too slow, 411 no length, 413 too large, 417, 431 headers too large, 503 at the cap)."),
+    "beaconlake_http_worker_restarts_total": ("counter", "HTTP server worker processes that exited and were restarted."),
 }
 
 Labels = tuple[tuple[str, str], ...]

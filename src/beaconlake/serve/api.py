@@ -61,7 +61,7 @@ def person_id_of(request: Request, route: str) -> str:
     ``%2F`` in an id from a ``/`` of the route, and some servers and clients (Starlette's
     TestClient among them) decode ``%25`` twice. Else the routed value, which the server decoded:
     also when ``raw_path`` is byte for byte the decoded path, which is what a server gives that
-    has no raw path to give and copies the decoded one (the RSGI bridge of granian does).
+    has no raw path to give and copies the decoded one.
     """
     person_id = request.path_params["person_id"]
     raw = request.scope.get("raw_path")

@@ -2,9 +2,10 @@
 
 ``POST /v1/events`` is dispatched before Starlette sees the request: it is the hot path
 and needs none of a framework's request objects. Everything else is a Starlette route.
-The app speaks both RSGI (what ``beaconlake up`` serves through granian) and ASGI (for
-in-process tests and other servers). Each server worker process runs one of these apps,
-with its own spool segment.
+``beaconlake up`` serves the app with beaconlake's own HTTP server (``serve/http``), which
+calls ``fast_routes()`` without ASGI and ``web`` for the rest; the app also speaks ASGI as a
+whole (in-process tests, other servers). Each server worker process runs one of these apps,
+with its own spool segment; ``startup``/``shutdown`` are its life-cycle hooks.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import asyncio
 import contextlib
 import gzip
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from beaconlake import config
 from beaconlake.config import Settings
 from beaconlake.dashboard.routes import Dashboard
 from beaconlake.ingest import spool
-from beaconlake.ingest.collector import asgi, rsgi
-from beaconlake.ingest.collector.events import EventsEndpoint, SpoolPressure
+from beaconlake.ingest.collector import asgi
+from beaconlake.ingest.collector.events import EventRequest, EventsEndpoint, Headers, Refused, SpoolPressure
 from beaconlake.ingest.route import build_router
+from beaconlake.serve.http.request import Request as HttpRequest
 from beaconlake.serve.profiles import ProfilesApi
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger(__name__)
 
-CONFIG_ENV = "BEACONLAKE_CONFIG"
 TRACKER_JS = Path(__file__).resolve().parent.parent / "tracker" / "beaconlake.js"
 HOUSEKEEPING_SECS = 0.25
 
 
 class Collector:
     """One worker's collector: owns its spool writer, the router and the housekeeping task."""
+
+    body_error = Refused  # what the HTTP server's read_body raises: the event endpoint's own refusal
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -83,25 +84,12 @@ class Collector:
         else:
             await self.web(scope, receive, send)
 
-    async def __rsgi__(self, scope: Any, proto: Any) -> None:
-        """RSGI (granian)."""
-        if scope.path == "/v1/events":
-            await rsgi.serve_events(self.events, scope, proto)
-        elif scope.proto == "http":
-            await rsgi.serve_asgi(self.web, scope, proto)
+    def fast_routes(self) -> dict[str, Any]:
+        """The paths beaconlake's HTTP server answers without ASGI."""
+        return {"/v1/events": self._post_events}
 
-    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._start(loop)
-
-    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.ready = False
-        if self._task is not None:
-            self._task.cancel()
-        self.writer.close_sync()
-        if self.realtime is not None:
-            self.realtime.close()
-        self._count_spooled()
-        self.metrics.write_snapshot()
+    async def _post_events(self, req: HttpRequest) -> tuple[int, Headers, bytes]:
+        return await self.events.handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -227,9 +215,5 @@ class Collector:
 
 
 def create_app(settings: Settings) -> Collector:
+    """The factory ``beaconlake up`` gives its server workers."""
     return Collector(settings)
-
-
-def from_env() -> Collector:
-    """Factory for server workers: ``beaconlake up`` passes the config path in the environment."""
-    return create_app(config.load(os.environ[CONFIG_ENV]))

@@ -1,8 +1,8 @@
 """``POST /v1/events``: the hot path, independent of the server interface.
 
 ``EventsEndpoint.handle`` takes an ``EventRequest`` and returns (status, headers, body);
-``asgi.py`` and ``rsgi.py`` beside this file adapt it to the two server interfaces (RSGI is
-what ``beaconlake up`` serves: it costs about half as much per request as ASGI).
+``beaconlake up``'s own HTTP server (``serve/http``) calls it without ASGI, and ``asgi.py``
+beside this file adapts it to ASGI (in-process tests, other servers).
 
 Order of checks, cheapest first: method, backpressure, content type and encoding, write
 key, origin, body size, envelope, then each event. The answer is 200 only once the
