@@ -33,6 +33,9 @@ HELP = {
     "beaconlake_delivery_failures_total": ("counter", "Failed attempts to deliver a spool segment."),
     "beaconlake_delivery_lag_seconds": ("gauge", "Age of the oldest sealed segment waiting for delivery."),
     "beaconlake_destination_failures_total": ("counter", "Best-effort destinations that failed on a batch."),
+    "beaconlake_convert_quarantined_files_total": (
+        "counter", "Raw files scheduled convert runs moved to the lake's quarantine/ as unreadable, by tenant."),
+    "beaconlake_schedule_runs_failed_total": ("counter", "Scheduled convert + analyze runs that failed, by stage."),
     "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
 }
 

@@ -28,6 +28,8 @@ from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.lake import DAY_MS, RAW_KEY, RawFile, RawLake, day_ms, ms_day
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import Promoted
+from beaconlake.convert.quarantine import Quarantine, problem, read_problem
+from beaconlake.convert.quarantine import keys as quarantined_keys
 from beaconlake.convert.sessionize import Bounds
 from beaconlake.convert.settings import ConvertSettings
 from beaconlake.types import RAW_SCHEMA
@@ -51,7 +53,8 @@ class RunContext:
     staging: str
     progress: Progress
     known: set[tuple[str, int]]  # (raw key, size) converted by earlier runs
-    lake: RawLake | None = None  # None: the files are local
+    lake: RawLake
+    quarantine: Quarantine
     full: bool = False
     counts: dict[str, int] = field(default_factory=lambda: {"batches": 0, "days": 0, "events": 0})
 
@@ -67,36 +70,69 @@ class TenantJob:
             self.bytes_by_day[f.day] = self.bytes_by_day.get(f.day, 0) + f.size
         self.first_day = min(self.bytes_by_day)
         self._day_views: list[str] = []
+        self._handed: dict[str, RawFile] = {}  # the raw files given to the engine in the current step
 
     def paths(self, files: list[RawFile]) -> list[str]:
-        if self.ctx.lake is None:
-            return [f.uri for f in files]
+        self._handed.update((f.key, f) for f in files)
         return self.ctx.lake.local_paths(files, Path(self.ctx.staging) / "raw")
 
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        self._update_identities()
+        self._surviving_bad_files(self._update_identities)
         pending: set[date] = set()
         for f in self.new:
             pending |= self._with_neighbours(f.day, back=True)
         while pending:
             days = self._next_batch(sorted(pending))
             pending -= set(days)
-            pending |= self._convert_batch(days)
+            pending |= self._surviving_bad_files(lambda days=days: self._convert_batch(days))
+
+    def _surviving_bad_files(self, step):
+        """Run ``step``; when it fails, find the raw files it gave the engine that do not read
+        (a footer can be whole while a page is not), quarantine them, and run it again without
+        them. A failure no file explains is raised as it is."""
+        while True:
+            self._handed = {}
+            try:
+                return step()
+            except Exception as exc:  # engines raise errors of every kind; re-raised unless a file explains it
+                lines = str(exc).strip().splitlines()
+                said = f"the {self.e.name} engine stopped on it: {(lines[0] if lines else type(exc).__name__)[:300]}"
+                if not [f for f in list(self._handed.values()) if self._quarantine_if_unreadable(f, said)]:
+                    raise
+
+    def _quarantine_if_unreadable(self, f: RawFile, said: str) -> bool:
+        """Decode ``f`` whole with pyarrow, then with the engine alone; quarantine it if either fails."""
+        found = problem(self.ctx.lake, f, read_problem)
+        if found:
+            moved = self.ctx.quarantine.put(f, f"{found} ({said})", read_problem)
+        else:
+            # pyarrow reads it, the engine does not: the engine's verdict on this one file decides
+            [path] = self.ctx.lake.local_paths([f], Path(self.ctx.staging) / "raw")
+            found = self.e.unreadable(path, RAW_SCHEMA)
+            moved = found and self.ctx.quarantine.put(f, f"the {self.e.name} engine cannot read it: {found}", None)
+        if not moved:
+            return False
+        self.files = [x for x in self.files if x.key != f.key]
+        self.new = [x for x in self.new if x.key != f.key]
+        self.bytes_by_day[f.day] -= f.size
+        if not any(x.day == f.day for x in self.files):
+            del self.bytes_by_day[f.day]  # a day without raw files left is emptied by its batch
+        return True
 
     def _with_neighbours(self, day: date, back: bool) -> set[date]:
         span = range(-self.k if back else 0, self.k + 1)
         return {day + timedelta(days=i) for i in span} & self.bytes_by_day.keys()
 
     def _next_batch(self, days: list[date]) -> list[date]:
-        batch, size = [days[0]], self.bytes_by_day[days[0]]
+        batch, size = [days[0]], self.bytes_by_day.get(days[0], 0)
         budget = self.ctx.convert.max_batch_mb * 1024 * 1024
         for day in days[1:]:
-            if day != batch[-1] + timedelta(days=1) or size + self.bytes_by_day[day] > budget:
+            if day != batch[-1] + timedelta(days=1) or size + self.bytes_by_day.get(day, 0) > budget:
                 break
             batch.append(day)
-            size += self.bytes_by_day[day]
+            size += self.bytes_by_day.get(day, 0)
         return batch
 
     # -- identities ----------------------------------------------------------------------------
@@ -197,6 +233,8 @@ class TenantJob:
             key for key, _size in self.ctx.known
             if key.startswith(prefix) and key not in listed and lo <= _day_of(key) <= hi
         )
+        if gone:  # a file that went to quarantine is accounted for: its reason record says what was lost
+            gone = sorted(set(gone) - quarantined_keys(self.ctx.quarantine.storage, self.tenant))
         if gone:
             raise ConvertError(
                 f"{len(gone)} raw file(s) converted by an earlier run are gone from the lake, e.g. {gone[0]}; "

@@ -13,12 +13,14 @@ import logging
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from beaconlake.backends.catalog import open_catalog
 from beaconlake.backends.engine import Engine, open_engine
+from beaconlake.backends.storage import open_storage
 from beaconlake.config import Settings
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
@@ -26,6 +28,7 @@ from beaconlake.convert.job import RunContext, TenantJob
 from beaconlake.convert.lake import DAY_MS, RawFile, RawLake, day_ms
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import keep_existing_types, promoted_columns
+from beaconlake.convert.quarantine import Quarantine, Quarantined, footer_problem, problem
 from beaconlake.convert.settings import (
     CatalogSettings,
     ConvertSettings,
@@ -47,6 +50,8 @@ class RunSummary:
     days: int  # tenant-days rewritten
     late_files: int  # new files for days more than late_arrival_hours behind the newest
     seconds: float
+    # raw files this run moved to the lake's quarantine/ area instead of converting, with why
+    quarantined: list[Quarantined] = field(default_factory=list)
 
     @property
     def events_per_sec(self) -> float:
@@ -67,6 +72,19 @@ def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]],
     converted = {(f.tenant, f.day) for f in files if (f.key, f.size) in known}
     newest = max(day_ms(f.day) for f in files)
     return [f for f in new if (f.tenant, f.day) in converted and day_ms(f.day) + DAY_MS + late_hours * 3_600_000 < newest]
+
+
+# Footers are checked a few at a time: on S3 each is a round trip or two.
+FOOTER_CHECK_THREADS = 8
+
+
+def _unreadable(lake: RawLake, files: list[RawFile]) -> list[tuple[RawFile, str]]:
+    """The files whose footer says the engines cannot read them, with the reason."""
+    if not files:
+        return []
+    with ThreadPoolExecutor(min(FOOTER_CHECK_THREADS, len(files))) as pool:
+        problems = list(pool.map(lambda f: problem(lake, f, footer_problem), files))
+    return [(f, p) for f, p in zip(files, problems, strict=True) if p]
 
 
 def convert(
@@ -102,6 +120,14 @@ def convert(
         files = lake.list(tenants)
         known = store.converted()
         new = files if full else [f for f in files if (f.key, f.size) not in known]
+        # a file the engines cannot read is moved aside before it can fail a batch
+        quarantine = Quarantine(open_storage(settings.storage), run_id)
+        for f, reason in _unreadable(lake, new):
+            quarantine.put(f, reason, footer_problem)
+        if quarantine.moved:
+            gone = {q.key for q in quarantine.moved}
+            files = [f for f in files if f.key not in gone]
+            new = [f for f in new if f.key not in gone]
         late = _late(new, files, known, convert_settings.late_arrival_hours) if new and not full else []
         if late:
             log.warning(
@@ -116,7 +142,7 @@ def convert(
         if new and own_engine:
             engine = open_engine(engine_settings, settings.data_dir)
         ctx = RunContext(engine, store, convert_settings, promoted, run_id, str(staging), bar, known,
-                         None if lake.is_local else lake, full)
+                         lake, quarantine, full)
         try:
             for tenant in sorted({f.tenant for f in new}):
                 mine = [f for f in files if f.tenant == tenant]
@@ -126,10 +152,13 @@ def convert(
             if own_engine and engine is not None:
                 engine.close()
         summary = RunSummary(run_id, len(new), ctx.counts["events"], ctx.counts["batches"], ctx.counts["days"],
-                             len(late), time.monotonic() - started)
+                             len(late), time.monotonic() - started, list(quarantine.moved))
         log.info("convert run %s: %d new file(s), %d batch(es), %d tenant-day(s), %s events in %.1f s (%s events/s)",
                  run_id, summary.new_files, summary.batches, summary.days, f"{summary.events:,}", summary.seconds,
                  f"{summary.events_per_sec:,.0f}")
+        if summary.quarantined:
+            log.warning("convert run %s: %d raw file(s) quarantined (see %s in the lake)", run_id,
+                        len(summary.quarantined), "quarantine/")
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -31,6 +31,7 @@ from beaconlake.telemetry import Metrics
 STATIC = Path(__file__).resolve().parent / "static"
 DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
+QUARANTINE_SHOWN = 50  # the Pipeline view lists at most this many quarantined raw files
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
@@ -56,6 +57,7 @@ class Dashboard:
         self.index = realtime.index if realtime is not None else None
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
+        self._storage: Any = None  # the lake's storage, opened when the Pipeline view first asks
 
     @property
     def runs(self) -> RunLog:
@@ -149,9 +151,19 @@ class Dashboard:
                              "interval_mins": self.settings.schedule.convert_interval_mins,
                              "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
+                "quarantined": self._quarantined(tenant.id),
             }
 
         return await run_in_threadpool(gather)
+
+    def _quarantined(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's raw files that convert moved to the lake's quarantine/, newest first."""
+        from beaconlake.backends.storage import open_storage
+        from beaconlake.convert import quarantine
+
+        if self._storage is None:
+            self._storage = open_storage(self.settings.storage)
+        return quarantine.listing(self._storage, tenant, limit=QUARANTINE_SHOWN)
 
     async def request_run(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         await run_in_threadpool(self.runs.request, f"requested ({tenant.id})")

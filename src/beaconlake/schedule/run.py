@@ -23,6 +23,7 @@ import msgspec
 from beaconlake.config import Settings
 from beaconlake.locks import RunLock
 from beaconlake.schedule.state import RunLog, now_ms
+from beaconlake.telemetry import Metrics
 
 log = logging.getLogger("beaconlake.schedule")
 
@@ -42,9 +43,10 @@ def _summary(obj: Any) -> Any:
         return str(obj)
 
 
-def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None) -> dict[str, Any]:
-    """Convert, then analyze; record the outcome. Returns the run's record. Raises Busy (after
-    recording the refusal) when another run is going on."""
+def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None,
+             metrics: Metrics | None = None) -> dict[str, Any]:
+    """Convert, then analyze; record the outcome (and count it in ``metrics``). Returns the run's
+    record. Raises Busy (after recording the refusal) when another run is going on."""
     # imported here: the dashboard imports this module into the server workers, which need
     # neither engine nor scikit-learn
     from beaconlake.analyze.run import analyze
@@ -64,7 +66,10 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     stage = "convert"
     try:
         summary = convert(settings, progress=False)
-        runs.update(run_id, events=summary.events, new_files=summary.new_files)
+        runs.update(run_id, events=summary.events, new_files=summary.new_files, quarantined=len(summary.quarantined))
+        if metrics is not None:
+            for q in summary.quarantined:
+                metrics.inc("beaconlake_convert_quarantined_files_total", tenant=q.tenant)
         stage = "analyze"
         runs.update(run_id, stage=stage)
         runs.update(run_id, analyze=_summary(analyze(settings, progress=False)))
@@ -74,8 +79,12 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     except Exception as exc:  # any failure of a stage is the run's outcome, not the scheduler's end
         runs.finish(run_id, "failed", stage=stage, error=f"{type(exc).__name__}: {exc}"[:4000])
         log.exception("run %s (%s) failed in %s", run_id, trigger, stage)
+        if metrics is not None:
+            metrics.inc("beaconlake_schedule_runs_failed_total", stage=stage)
     finally:
         lock.release()
+        if metrics is not None:
+            metrics.write_snapshot()  # this process serves no /metrics: the server reads the snapshot
     return runs.get(run_id)
 
 
@@ -86,6 +95,7 @@ class Scheduler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runs = RunLog(settings.run_path, settings.schedule.keep_runs)
+        self.metrics = Metrics(settings.run_path, role="schedule")
         self.stopping = False
 
     def stop(self) -> None:
@@ -110,7 +120,7 @@ class Scheduler:
             if requested or due:
                 started = now_ms()
                 try:
-                    run_once(self.settings, requested or trigger, self.runs)
+                    run_once(self.settings, requested or trigger, self.runs, self.metrics)
                 except Busy:
                     pass
                 if due:  # the interval counts from a run's start; a run asked for in between does not move it

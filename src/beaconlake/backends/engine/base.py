@@ -104,6 +104,22 @@ class Engine(ABC):
         may write those one by one instead (DuckDB does: a plain write per partition, with no
         buffering of the whole result by partition). Returns the absolute paths written."""
 
+    def unreadable(self, path: str, schema: pa.Schema) -> str | None:
+        """Why this engine cannot read every value of ``schema``'s columns in the Parquet file at
+        ``path``, or None when it can (a whole read, for finding the file that failed a batch)."""
+        view = "_probe"
+        # a hash of every value, so no engine can skip decoding a column
+        values = "concat_ws('|', " + ", ".join(f"coalesce(CAST({f.name} AS STRING), '')" for f in schema) + ")"
+        try:
+            self.read_parquet(view, [path], schema)
+            self.query(f"SELECT count(*) AS n, max({self.dialect.hash64(values)}) AS h FROM {view}")
+        except Exception as exc:  # engines raise errors of every kind: each is this file's verdict
+            lines = str(exc).strip().splitlines()
+            return (lines[0] if lines else type(exc).__name__)[:500]
+        finally:
+            self.drop(view)
+        return None
+
     @abstractmethod
     def drop(self, *names: str) -> None:
         """Forget views or materialized results; unknown names are ignored."""
