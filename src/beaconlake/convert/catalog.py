@@ -36,6 +36,14 @@ from beaconlake.convert.tables import TableDef, iceberg_schema, partition_spec
 
 log = logging.getLogger(__name__)
 RUN_PROPERTY = "beaconlake.convert.run-id"
+# Table properties that keep metadata from piling up: appends merge small manifests (a run adds
+# one per table), and a commit deletes metadata files beyond the newest 20.
+TABLE_PROPERTIES = {
+    "write.parquet.compression-codec": "zstd",
+    "commit.manifest-merge.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
 
 
 def local_path(uri: str) -> str | None:
@@ -68,14 +76,18 @@ class TableStore:
         self.catalog.create_namespace_if_not_exists(self.namespace)
         for tdef in tables.ALL:
             try:
-                self.table(tdef.name)
+                table = self.table(tdef.name)
             except NoSuchTableError:
                 schema = iceberg_schema(tdef.arrow)
                 self.catalog.create_table(
                     self.ident(tdef.name), schema=schema, partition_spec=partition_spec(tdef, schema),
-                    properties={"write.parquet.compression-codec": "zstd"},
+                    properties=TABLE_PROPERTIES,
                 )
                 log.info("created Iceberg table %s", self.ident(tdef.name))
+                continue
+            if any(table.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):  # made by an older version
+                with table.transaction() as tx:
+                    tx.set_properties(TABLE_PROPERTIES)
         events = self.table(tables.EVENTS.name)
         have = {f.name for f in events.schema().fields}
         missing = [p for p in promoted if p.column not in have]

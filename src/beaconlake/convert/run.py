@@ -9,7 +9,9 @@ days, redoing one never duplicates rows.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -26,6 +28,7 @@ from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.job import RunContext, TenantJob
 from beaconlake.convert.lake import DAY_MS, RawFile, RawLake, day_ms
+from beaconlake.convert.maintain import Maintenance, maintain
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import keep_existing_types, promoted_columns
 from beaconlake.convert.quarantine import Quarantine, Quarantined, footer_problem, problem
@@ -52,6 +55,7 @@ class RunSummary:
     seconds: float
     # raw files this run moved to the lake's quarantine/ area instead of converting, with why
     quarantined: list[Quarantined] = field(default_factory=list)
+    maintenance: Maintenance | None = None  # None: not due in this run
 
     @property
     def events_per_sec(self) -> float:
@@ -72,6 +76,46 @@ def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]],
     converted = {(f.tenant, f.day) for f in files if (f.key, f.size) in known}
     newest = max(day_ms(f.day) for f in files)
     return [f for f in new if (f.tenant, f.day) in converted and day_ms(f.day) + DAY_MS + late_hours * 3_600_000 < newest]
+
+
+MAINTENANCE_MARK = "convert-maintenance.json"
+
+
+def _clean_staging(root: Path, keep: str) -> None:
+    """Remove what interrupted runs left in ``root`` (call with the convert lock held: no other
+    run is writing there)."""
+    if not root.is_dir():
+        return
+    stale = [p for p in root.iterdir() if p.name != keep]
+    size = 0
+    for p in stale:
+        size += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if stale:
+        log.info("removed %d staging folder(s) of interrupted convert runs (%.1f MB)", len(stale), size / 1e6)
+
+
+def _maintain_if_due(store: TableStore, cs: ConvertSettings, run_dir: Path) -> Maintenance | None:
+    """Warehouse maintenance (maintain.py) when ``maintenance_interval_hours`` have passed since the
+    last pass recorded in ``run_dir``."""
+    if not cs.maintenance_enabled:
+        return None
+    mark = run_dir / MAINTENANCE_MARK
+    now_ms = time.time_ns() // 1_000_000
+    try:
+        last = json.loads(mark.read_text())["last_ms"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        last = 0
+    if now_ms - last < cs.maintenance_interval_hours * 3_600_000:
+        return None
+    done = maintain(store, cs.snapshot_retention_hours, cs.orphan_min_age_hours, now_ms)
+    tmp = mark.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"last_ms": now_ms}))
+    os.replace(tmp, mark)
+    log.info("warehouse maintenance: %d snapshot(s) expired, %d file(s) only they needed and %d orphan file(s) "
+             "deleted, %.1f MB freed", done.snapshots_expired, done.files_deleted, done.orphans_deleted,
+             done.bytes_deleted / 1e6)
+    return done
 
 
 # Footers are checked a few at a time: on S3 each is a round trip or two.
@@ -111,6 +155,7 @@ def convert(
         f"another convert run holds {path}; wait for it to finish"))
     staging = run_dir / "convert-staging" / run_id
     try:
+        _clean_staging(staging.parent, keep=run_id)
         store = open_store(settings, sections)
         promoted = promoted_columns(settings.tenants)
         store.ensure(promoted)
@@ -151,8 +196,9 @@ def convert(
             bar.close()
             if own_engine and engine is not None:
                 engine.close()
+        maintenance = _maintain_if_due(store, convert_settings, run_dir)
         summary = RunSummary(run_id, len(new), ctx.counts["events"], ctx.counts["batches"], ctx.counts["days"],
-                             len(late), time.monotonic() - started, list(quarantine.moved))
+                             len(late), time.monotonic() - started, list(quarantine.moved), maintenance)
         log.info("convert run %s: %d new file(s), %d batch(es), %d tenant-day(s), %s events in %.1f s (%s events/s)",
                  run_id, summary.new_files, summary.batches, summary.days, f"{summary.events:,}", summary.seconds,
                  f"{summary.events_per_sec:,.0f}")
