@@ -50,7 +50,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     print(
         f"converted {summary.new_files} new raw file(s): {summary.events:,} events in {summary.days} tenant-day(s), "
-        f"{summary.batches} batch(es), {summary.seconds:.1f} s ({summary.events_per_sec:,.0f} events/s)"
+        f"{summary.batches} batch(es) ({summary.incremental} incremental), {summary.seconds:.1f} s "
+        f"({summary.events_per_sec:,.0f} events/s)"
     )
     if summary.quarantined:
         print(f"quarantined {len(summary.quarantined)} unreadable raw file(s), moved to quarantine/ in the lake "

@@ -23,6 +23,7 @@ from pyiceberg.expressions import EqualTo
 
 from beaconlake.backends.engine.base import Engine
 from beaconlake.convert import bake, sessionize, tables
+from beaconlake.convert.buckets import bucket_count
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.lake import DAY_MS, RAW_KEY, RawFile, RawLake, day_ms, ms_day
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 # Only bots and kiosks get here; past it, their session cuts are anchored where the search stopped.
 MAX_CHAIN_LOOKBACK_DAYS = 31
 STORED_SESSION_COLUMNS = ("tenant", "anonymous_id", "session_id", "session_index", "start_ts")
+BATCH_VIEWS = ("batch_anons", "dups", "sess0", "pv", "sess", "stored_sessions")
 ID_SCHEMA = pa.schema([("anonymous_id", pa.string()), ("user_id", pa.string()), ("event_ts", pa.int64())])
 
 
@@ -56,7 +58,7 @@ class RunContext:
     lake: RawLake
     quarantine: Quarantine
     full: bool = False
-    counts: dict[str, int] = field(default_factory=lambda: {"batches": 0, "days": 0, "events": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"batches": 0, "days": 0, "events": 0, "incremental": 0})
 
 
 class TenantJob:
@@ -72,6 +74,10 @@ class TenantJob:
         self._day_views: list[str] = []
         self._handed: dict[str, RawFile] = {}  # the raw files given to the engine in the current step
 
+    def buckets(self, day: date) -> int:
+        """How many buckets a rewrite of ``day`` splits its events into (buckets.py)."""
+        return bucket_count(self.bytes_by_day.get(day, 0), self.ctx.convert.event_bucket_raw_kb * 1024)
+
     def paths(self, files: list[RawFile]) -> list[str]:
         self._handed.update((f.key, f) for f in files)
         return self.ctx.lake.local_paths(files, Path(self.ctx.staging) / "raw")
@@ -79,10 +85,20 @@ class TenantJob:
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
+        from beaconlake.convert.increment import Increment
+
         self._surviving_bad_files(self._update_identities)
         pending: set[date] = set()
-        for f in self.new:
-            pending |= self._with_neighbours(f.day, back=True)
+        for group in self._groups(self.new):
+            increment = Increment(self, group)
+            why = increment.not_applicable()
+            if why is None:
+                pending |= self._surviving_bad_files(increment.run)
+                self.ctx.counts["incremental"] += 1
+                continue
+            log.debug("%s: rewriting whole days for %d new file(s): %s", self.tenant, len(group), why)
+            for f in group:
+                pending |= self.with_neighbours(f.day, back=True)
         while pending:
             days = self._next_batch(sorted(pending))
             pending -= set(days)
@@ -121,7 +137,17 @@ class TenantJob:
             del self.bytes_by_day[f.day]  # a day without raw files left is emptied by its batch
         return True
 
-    def _with_neighbours(self, day: date, back: bool) -> set[date]:
+    def _groups(self, files: list[RawFile]) -> list[list[RawFile]]:
+        """New files in runs of days whose rewritten neighbourhoods touch: each is one batch."""
+        groups: list[list[RawFile]] = []
+        for f in sorted(files, key=lambda f: f.day):
+            if groups and (f.day - groups[-1][-1].day).days <= 2 * self.k + 1:
+                groups[-1].append(f)
+            else:
+                groups.append([f])
+        return groups
+
+    def with_neighbours(self, day: date, back: bool) -> set[date]:
         span = range(-self.k if back else 0, self.k + 1)
         return {day + timedelta(days=i) for i in span} & self.bytes_by_day.keys()
 
@@ -141,7 +167,7 @@ class TenantJob:
         """Merge the user ids of this run's new files into the tenant's identity map, and register
         the map as the ``identities`` view for the batches."""
         # --full forgets the committed map: it is rebuilt from every raw file
-        self._stored_view("identities", tables.IDENTITIES, [] if self.ctx.full else None)
+        self.stored_view("identities", tables.IDENTITIES, [] if self.ctx.full else None)
         self.e.read_parquet("new_ids", self.paths(self.new), ID_SCHEMA)
         seen = self.e.materialize("new_obs", bake.new_identities_sql())  # one read of the new files
         merged = self.e.query(bake.identities_sql(self.d))
@@ -151,7 +177,7 @@ class TenantJob:
         self.e.drop("new_ids", "new_obs", "identities")
         self.e.register_arrow("identities", merged)
 
-    def _stored_view(self, view: str, tdef: tables.TableDef, paths: list[str] | None = None, columns=None) -> None:
+    def stored_view(self, view: str, tdef: tables.TableDef, paths: list[str] | None = None, columns=None) -> None:
         schema = self.ctx.store.arrow_schema(tdef.name)
         if columns:
             schema = pa.schema([schema.field(c) for c in columns])
@@ -166,15 +192,43 @@ class TenantJob:
 
     # -- one batch -----------------------------------------------------------------------------
 
+    def bounds(self, r0: int, r1: int) -> Bounds:
+        cs = self.ctx.convert
+        return Bounds(self.tenant, r0, r1, r0 - self.k * DAY_MS, r1 + self.k * DAY_MS,
+                      cs.session_gap_mins * 60_000, cs.max_session_hours * 3_600_000)
+
     def _convert_batch(self, days: list[date]) -> set[date]:
         """Rewrite ``days``; returns later days that now need rewriting too."""
-        cs = self.ctx.convert
-        r0, r1 = day_ms(days[0]), day_ms(days[-1]) + DAY_MS
-        b = Bounds(self.tenant, r0, r1, r0 - self.k * DAY_MS, r1 + self.k * DAY_MS,
-                   cs.session_gap_mins * 60_000, cs.max_session_hours * 3_600_000)
-        later: set[date] = set()
+        context: list[RawFile] = []
+
+        def register(b: Bounds) -> None:
+            context[:] = self._register_raw(b)
+
+        b, later = self.sessionized(self.bounds(day_ms(days[0]), day_ms(days[-1]) + DAY_MS), register)
+        self.stored_view("stored_sessions", tables.SESSIONS, columns=STORED_SESSION_COLUMNS)
+        later |= self.baked(b)
+        events = self.e.materialize("evk", bake.event_keys_sql(b, self.d))
+        self.e.drop("ev")  # evk has what the writes need
+        self._write_and_commit(b, days, context)
+        batch_files = [f for f in self.new if days[0] <= f.day <= days[-1]]
+        self.record(batch_files)
+        self.e.drop("raw", "evk", *BATCH_VIEWS, *self._day_views)
+        self.batch_done(days, batch_files, events)
+        return {d for d in later if d > days[-1]}
+
+    def batch_done(self, days: list[date], files: list[RawFile], events: int) -> None:
+        self.ctx.counts["batches"] += 1
+        self.ctx.counts["days"] += len(days)
+        self.ctx.counts["events"] += events
+        self.ctx.progress.batch_done(self.tenant, str(days[0]), str(days[-1]), len(files), events)
+
+    def sessionized(self, b: Bounds, register) -> tuple[Bounds, set[date]]:
+        """``register(b)`` the raw rows for ``b`` as ``raw`` and sessionize them; while chains may
+        start before the context, widen it backwards and start again. Returns the final bounds
+        and the later days a long chain's moved cut points reach."""
         while True:
-            context = self._sessionize(b)
+            register(b)
+            self._sessionize(b)
             chains = self.e.query(sessionize.chain_check_sql(b)).to_pylist()
             early = [c for c in chains if c["chain_start"] < b.c0 + b.gap_ms and c["chain_end"] >= b.r0]
             lookback = (b.r0 - b.c0) // DAY_MS
@@ -183,38 +237,35 @@ class TenantJob:
                 continue
             if early and day_ms(self.first_day) < b.c0:
                 log.warning("%s: %d anonymous id(s) were active without a pause for over %d days before %s; "
-                            "their sessions are cut from %s", self.tenant, len(early), lookback, days[0], ms_day(b.c0))
+                            "their sessions are cut from %s", self.tenant, len(early), lookback, ms_day(b.r0),
+                            ms_day(b.c0))
             break
+        later: set[date] = set()
         for c in chains:
             if c["pieces"] > 0 and c["chain_end"] >= b.r1:  # cut points of a long chain moved
                 for i in range((c["chain_end"] - b.r1) // DAY_MS + 1):
-                    later |= self._with_neighbours(ms_day(b.r1) + timedelta(days=i), back=False)
+                    later |= self.with_neighbours(ms_day(b.r1) + timedelta(days=i), back=False)
+        return b, later
 
+    def baked(self, b: Bounds) -> set[date]:
+        """Page views and sessions (``pv``, ``sess``) from ``ev``, ``sess0`` and ``stored_sessions``;
+        returns the later days whose session_index no longer follows on."""
         self.e.materialize("pv", bake.pageviews_sql(b, self.d))
-        self._stored_view("stored_sessions", tables.SESSIONS, columns=STORED_SESSION_COLUMNS)
         self.e.materialize("sess", bake.sessions_sql(b, self.d))
-        for row in self.e.query(bake.renumber_sql(b, self.d)).to_pylist():
-            later |= self._with_neighbours(ms_day(row["day_no"] * DAY_MS), back=False)
+        return {d for row in self.e.query(bake.renumber_sql(b, self.d)).to_pylist()
+                for d in self.with_neighbours(ms_day(row["day_no"] * DAY_MS), back=False)}
 
-        events = self.e.materialize("evk", bake.event_keys_sql(b, self.d))
-        self.e.drop("ev")  # evk has what the writes need
-        self._write_and_commit(b, days, context)
-        batch_files = [f for f in self.new if days[0] <= f.day <= days[-1]]
-        self._record(batch_files)
-        self.e.drop("raw", "batch_anons", "dups", "evk", "sess0", "pv", "sess", "stored_sessions", *self._day_views)
-        self.ctx.counts["batches"] += 1
-        self.ctx.counts["days"] += len(days)
-        self.ctx.counts["events"] += events
-        self.ctx.progress.batch_done(self.tenant, str(days[0]), str(days[-1]), len(batch_files), events)
-        return {d for d in later if d > days[-1]}
-
-    def _sessionize(self, b: Bounds) -> list[RawFile]:
-        """Register the batch's raw files and compute ``ev`` and ``sess0``; returns the files, in
-        the order their row keys number them (by day, so each day's files are a slice)."""
+    def _register_raw(self, b: Bounds) -> list[RawFile]:
+        """Register the raw files of the context days as ``raw``; returns them, in the order their
+        row keys number them (by day, so each day's files are a slice)."""
         lo, hi = ms_day(b.c0), ms_day(b.c1 - 1)
         context = sorted((f for f in self.files if lo <= f.day <= hi), key=lambda f: (f.day, f.key))
         self._check_complete(lo, hi, context)
         self.e.read_parquet("raw", self.paths(context), RAW_SCHEMA, key_offset=0)
+        return context
+
+    def _sessionize(self, b: Bounds) -> None:
+        """Compute ``ev`` and ``sess0`` from ``raw``."""
         self.e.materialize("batch_anons", sessionize.batch_anons_sql(b))
         self.e.materialize("dups", sessionize.dups_sql(b, self.d))
         self.e.materialize("slim", sessionize.slim_sql(b, self.d))
@@ -223,7 +274,6 @@ class TenantJob:
         self.e.materialize("ev", sessionize.events_sql(b, self.d))
         self.e.drop("win", "slim", "dropped")  # ev has what the rest needs
         self.e.materialize("sess0", bake.sessions0_sql(b, self.d))
-        return context
 
     def _check_complete(self, lo: date, hi: date, context: list[RawFile]) -> None:
         """Refuse to rewrite days from fewer raw files than they were converted from."""
@@ -260,8 +310,10 @@ class TenantJob:
 
         self._day_views = []
         raw_r = view("raw_r", [f for f in context if days and days[0] <= f.day <= days[-1]])
+        buckets = {day: self.buckets(day) for day in days}
         whole = {
-            tables.EVENTS.name: bake.events_out_sql(b, self.d, b.r0, b.r1, raw_r, self.ctx.promoted),
+            tables.EVENTS.name: bake.with_bucket(self.d, bake.events_out_sql(b, self.d, b.r0, b.r1, raw_r, self.ctx.promoted),
+                                                 buckets),
             tables.HIGH_LEVEL_EVENTS.name: bake.high_level_out_sql(b, self.d, b.r0, b.r1, raw_r),
             tables.SESSIONS.name: bake.sessions_out_sql(b, self.d, b.r0, b.r1),
             tables.PAGEVIEWS.name: bake.pageviews_out_sql(b, self.d, b.r0, b.r1),
@@ -270,7 +322,8 @@ class TenantJob:
         for i, day in enumerate(days):
             lo, hi, where = day_ms(day), day_ms(day) + DAY_MS, (self.tenant, day.isoformat())
             raw = view(f"raw_d{i}", [f for f in context if f.day == day])
-            parts[tables.EVENTS.name].append((where, bake.events_out_sql(b, self.d, lo, hi, raw, self.ctx.promoted)))
+            parts[tables.EVENTS.name].append((where, bake.with_bucket(
+                self.d, bake.events_out_sql(b, self.d, lo, hi, raw, self.ctx.promoted), {day: buckets[day]})))
             highs = [f for f in context if f.day == day and f.level == "high"]
             if highs:
                 high = view(f"high_d{i}", highs)
@@ -280,13 +333,13 @@ class TenantJob:
             folder = os.path.join(self.ctx.staging, tdef.name)
             written[tdef.name] = self.e.write_parquet(
                 whole[tdef.name], folder, ["tenant", tdef.date_column], self.ctx.convert.target_file_mb,
-                parts=parts.get(tdef.name))
+                parts=parts.get(tdef.name), bucket="bucket" if tdef is tables.EVENTS else None)
         # one commit per table; the converted-files record comes last, so a crash in between
         # means the batch is simply redone by the next run
         for tdef in tables.BAKED:
             self.ctx.store.replace_days(tdef, self.tenant, b.r0, b.r1, written[tdef.name], self.ctx.run_id)
 
-    def _record(self, files: list[RawFile]) -> None:
+    def record(self, files: list[RawFile]) -> None:
         if not files:
             return
         now = datetime.now(UTC)

@@ -56,6 +56,7 @@ class RunSummary:
     # raw files this run moved to the lake's quarantine/ area instead of converting, with why
     quarantined: list[Quarantined] = field(default_factory=list)
     maintenance: Maintenance | None = None  # None: not due in this run
+    incremental: int = 0  # batches that rewrote only the new files' people (increment.py), of `batches`
 
     @property
     def events_per_sec(self) -> float:
@@ -65,9 +66,10 @@ class RunSummary:
 Sections = tuple[ConvertSettings, EngineSettings, CatalogSettings]
 
 
-def open_store(settings: Settings, sections: Sections | None = None) -> TableStore:
+def open_store(settings: Settings, sections: Sections | None = None, hold: bool = False) -> TableStore:
     convert, _engine, catalog = sections or sections_of(settings)
-    return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace)
+    return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace,
+                      hold)
 
 
 def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]], late_hours: int) -> list[RawFile]:
@@ -156,7 +158,7 @@ def convert(
     staging = run_dir / "convert-staging" / run_id
     try:
         _clean_staging(staging.parent, keep=run_id)
-        store = open_store(settings, sections)
+        store = open_store(settings, sections, hold=True)
         promoted = promoted_columns(settings.tenants)
         store.ensure(promoted)
         keep_existing_types(promoted, {f.name: f.type for f in store.arrow_schema(EVENTS.name)})
@@ -198,7 +200,8 @@ def convert(
                 engine.close()
         maintenance = _maintain_if_due(store, convert_settings, run_dir)
         summary = RunSummary(run_id, len(new), ctx.counts["events"], ctx.counts["batches"], ctx.counts["days"],
-                             len(late), time.monotonic() - started, list(quarantine.moved), maintenance)
+                             len(late), time.monotonic() - started, list(quarantine.moved), maintenance,
+                             ctx.counts["incremental"])
         log.info("convert run %s: %d new file(s), %d batch(es), %d tenant-day(s), %s events in %.1f s (%s events/s)",
                  run_id, summary.new_files, summary.batches, summary.days, f"{summary.events:,}", summary.seconds,
                  f"{summary.events_per_sec:,.0f}")
