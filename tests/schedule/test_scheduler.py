@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -122,11 +123,14 @@ def _wait_runs(runs: RunLog, done: int, timeout: float) -> list[dict]:
     raise AssertionError(f"fewer than {done} finished runs after {timeout} s: {runs.runs()}")
 
 
-def test_runs_on_the_interval(tmp_path):
+def test_runs_on_the_interval(tmp_path, caplog):
     settings = _settings(tmp_path, convert_interval_mins=0.03, first_run_delay_secs=0)  # every 1.8 s
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
-    s, t = _serve(settings)
+    with caplog.at_level(logging.INFO, logger="beaconlake.schedule"):
+        s, t = _serve(settings)
+        time.sleep(0.2)
     try:
+        assert "scheduler: convert and analyze every 0.03 min, first run in 0 s" in caplog.text
         runs = _wait_runs(s.runs, 2, 30)
     finally:
         s.stop()
@@ -139,12 +143,16 @@ def test_runs_on_the_interval(tmp_path):
     assert s.runs.state()["interval_mins"] == 0.03
 
 
-def test_runs_on_request_even_with_the_interval_off(tmp_path):
+def test_runs_on_request_even_with_the_interval_off(tmp_path, caplog):
     settings = _settings(tmp_path, enabled=False, first_run_delay_secs=0)
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
-    s, t = _serve(settings)
-    try:
+    with caplog.at_level(logging.INFO, logger="beaconlake.schedule"):
+        s, t = _serve(settings)
         time.sleep(1.2)
+    try:
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scheduler:")]
+        assert said == ["scheduler: no runs on an interval (schedule.enabled = false); convert and analyze run only "
+                        "when asked for from the dashboard"]  # not "every 5 min"
         assert s.runs.runs() == []  # the interval is off: nothing runs by itself
         RunLog(settings.run_path).request("requested (demo)")  # what the dashboard's button does
         runs = _wait_runs(s.runs, 1, 30)

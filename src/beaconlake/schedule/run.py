@@ -103,6 +103,12 @@ class Scheduler:
 
     def serve(self) -> None:
         s = self.settings.schedule
+        if s.enabled:
+            log.info("scheduler: convert and analyze every %g min, first run in %g s", s.convert_interval_mins,
+                     s.first_run_delay_secs)
+        else:
+            log.info("scheduler: no runs on an interval (schedule.enabled = false); convert and analyze run only "
+                     "when asked for from the dashboard")
         interval_ms = int(s.convert_interval_mins * 60_000)
         stale = self.runs.interrupt_stale()
         if stale:
@@ -139,6 +145,4 @@ def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.nice(5)  # analytics can wait; acknowledging events cannot
-    log.info("scheduler: convert and analyze every %g min, first run in %g s", settings.schedule.convert_interval_mins,
-             settings.schedule.first_run_delay_secs)
     scheduler.serve()
