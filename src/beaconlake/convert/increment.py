@@ -176,9 +176,7 @@ class Increment:
         self.store.replace_files(tables.EVENTS, deleted, written.get(tables.EVENTS.name, []), job.ctx.run_id)
         self._replace_days(tables.SESSIONS, b, sorted(touched))
         self._replace_days(tables.PAGEVIEWS, b, sorted(touched))
-        # high-level rows of the affected people come from their high-level events: none, nothing changes
-        if self._count(f"SELECT 1 AS one FROM raw WHERE level = 'high' AND event_ts >= {b.r0} AND event_ts < {b.r1}", wrap=True):
-            self._replace_days(tables.HIGH_LEVEL_EVENTS, b, sorted(touched))
+        self._replace_days(tables.HIGH_LEVEL_EVENTS, b, sorted(touched))
 
     def _events_of_day(self, b: Bounds, i: int, day: date, who: set[str], files: list[DayFile]) -> tuple[str, list[DayFile]]:
         """The events rows to write for ``day`` (with their ``bucket`` folder) and the files they replace.
@@ -236,10 +234,13 @@ class Increment:
             tables.PAGEVIEWS.name: bake.pageviews_out_sql(b, self.d, b.r0, b.r1),
             tables.HIGH_LEVEL_EVENTS.name: bake.high_level_out_sql(b, self.d, b.r0, b.r1, "raw"),
         }[tdef.name]
-        sql = (f"{merge.kept_rows_sql(schema, view)} UNION ALL "
-               f"SELECT {merge.columns(schema, None, 'x')} FROM ({out}) x WHERE x.{tdef.date_column} IN ({day_list})")
-        if not files and self._count(sql, wrap=True) == 0:
-            return  # nothing there, nothing to write (e.g. no high-level events on these days)
+        recomputed = f"SELECT {merge.columns(schema, None, 'x')} FROM ({out}) x WHERE x.{tdef.date_column} IN ({day_list})"
+        committed = f"SELECT {merge.columns(schema, None, 'e')} FROM {view} e WHERE {merge.is_affected('e')}"
+        if tdef is not tables.SESSIONS and not self._count(  # (a session's end moves with every new event)
+                f"SELECT * FROM ({recomputed} EXCEPT {committed}) n UNION ALL SELECT * FROM ({committed} EXCEPT {recomputed}) o",
+                wrap=True):
+            return  # the affected people's rows come back as they are: nothing to rewrite
+        sql = f"{merge.kept_rows_sql(schema, view)} UNION ALL {recomputed}"
         written = self.e.write_parquet(sql, str(Path(self.job.ctx.staging) / tdef.name), ["tenant", tdef.date_column],
                                        self.job.ctx.convert.target_file_mb)
         self.store.replace_files(tdef, [f.file for f in files], written, self.job.ctx.run_id)
