@@ -44,6 +44,9 @@ HELP = {
     "beaconlake_spool_orphans_sealed_total": ("counter", "Segments of dead spool writers sealed by the deliverer."),
     "beaconlake_spool_write_failures_total": ("counter", "Spool writes refused (disk budget) or failed (disk errors)."),
     "beaconlake_destination_failures_total": ("counter", "Best-effort destinations that failed on a batch."),
+    "beaconlake_convert_quarantined_files_total": (
+        "counter", "Raw files scheduled convert runs moved to the lake's quarantine/ as unreadable, by tenant."),
+    "beaconlake_schedule_runs_failed_total": ("counter", "Scheduled convert + analyze runs that failed, by stage."),
     "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
     "beaconlake_http_connections_closed_total": (
         "counter", "Connections the HTTP server closed on its own, by reason: header_timeout, keepalive_idle, "

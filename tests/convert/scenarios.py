@@ -140,3 +140,20 @@ def random_events(seed: int = 7, visitors: int = 40, days: int = 3) -> tuple[lis
 
 def props_of(row: dict) -> dict:
     return json.loads(row["props"]) if row["props"] else {}
+
+
+def small_delivery(events: list[dict]) -> list[dict]:
+    """A few events after a converted stream (fixed ids, so every engine gets the same files): one
+    visitor carries on, one identifies, one sends an event late into an earlier gap, a copy of a
+    converted event arrives received earlier, and a newcomer."""
+    by_anon: dict[str, list[dict]] = {}
+    for e in sorted(events, key=lambda e: e["event_ts"]):
+        by_anon.setdefault(e["anonymous_id"], []).append(e)
+    a, b, c = (by_anon[k] for k in sorted(by_anon)[:3])
+    return [
+        event(a[-1]["anonymous_id"], a[-1]["event_ts"] + 4000, "click", "low", event_id="wave-1"),
+        event(b[-1]["anonymous_id"], b[-1]["event_ts"] + 6000, "identify", user_id="u-wave", event_id="wave-2"),
+        event(c[0]["anonymous_id"], c[0]["event_ts"] - 25 * MIN, event_id="wave-3", received_at=c[0]["received_at"] + DAY),
+        {**b[0], "received_at": b[0]["received_at"] - 500, "title": "earlier copy"},
+        event("wave-newcomer", a[-1]["event_ts"] + 60_000, event_id="wave-4"),
+    ]

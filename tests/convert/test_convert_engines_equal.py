@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyarrow.parquet as pq
 import pytest
 
 KEYS = {
@@ -35,3 +36,23 @@ def test_both_engines_write_the_same_schema_and_partitions(baked):
         assert duck.table(name).schema() == spark.table(name).schema()
         parts = [sorted(tuple(t.file.partition) for t in s.table(name).scan().plan_files()) for s in (duck, spark)]
         assert parts[0] == parts[1]
+
+
+@pytest.mark.spark
+def test_both_engines_convert_the_small_delivery_incrementally_into_the_same_buckets(baked):
+    pytest.importorskip("pyspark")
+    from beaconlake.convert import buckets
+    from beaconlake.convert.catalog import local_path
+
+    layouts = []
+    for lake in (baked("duckdb"), baked("spark")):
+        assert lake.increment.incremental == 1 and lake.increment.new_files >= 1
+        layout = {}
+        for task in lake.store().table("events").scan().plan_files():
+            kind = buckets.of_path(task.file.file_path)
+            anons = pq.read_table(local_path(task.file.file_path), columns=["anonymous_id"]).column(0).to_pylist()
+            if kind != buckets.DELTA:
+                assert {buckets.bucket_id(a, buckets.split_id(kind)[0]) for a in anons} == {kind}
+            layout.setdefault((task.file.partition[1], kind), set()).update(anons)
+        layouts.append(layout)
+    assert layouts[0] == layouts[1]

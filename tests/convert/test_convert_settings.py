@@ -25,6 +25,8 @@ def test_defaults_are_the_embedded_setup():
     assert (s.convert.session_gap_mins, s.convert.max_session_hours, s.convert.late_arrival_hours) == (30, 24, 72)
     assert isinstance(s.engine, DuckDBEngineSettings) and isinstance(s.catalog, SqlCatalogSettings)
     assert s.convert.namespace == "beaconlake"
+    assert s.convert.maintenance_enabled and (s.convert.maintenance_interval_hours, s.convert.snapshot_retention_hours,
+                                              s.convert.orphan_min_age_hours) == (1.0, 6.0, 24.0)
 
 
 def test_the_warehouse_defaults_to_the_data_folder_and_resolves_relative_paths(tmp_path):
@@ -38,6 +40,9 @@ def test_the_warehouse_defaults_to_the_data_folder_and_resolves_relative_paths(t
     ({"convert": {"late_arrival_hours": -1}}, "convert.late_arrival_hours = -1: must be between 0 and 8760 hours"),
     ({"convert": {"target_file_mb": 0}}, "convert.target_file_mb = 0: must be between 1 and 4096 MB"),
     ({"convert": {"namespace": "Bad-Name"}}, "convert.namespace = 'Bad-Name'"),
+    ({"convert": {"snapshot_retention_hours": -1}}, "convert.snapshot_retention_hours = -1.0: must be between 0 and 8760 hours"),
+    ({"convert": {"orphan_min_age_hours": 0.5}}, "convert.orphan_min_age_hours = 0.5: must be between 1 and 8760 hours"),
+    ({"convert": {"maintenance_interval_hours": 1000}}, "convert.maintenance_interval_hours = 1000.0: must be between 0 and 720"),
     ({"engine": {"type": "duckdb", "memory_limit_mb": 10}}, "engine.memory_limit_mb = 10: must be between 256"),
     ({"engine": {"type": "spark", "master": ""}}, "engine.master = ''"),
     ({"convert": {"session_gap_mins": "30"}}, "Expected `int`, got `str` - at `$.convert.session_gap_mins`"),

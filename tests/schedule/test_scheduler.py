@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from beaconlake import config
 from beaconlake.locks import RunLock
 from beaconlake.schedule.run import Busy, Scheduler, run_once
 from beaconlake.schedule.state import RunLog
+from beaconlake.telemetry import Metrics
 
 
 def _settings(tmp_path: Path, **schedule) -> config.Settings:
@@ -44,16 +46,51 @@ def test_a_run_converts_and_records_its_outcome(tmp_path):
 
 def test_a_failing_run_records_its_error_and_the_next_one_recovers(tmp_path):
     settings = _settings(tmp_path)
+    [path] = write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
+    assert run_once(settings, "manual")["status"] == "ok"
+    # a converted raw file deleted from the lake: re-converting its day would lose its events
+    kept = path.read_bytes()
+    path.unlink()
+    write_raw(_lake(settings), _visit("a2", ms("2026-03-01T11:00:00")), "seg-0002")
+    metrics = Metrics(settings.run_path, role="schedule")
+    failed = run_once(settings, "manual", metrics=metrics)
+    assert failed["status"] == "failed" and failed["stage"] == "convert"
+    assert "gone from the lake" in failed["error"] and path.name in failed["error"], failed["error"]
+    assert failed["finished_at"] is not None
+    assert "beaconlake_schedule_runs_failed_total{stage=\"convert\"} 1" in Metrics(settings.run_path, "reader").render()
+    path.write_bytes(kept)
+    ok = run_once(settings, "manual")
+    assert ok["status"] == "ok" and ok["events"] == 6
+
+
+def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_converts(tmp_path):
+    from starlette.testclient import TestClient
+
+    from beaconlake.ingest.collector.app import create_app
+
+    settings = _settings(tmp_path)
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
     bad = _lake(settings) / "raw/tenant=demo/level=mid/year=2026/month=03/day=01/broken.parquet"
     bad.write_bytes(b"this is not parquet")
-    failed = run_once(settings, "manual")
-    assert failed["status"] == "failed" and failed["stage"] == "convert"
-    assert "broken.parquet" in failed["error"] or "parquet" in failed["error"].lower(), failed["error"]
-    assert failed["finished_at"] is not None
-    bad.unlink()
-    ok = run_once(settings, "manual")
-    assert ok["status"] == "ok" and ok["events"] == 3
+    s, t = _serve(settings)  # the scheduler process's loop, as `beaconlake up` runs it
+    try:
+        RunLog(settings.run_path).request("requested (demo)")
+        [record] = _wait_runs(s.runs, 1, 60)
+    finally:
+        s.stop()
+        t.join(30)
+    assert (record["status"], record["events"], record["quarantined"]) == ("ok", 3, 1), record
+    assert not bad.exists() and (_lake(settings) / "quarantine" / bad.relative_to(_lake(settings))).exists()
+
+    headers = {"authorization": f"Bearer {settings.tenants[0].read_key}"}
+    with TestClient(create_app(settings)) as client:
+        metrics = client.get("/metrics").text  # summed from the scheduler's snapshot
+        assert 'beaconlake_convert_quarantined_files_total{tenant="demo"} 1' in metrics
+        pipeline = client.get("/v1/dashboard/pipeline", headers=headers).json()
+    [q] = pipeline["quarantined"]
+    assert q["key"] == "raw/tenant=demo/level=mid/year=2026/month=03/day=01/broken.parquet"
+    assert q["reason"].startswith("unreadable Parquet footer") and q["run_id"]
+    assert pipeline["runs"][0]["quarantined"] == 1
 
 
 def test_no_two_runs_at_once(tmp_path):
@@ -86,11 +123,14 @@ def _wait_runs(runs: RunLog, done: int, timeout: float) -> list[dict]:
     raise AssertionError(f"fewer than {done} finished runs after {timeout} s: {runs.runs()}")
 
 
-def test_runs_on_the_interval(tmp_path):
+def test_runs_on_the_interval(tmp_path, caplog):
     settings = _settings(tmp_path, convert_interval_mins=0.03, first_run_delay_secs=0)  # every 1.8 s
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
-    s, t = _serve(settings)
+    with caplog.at_level(logging.INFO, logger="beaconlake.schedule"):
+        s, t = _serve(settings)
+        time.sleep(0.2)
     try:
+        assert "scheduler: convert and analyze every 0.03 min, first run in 0 s" in caplog.text
         runs = _wait_runs(s.runs, 2, 30)
     finally:
         s.stop()
@@ -103,12 +143,16 @@ def test_runs_on_the_interval(tmp_path):
     assert s.runs.state()["interval_mins"] == 0.03
 
 
-def test_runs_on_request_even_with_the_interval_off(tmp_path):
+def test_runs_on_request_even_with_the_interval_off(tmp_path, caplog):
     settings = _settings(tmp_path, enabled=False, first_run_delay_secs=0)
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
-    s, t = _serve(settings)
-    try:
+    with caplog.at_level(logging.INFO, logger="beaconlake.schedule"):
+        s, t = _serve(settings)
         time.sleep(1.2)
+    try:
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("scheduler:")]
+        assert said == ["scheduler: no runs on an interval (schedule.enabled = false); convert and analyze run only "
+                        "when asked for from the dashboard"]  # not "every 5 min"
         assert s.runs.runs() == []  # the interval is off: nothing runs by itself
         RunLog(settings.run_path).request("requested (demo)")  # what the dashboard's button does
         runs = _wait_runs(s.runs, 1, 30)

@@ -181,6 +181,15 @@ WHERE {_day('r.event_ts', lo, hi)}
 """
 
 
+def with_bucket(d: Dialect, sql: str, buckets: dict) -> str:
+    """``sql``'s events with their ``bucket`` id (buckets.py): ``buckets`` maps each day to its count."""
+    if len(buckets) == 1:
+        n = str(next(iter(buckets.values())))
+    else:
+        n = "CASE x.event_date " + " ".join(f"WHEN DATE '{day.isoformat()}' THEN {k}" for day, k in buckets.items()) + " END"
+    return f"SELECT x.*, {d.bucket_id('x.anonymous_id', n)} AS bucket FROM ({sql}) x"
+
+
 def high_level_out_sql(b: Bounds, d: Dialect, lo: int, hi: int, raw: str) -> str:
     ts = d.timestamp_ms
     return f"""

@@ -13,7 +13,8 @@ import os
 import re
 import shutil
 import warnings
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -28,14 +29,26 @@ from pyiceberg.expressions import (
     GreaterThanOrEqual,
     LessThan,
 )
-from pyiceberg.table import Table
+from pyiceberg.io.pyarrow import parquet_file_to_data_file
+from pyiceberg.manifest import DataFile, ManifestContent
+from pyiceberg.table import Table, TableProperties
 
 from beaconlake.convert import tables
+from beaconlake.convert.errors import ConvertError
+from beaconlake.convert.lake import EPOCH, ms_day
 from beaconlake.convert.promote import Promoted
 from beaconlake.convert.tables import TableDef, iceberg_schema, partition_spec
 
 log = logging.getLogger(__name__)
 RUN_PROPERTY = "beaconlake.convert.run-id"
+# Table properties that keep metadata from piling up: appends merge small manifests (a run adds
+# one per table), and a commit deletes metadata files beyond the newest 20.
+TABLE_PROPERTIES = {
+    "write.parquet.compression-codec": "zstd",
+    "commit.manifest-merge.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
 
 
 def local_path(uri: str) -> str | None:
@@ -46,20 +59,40 @@ def local_path(uri: str) -> str | None:
     return unquote(parsed.path) if parsed.scheme == "file" else None
 
 
+@dataclass(frozen=True)
+class DayFile:
+    file: DataFile
+    day: date
+
+    @property
+    def uri(self) -> str:
+        return self.file.file_path
+
+
 def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
 
 class TableStore:
-    def __init__(self, catalog: Catalog, namespace: str) -> None:
+    """The convert stage's tables in a catalog. With ``hold``, each table is loaded once and kept:
+    for a convert run, which holds the convert lock and commits through these very objects (a
+    commit updates the object it went through; a conflicting commit from elsewhere fails it)."""
+
+    def __init__(self, catalog: Catalog, namespace: str, hold: bool = False) -> None:
         self.catalog = catalog
         self.namespace = namespace
+        self._held: dict[str, Table] | None = {} if hold else None
+        self._files: dict[tuple[str, int | None], list[DayFile]] = {}
 
     def ident(self, name: str) -> str:
         return f"{self.namespace}.{name}"
 
     def table(self, name: str) -> Table:
-        return self.catalog.load_table(self.ident(name))
+        if self._held is None:
+            return self.catalog.load_table(self.ident(name))
+        if name not in self._held:
+            self._held[name] = self.catalog.load_table(self.ident(name))
+        return self._held[name]
 
     # -- creating and evolving -----------------------------------------------------------------
 
@@ -68,14 +101,18 @@ class TableStore:
         self.catalog.create_namespace_if_not_exists(self.namespace)
         for tdef in tables.ALL:
             try:
-                self.table(tdef.name)
+                table = self.table(tdef.name)
             except NoSuchTableError:
                 schema = iceberg_schema(tdef.arrow)
                 self.catalog.create_table(
                     self.ident(tdef.name), schema=schema, partition_spec=partition_spec(tdef, schema),
-                    properties={"write.parquet.compression-codec": "zstd"},
+                    properties=TABLE_PROPERTIES,
                 )
                 log.info("created Iceberg table %s", self.ident(tdef.name))
+                continue
+            if any(table.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):  # made by an older version
+                with table.transaction() as tx:
+                    tx.set_properties(TABLE_PROPERTIES)
         events = self.table(tables.EVENTS.name)
         have = {f.name for f in events.schema().fields}
         missing = [p for p in promoted if p.column not in have]
@@ -125,6 +162,41 @@ class TableStore:
                 # file names are fresh UUIDs, so the duplicate check (a scan of every manifest) is skipped
                 tx.add_files(placed, snapshot_properties=props, check_duplicate_files=False)
 
+    def day_files(self, tdef: TableDef, tenant: str, r0: int, r1: int) -> list[DayFile]:
+        """The data files of ``tenant``'s days [r0, r1) of a table partitioned by tenant and day,
+        from the current snapshot's manifests (read once per snapshot)."""
+        table = self.table(tdef.name)
+        snapshot = table.current_snapshot()
+        key = (tdef.name, snapshot.snapshot_id if snapshot else None)
+        if key not in self._files:
+            files = []
+            for manifest in snapshot.manifests(table.io) if snapshot else []:
+                if manifest.content != ManifestContent.DATA:
+                    raise ConvertError(f"{tdef.name} has delete files (written by another tool): "
+                                       "run `beaconlake convert --full` to rewrite it")
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
+                    files.append(DayFile(entry.data_file, EPOCH + timedelta(days=entry.data_file.partition[1])))
+            self._files = {k: v for k, v in self._files.items() if k[0] != tdef.name}
+            self._files[key] = files
+        lo, hi = ms_day(r0), ms_day(r1 - 1)
+        return [f for f in self._files[key] if f.file.partition[0] == tenant and lo <= f.day <= hi]
+
+    def replace_files(self, tdef: TableDef, deleted: list[DataFile], files: list[str], run_id: str) -> None:
+        """Swap exactly the data files ``deleted`` for ``files`` (engine output), in one commit."""
+        if not deleted and not files:
+            return
+        table = self.table(tdef.name)
+        placed = self._place(table, files)
+        with table.transaction() as tx:
+            if tx.table_metadata.name_mapping() is None:  # engine files carry no field ids: map by name
+                tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING:
+                                     tx.table_metadata.schema().name_mapping.model_dump_json()})
+            with tx.update_snapshot(snapshot_properties={RUN_PROPERTY: run_id}).overwrite() as overwrite:
+                for f in deleted:
+                    overwrite.delete_data_file(f)
+                for path in placed:
+                    overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
+
     def replace_tenant(self, tdef: TableDef, tenant: str, data: pa.Table, run_id: str) -> None:
         table = self.table(tdef.name)
         data = data.cast(table.schema().as_arrow())
@@ -166,6 +238,7 @@ _PART = re.compile(r"([a-z_]+)=([^/]+)")
 
 
 def _partition_folder(path: str) -> str:
-    """``tenant=x/event_date=y`` from an engine's output path."""
+    """``tenant=x/event_date=y`` (and ``bucket=z``, see buckets.py) from an engine's output path."""
     parts = [m.group(1) + "=" + m.group(2) for seg in Path(path).parent.parts if (m := _PART.fullmatch(seg))]
-    return "/".join(parts[-2:])
+    bucket = [p for p in parts if p.startswith("bucket=")]
+    return "/".join([p for p in parts if not p.startswith("bucket=")][-2:] + bucket[-1:])

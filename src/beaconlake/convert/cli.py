@@ -22,6 +22,9 @@ from beaconlake.errors import ConfigError
 
 # `beaconlake query --format`; convert.query.write renders each
 FORMATS = ("table", "csv", "json")
+# `beaconlake convert` converted what it could but moved unreadable raw files to quarantine/:
+# distinct from 1 (crashed) and 2 (bad config or arguments) so cron and CI can tell an operator.
+EXIT_QUARANTINED = 3
 
 
 def load(path: str | None) -> tuple[config.Settings, tuple[ConvertSettings, EngineSettings, CatalogSettings]]:
@@ -47,8 +50,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     )
     print(
         f"converted {summary.new_files} new raw file(s): {summary.events:,} events in {summary.days} tenant-day(s), "
-        f"{summary.batches} batch(es), {summary.seconds:.1f} s ({summary.events_per_sec:,.0f} events/s)"
+        f"{summary.batches} batch(es) ({summary.incremental} incremental), {summary.seconds:.1f} s "
+        f"({summary.events_per_sec:,.0f} events/s)"
     )
+    if summary.quarantined:
+        print(f"quarantined {len(summary.quarantined)} unreadable raw file(s), moved to quarantine/ in the lake "
+              "beside a .reason.json each (the rest was converted):")
+        for q in summary.quarantined:
+            print(f"  {q.key}: {q.reason}")
+        return EXIT_QUARANTINED
     return 0
 
 

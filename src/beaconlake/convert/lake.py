@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from beaconlake.config import LocalStorageSettings, S3StorageSettings, StorageSettings
@@ -89,6 +90,9 @@ class RawLake:
             files.append(RawFile(key, f"{self.scheme}{info.path}", info.size, m["tenant"], m["level"], day))
         return sorted(files, key=lambda f: f.key)
 
+    def open(self, f: RawFile) -> pa.NativeFile:
+        """``f`` for random access (a Parquet footer is read from its end)."""
+        return self.fs.open_input_file(f.uri.removeprefix(self.scheme))
 
     def local_paths(self, files: list[RawFile], cache: Path) -> list[str]:
         """Paths an engine can read: the files themselves when local, else copies under ``cache``

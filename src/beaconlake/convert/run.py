@@ -9,23 +9,29 @@ days, redoing one never duplicates rows.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from beaconlake.backends.catalog import open_catalog
 from beaconlake.backends.engine import Engine, open_engine
+from beaconlake.backends.storage import open_storage
 from beaconlake.config import Settings
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.job import RunContext, TenantJob
 from beaconlake.convert.lake import DAY_MS, RawFile, RawLake, day_ms
+from beaconlake.convert.maintain import Maintenance, maintain
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import keep_existing_types, promoted_columns
+from beaconlake.convert.quarantine import Quarantine, Quarantined, footer_problem, problem
 from beaconlake.convert.settings import (
     CatalogSettings,
     ConvertSettings,
@@ -47,6 +53,10 @@ class RunSummary:
     days: int  # tenant-days rewritten
     late_files: int  # new files for days more than late_arrival_hours behind the newest
     seconds: float
+    # raw files this run moved to the lake's quarantine/ area instead of converting, with why
+    quarantined: list[Quarantined] = field(default_factory=list)
+    maintenance: Maintenance | None = None  # None: not due in this run
+    incremental: int = 0  # batches that rewrote only the new files' people (increment.py), of `batches`
 
     @property
     def events_per_sec(self) -> float:
@@ -56,9 +66,10 @@ class RunSummary:
 Sections = tuple[ConvertSettings, EngineSettings, CatalogSettings]
 
 
-def open_store(settings: Settings, sections: Sections | None = None) -> TableStore:
+def open_store(settings: Settings, sections: Sections | None = None, hold: bool = False) -> TableStore:
     convert, _engine, catalog = sections or sections_of(settings)
-    return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace)
+    return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace,
+                      hold)
 
 
 def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]], late_hours: int) -> list[RawFile]:
@@ -67,6 +78,59 @@ def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]],
     converted = {(f.tenant, f.day) for f in files if (f.key, f.size) in known}
     newest = max(day_ms(f.day) for f in files)
     return [f for f in new if (f.tenant, f.day) in converted and day_ms(f.day) + DAY_MS + late_hours * 3_600_000 < newest]
+
+
+MAINTENANCE_MARK = "convert-maintenance.json"
+
+
+def _clean_staging(root: Path, keep: str) -> None:
+    """Remove what interrupted runs left in ``root`` (call with the convert lock held: no other
+    run is writing there)."""
+    if not root.is_dir():
+        return
+    stale = [p for p in root.iterdir() if p.name != keep]
+    size = 0
+    for p in stale:
+        size += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    if stale:
+        log.info("removed %d staging folder(s) of interrupted convert runs (%.1f MB)", len(stale), size / 1e6)
+
+
+def _maintain_if_due(store: TableStore, cs: ConvertSettings, run_dir: Path) -> Maintenance | None:
+    """Warehouse maintenance (maintain.py) when ``maintenance_interval_hours`` have passed since the
+    last pass recorded in ``run_dir``."""
+    if not cs.maintenance_enabled:
+        return None
+    mark = run_dir / MAINTENANCE_MARK
+    now_ms = time.time_ns() // 1_000_000
+    try:
+        last = json.loads(mark.read_text())["last_ms"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        last = 0
+    if now_ms - last < cs.maintenance_interval_hours * 3_600_000:
+        return None
+    done = maintain(store, cs.snapshot_retention_hours, cs.orphan_min_age_hours, now_ms)
+    tmp = mark.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"last_ms": now_ms}))
+    os.replace(tmp, mark)
+    log.info("warehouse maintenance: %d snapshot(s) expired, %d file(s) only they needed and %d orphan file(s) "
+             "deleted, %.1f MB freed", done.snapshots_expired, done.files_deleted, done.orphans_deleted,
+             done.bytes_deleted / 1e6)
+    return done
+
+
+# Footers are checked a few at a time: on S3 each is a round trip or two.
+FOOTER_CHECK_THREADS = 8
+
+
+def _unreadable(lake: RawLake, files: list[RawFile]) -> list[tuple[RawFile, str]]:
+    """The files whose footer says the engines cannot read them, with the reason."""
+    if not files:
+        return []
+    with ThreadPoolExecutor(min(FOOTER_CHECK_THREADS, len(files))) as pool:
+        problems = list(pool.map(lambda f: problem(lake, f, footer_problem), files))
+    return [(f, p) for f, p in zip(files, problems, strict=True) if p]
 
 
 def convert(
@@ -93,7 +157,8 @@ def convert(
         f"another convert run holds {path}; wait for it to finish"))
     staging = run_dir / "convert-staging" / run_id
     try:
-        store = open_store(settings, sections)
+        _clean_staging(staging.parent, keep=run_id)
+        store = open_store(settings, sections, hold=True)
         promoted = promoted_columns(settings.tenants)
         store.ensure(promoted)
         keep_existing_types(promoted, {f.name: f.type for f in store.arrow_schema(EVENTS.name)})
@@ -102,6 +167,14 @@ def convert(
         files = lake.list(tenants)
         known = store.converted()
         new = files if full else [f for f in files if (f.key, f.size) not in known]
+        # a file the engines cannot read is moved aside before it can fail a batch
+        quarantine = Quarantine(open_storage(settings.storage), run_id)
+        for f, reason in _unreadable(lake, new):
+            quarantine.put(f, reason, footer_problem)
+        if quarantine.moved:
+            gone = {q.key for q in quarantine.moved}
+            files = [f for f in files if f.key not in gone]
+            new = [f for f in new if f.key not in gone]
         late = _late(new, files, known, convert_settings.late_arrival_hours) if new and not full else []
         if late:
             log.warning(
@@ -116,7 +189,7 @@ def convert(
         if new and own_engine:
             engine = open_engine(engine_settings, settings.data_dir)
         ctx = RunContext(engine, store, convert_settings, promoted, run_id, str(staging), bar, known,
-                         None if lake.is_local else lake, full)
+                         lake, quarantine, full)
         try:
             for tenant in sorted({f.tenant for f in new}):
                 mine = [f for f in files if f.tenant == tenant]
@@ -125,11 +198,16 @@ def convert(
             bar.close()
             if own_engine and engine is not None:
                 engine.close()
+        maintenance = _maintain_if_due(store, convert_settings, run_dir)
         summary = RunSummary(run_id, len(new), ctx.counts["events"], ctx.counts["batches"], ctx.counts["days"],
-                             len(late), time.monotonic() - started)
+                             len(late), time.monotonic() - started, list(quarantine.moved), maintenance,
+                             ctx.counts["incremental"])
         log.info("convert run %s: %d new file(s), %d batch(es), %d tenant-day(s), %s events in %.1f s (%s events/s)",
                  run_id, summary.new_files, summary.batches, summary.days, f"{summary.events:,}", summary.seconds,
                  f"{summary.events_per_sec:,.0f}")
+        if summary.quarantined:
+            log.warning("convert run %s: %d raw file(s) quarantined (see %s in the lake)", run_id,
+                        len(summary.quarantined), "quarantine/")
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -34,6 +34,10 @@ class ConvertSettings(_Section):
     late_arrival_hours: int = 72
     # Files written per table partition (tenant, day) roll over at this size.
     target_file_mb: int = 256
+    # A day's events are written in buckets of people (a hash of anonymous_id), one file each, about
+    # this much raw Parquet per bucket (a power of two of them, 1 to 1024): an incremental run rewrites
+    # only the buckets of people whose converted rows change. Smaller: cheaper such runs, more files.
+    event_bucket_raw_kb: int = 1024
     # A run converts the raw lake in batches of consecutive days of about this much raw Parquet
     # (DuckDB holds about 400 bytes per event of a batch: 512 MB of raw files is about 4 GB).
     max_batch_mb: int = 512
@@ -41,6 +45,15 @@ class ConvertSettings(_Section):
     # (relative: under data_dir) or a URI (s3://bucket/prefix).
     namespace: str = "beaconlake"
     warehouse: str = ""
+    # Warehouse upkeep, done by a convert run when maintenance_interval_hours have passed since the
+    # last (0: every run): snapshots older than snapshot_retention_hours are expired (0: keep only
+    # the current one) with the files only they needed, and files no snapshot references (a killed
+    # run's) are removed once older than orphan_min_age_hours, the margin that protects a commit
+    # in flight. Off (maintenance_enabled = false) when another tool maintains the tables.
+    maintenance_enabled: bool = True
+    maintenance_interval_hours: float = 1.0
+    snapshot_retention_hours: float = 6.0
+    orphan_min_age_hours: float = 24.0
 
     def __post_init__(self) -> None:
         _check_range("convert", "session_gap_mins", self.session_gap_mins, 1, 24 * 60, "minutes")
@@ -48,6 +61,11 @@ class ConvertSettings(_Section):
         _check_range("convert", "late_arrival_hours", self.late_arrival_hours, 0, 365 * 24, "hours")
         _check_range("convert", "target_file_mb", self.target_file_mb, 1, 4096, "MB")
         _check_range("convert", "max_batch_mb", self.max_batch_mb, 1, 1024 * 1024, "MB")
+        _check_range("convert", "event_bucket_raw_kb", self.event_bucket_raw_kb, 16, 1024 * 1024, "KB")
+        _check_range("convert", "maintenance_interval_hours", self.maintenance_interval_hours, 0, 30 * 24, "hours")
+        _check_range("convert", "snapshot_retention_hours", self.snapshot_retention_hours, 0, 365 * 24, "hours")
+        # below an hour, a slow commit's freshly written files could be taken for a dead run's
+        _check_range("convert", "orphan_min_age_hours", self.orphan_min_age_hours, 1, 365 * 24, "hours")
         if self.session_gap_mins >= self.max_session_hours * 60:
             raise ValueError(
                 f"convert.session_gap_mins = {self.session_gap_mins} must be shorter than "

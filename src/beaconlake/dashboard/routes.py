@@ -36,6 +36,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
 PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
+QUARANTINE_SHOWN = 50  # the Pipeline view lists at most this many quarantined raw files
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
@@ -61,6 +62,7 @@ class Dashboard:
         self.index = realtime.index if realtime is not None else None
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
+        self._storage: Any = None  # the lake's storage, opened when the Pipeline view first asks
 
     @property
     def runs(self) -> RunLog:
@@ -144,9 +146,14 @@ class Dashboard:
         return await run_in_threadpool(people.person, self.tables, tenant.id, person_id, limit)
 
     async def pipeline(self, request: Request, caller: Caller) -> dict[str, Any]:
-        if caller.tenant is not None:  # a tenant's key: its own figures and runs only
-            return await run_in_threadpool(lambda: pipeline.tenant_view(
-                self.settings, self.metrics.gather(), self.runs, caller.tenant.id, caller.admin))
+        if caller.tenant is not None:  # a tenant's key: its own figures, runs and quarantined files only
+            tenant_id = caller.tenant.id
+
+            def tenant_view() -> dict[str, Any]:
+                view = pipeline.tenant_view(self.settings, self.metrics.gather(), self.runs, tenant_id, caller.admin)
+                return {**view, "quarantined": self._quarantined(tenant_id)}
+
+            return await run_in_threadpool(tenant_view)
 
         def gather() -> dict[str, Any]:
             snap = self.metrics.gather()
@@ -165,9 +172,20 @@ class Dashboard:
                              "interval_mins": self.settings.schedule.convert_interval_mins,
                              "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
+                "quarantined": self._quarantined(None),
             }
 
         return await run_in_threadpool(gather)
+
+    def _quarantined(self, tenant: str | None) -> list[dict[str, Any]]:
+        """The raw files (of ``tenant``; None: every tenant's) that convert moved to the lake's
+        quarantine/, newest first."""
+        from beaconlake.backends.storage import open_storage
+        from beaconlake.convert import quarantine
+
+        if self._storage is None:
+            self._storage = open_storage(self.settings.storage)
+        return quarantine.listing(self._storage, tenant, limit=QUARANTINE_SHOWN)
 
     async def request_run(self, request: Request, caller: Caller) -> dict[str, Any]:
         """A convert + analyze run now: of the admin key's tenant, or of every tenant for server.admin_key."""

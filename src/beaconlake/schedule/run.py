@@ -23,6 +23,7 @@ import msgspec
 from beaconlake.config import Settings
 from beaconlake.locks import RunLock
 from beaconlake.schedule.state import RunLog, now_ms
+from beaconlake.telemetry import Metrics
 
 log = logging.getLogger("beaconlake.schedule")
 
@@ -43,9 +44,10 @@ def _summary(obj: Any) -> Any:
 
 
 def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = None,
-             tenants: list[str] | None = None) -> dict[str, Any]:
-    """Convert, then analyze, of ``tenants`` (None: every tenant); record the outcome. Returns the
-    run's record. Raises Busy (after recording the refusal) when another run is going on."""
+             tenants: list[str] | None = None, metrics: Metrics | None = None) -> dict[str, Any]:
+    """Convert, then analyze, of ``tenants`` (None: every tenant); record the outcome (and count it
+    in ``metrics``). Returns the run's record. Raises Busy (after recording the refusal) when
+    another run is going on."""
     # imported here: the dashboard imports this module into the server workers, which need
     # neither engine nor scikit-learn
     from beaconlake.analyze.run import analyze
@@ -66,7 +68,10 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     only = None if tenants is None else set(tenants)
     try:
         summary = convert(settings, progress=False, tenants=only)
-        runs.update(run_id, events=summary.events, new_files=summary.new_files)
+        runs.update(run_id, events=summary.events, new_files=summary.new_files, quarantined=len(summary.quarantined))
+        if metrics is not None:
+            for q in summary.quarantined:
+                metrics.inc("beaconlake_convert_quarantined_files_total", tenant=q.tenant)
         stage = "analyze"
         runs.update(run_id, stage=stage)
         runs.update(run_id, analyze=_summary(analyze(settings, progress=False, tenants=only)))
@@ -76,8 +81,12 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     except Exception as exc:  # any failure of a stage is the run's outcome, not the scheduler's end
         runs.finish(run_id, "failed", stage=stage, error=f"{type(exc).__name__}: {exc}"[:4000])
         log.exception("run %s (%s) failed in %s", run_id, trigger, stage)
+        if metrics is not None:
+            metrics.inc("beaconlake_schedule_runs_failed_total", stage=stage)
     finally:
         lock.release()
+        if metrics is not None:
+            metrics.write_snapshot()  # this process serves no /metrics: the server reads the snapshot
     return runs.get(run_id)
 
 
@@ -88,6 +97,7 @@ class Scheduler:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runs = RunLog(settings.run_path, settings.schedule.keep_runs)
+        self.metrics = Metrics(settings.run_path, role="schedule")
         self.stopping = False
 
     def stop(self) -> None:
@@ -95,6 +105,12 @@ class Scheduler:
 
     def serve(self) -> None:
         s = self.settings.schedule
+        if s.enabled:
+            log.info("scheduler: convert and analyze every %g min, first run in %g s", s.convert_interval_mins,
+                     s.first_run_delay_secs)
+        else:
+            log.info("scheduler: no runs on an interval (schedule.enabled = false); convert and analyze run only "
+                     "when asked for from the dashboard")
         interval_ms = int(s.convert_interval_mins * 60_000)
         stale = self.runs.interrupt_stale()
         if stale:
@@ -114,7 +130,7 @@ class Scheduler:
                 # a due interval run covers every tenant, whatever was asked for besides
                 who, tenants = requested if requested else (trigger, None)
                 try:
-                    run_once(self.settings, who, self.runs, None if due else tenants)
+                    run_once(self.settings, who, self.runs, None if due else tenants, self.metrics)
                 except Busy:
                     pass
                 if due:  # the interval counts from a run's start; a run asked for in between does not move it
@@ -133,6 +149,4 @@ def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.nice(5)  # analytics can wait; acknowledging events cannot
-    log.info("scheduler: convert and analyze every %g min, first run in %g s", settings.schedule.convert_interval_mins,
-             settings.schedule.first_run_delay_secs)
     scheduler.serve()

@@ -27,12 +27,14 @@ CREATE TABLE IF NOT EXISTS runs (
     stage TEXT,                     -- convert / analyze: where it is, or where it failed
     events INTEGER,                 -- rows the convert run wrote to the events table
     new_files INTEGER,
+    quarantined INTEGER,            -- raw files the convert run moved to quarantine/
     analyze TEXT,                   -- the analyze run's summary (JSON), or why it did not run
     error TEXT,
     tenants TEXT                    -- JSON list of the tenants run; NULL: every tenant
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+ADDED_COLUMNS = (("quarantined", "INTEGER"), ("tenants", "TEXT"))
 
 
 def now_ms() -> int:
@@ -48,8 +50,11 @@ class RunLog:
         # A connection per call: this is read by worker threads and written by another process.
         with self._db() as db:
             db.executescript(SCHEMA)
-            if "tenants" not in {r["name"] for r in db.execute("PRAGMA table_info(runs)")}:
-                db.execute("ALTER TABLE runs ADD COLUMN tenants TEXT")  # a history from before per-tenant runs
+            # a run log written before a column existed gets it (SQLite adds it NULL for old runs)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in ADDED_COLUMNS:
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def _db(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)

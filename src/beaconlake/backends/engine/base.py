@@ -67,6 +67,14 @@ class Dialect(ABC):
     def url_decode(self, text: str) -> str:
         """Percent-decoding of ``text``; only called on text that is well-formed percent-encoding."""
 
+    @abstractmethod
+    def hex_bigint(self, text: str) -> str:
+        """The BIGINT whose hexadecimal digits (at most 15) are ``text``."""
+
+    def bucket_id(self, value: str, n: str) -> str:
+        """``convert.buckets.bucket_id`` in SQL: ``n`` plus the first 32 bits of md5(value) modulo ``n``."""
+        return f"(({n}) + {self.hex_bigint(f'substr(md5({value}), 1, 8)')} % ({n}))"
+
 
 class Engine(ABC):
     name: str
@@ -95,14 +103,33 @@ class Engine(ABC):
 
     @abstractmethod
     def write_parquet(
-        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None
+        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None,
+        bucket: str | None = None,
     ) -> list[str]:
         """Write the rows of ``sql`` as zstd Parquet under ``folder``, in a folder per distinct
         value of ``partition_by`` (``col=value/...``; the columns stay in the files), files rolling
         over near ``target_file_mb``. ``parts``, when given, split the same rows by partition:
         (the partition's values, in ``partition_by`` order, and a query for its rows). An engine
         may write those one by one instead (DuckDB does: a plain write per partition, with no
-        buffering of the whole result by partition). Returns the absolute paths written."""
+        buffering of the whole result by partition). ``bucket``: a column of the rows that splits
+        each partition further into ``bucket=<value>`` folders, and is left out of the files.
+        Returns the absolute paths written."""
+
+    def unreadable(self, path: str, schema: pa.Schema) -> str | None:
+        """Why this engine cannot read every value of ``schema``'s columns in the Parquet file at
+        ``path``, or None when it can (a whole read, for finding the file that failed a batch)."""
+        view = "_probe"
+        # a hash of every value, so no engine can skip decoding a column
+        values = "concat_ws('|', " + ", ".join(f"coalesce(CAST({f.name} AS STRING), '')" for f in schema) + ")"
+        try:
+            self.read_parquet(view, [path], schema)
+            self.query(f"SELECT count(*) AS n, max({self.dialect.hash64(values)}) AS h FROM {view}")
+        except Exception as exc:  # engines raise errors of every kind: each is this file's verdict
+            lines = str(exc).strip().splitlines()
+            return (lines[0] if lines else type(exc).__name__)[:500]
+        finally:
+            self.drop(view)
+        return None
 
     @abstractmethod
     def drop(self, *names: str) -> None:

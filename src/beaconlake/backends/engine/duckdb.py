@@ -83,6 +83,9 @@ class DuckDBDialect(Dialect):
     def url_decode(self, text: str) -> str:
         return f"url_decode({text})"
 
+    def hex_bigint(self, text: str) -> str:
+        return f"CAST('0x' || ({text}) AS BIGINT)"
+
 
 class DuckDBEngine(Engine):
     name = "duckdb"
@@ -149,7 +152,8 @@ class DuckDBEngine(Engine):
         return self.con.sql(sql).to_arrow_table()
 
     def write_parquet(
-        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None
+        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None,
+        bucket: str | None = None,
     ) -> list[str]:
         # A partitioned COPY buffers the whole result by partition first and is about twice as slow
         # as a plain COPY per partition, which also keeps a single file open at a time.
@@ -164,10 +168,14 @@ class DuckDBEngine(Engine):
             "RETURN_FILES true",
         ]
         if parts is None:
+            if bucket is not None:
+                raise ValueError("a bucket column needs parts: DuckDB writes each partition on its own")
             options += [f"PARTITION_BY ({', '.join(quote(c) for c in partition_by)})", "WRITE_PARTITION_COLUMNS true",
                         "OVERWRITE_OR_IGNORE true"]
             jobs = [(Path(folder), sql)]
         else:
+            if bucket is not None:  # bucket=<id> folders in each partition's; the column stays out of the files
+                options.append(f"PARTITION_BY ({quote(bucket)})")
             jobs = [
                 (Path(folder, *(f"{c}={v}" for c, v in zip(partition_by, values, strict=True)), uuid.uuid4().hex), query)
                 for values, query in parts

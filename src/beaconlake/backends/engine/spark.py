@@ -94,6 +94,9 @@ class SparkDialect(Dialect):
     def url_decode(self, text: str) -> str:
         return f"url_decode({text})"
 
+    def hex_bigint(self, text: str) -> str:
+        return f"CAST(conv({text}, 16, 10) AS BIGINT)"
+
 
 def start_session(settings: SparkEngineSettings, data_dir: str) -> SparkSession:
     builder = (
@@ -189,7 +192,8 @@ class SparkEngine(Engine):
         return self.spark.sql(sql).toArrow()
 
     def write_parquet(
-        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None
+        self, sql: str, folder: str, partition_by: list[str], target_file_mb: int, parts: list[Part] | None = None,
+        bucket: str | None = None,
     ) -> list[str]:
         # The whole result in one job (``parts`` ignored): Spark shuffles by partition anyway, and
         # its per-job overhead is what costs on small batches.
@@ -200,9 +204,11 @@ class SparkEngine(Engine):
         for c, copy in zip(partition_by, copies, strict=True):
             df = df.withColumn(copy, df[c])
         out = str(Path(folder) / uuid.uuid4().hex)
+        # a bucket column is a partition column of its own: Spark leaves it out of the files
+        folders = [*copies, bucket] if bucket else copies
         (
-            df.repartition(*copies)  # one task, so one file, per partition value
-            .write.partitionBy(*copies)
+            df.repartition(*folders)  # one task, so one file, per partition value
+            .write.partitionBy(*folders)
             .option("maxRecordsPerFile", max(1, target_file_mb * 1024 * 1024 // BYTES_PER_ROW_GUESS))
             .mode("errorifexists")
             .parquet(out)

@@ -234,6 +234,10 @@
           {t: "events", n: 1, f: function (r) { return r.events == null ? "" : r.events; }}, {t: "new files", n: 1, f: function (r) { return r.new_files == null ? "" : r.new_files; }},
           {t: "analyze", f: analyzeSummary},
           {t: "error", html: 1, f: function (r) { return r.error ? '<pre class="error">' + esc(r.error) + "</pre>" : ""; }}], d.runs)) +
+        (d.quarantined && d.quarantined.length ? card("Quarantined raw files (convert could not read them; see docs/convert.md)", table([
+          {t: "quarantined", f: function (q) { return when(q.quarantined_ms); }}, {t: "raw file", f: function (q) { return q.key; }},
+          {t: "bytes", n: 1, f: function (q) { return q.size_bytes; }},
+          {t: "reason", html: 1, f: function (q) { return '<pre class="error">' + esc(q.reason) + "</pre>"; }}], d.quarantined)) : "") +
         card("Rejected events by reason (since start-up)", charts.hbars(Object.keys(d.rejected).map(function (k) { return {label: k, value: d.rejected[k]}; }), {color: "#d23f3f", empty: "nothing rejected"})));
       if (d.can_run) $("#run-now").onclick = function () { this.disabled = true; api("/v1/dashboard/pipeline/run", {method: "POST"}).then(pipeline); };
     });
