@@ -74,7 +74,7 @@ def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_conv
     bad.write_bytes(b"this is not parquet")
     s, t = _serve(settings)  # the scheduler process's loop, as `beaconlake up` runs it
     try:
-        RunLog(settings.run_path).request("requested (demo)")
+        RunLog(settings.run_path).request("requested (demo)", "demo")  # as the tenant's admin key asks
         [record] = _wait_runs(s.runs, 1, 60)
     finally:
         s.stop()
