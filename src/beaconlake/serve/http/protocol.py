@@ -225,8 +225,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.stopped:
             return
         req, self.reading = self.reading, None
-        if self.phase is LINGER:  # the rest of an answered request's body is drained: close cleanly
-            self.close()
+        if self.phase is LINGER:  # the rest of an answered request's body is drained
+            if self.eof:
+                self.close()
+            else:  # say we are done and let the client close first: closing now would answer
+                self.stopped = True  # what it sends next (a pipelined request) with a reset
+                self.linger()
             return
         self.phase = IDLE
         if req is not None:
@@ -281,6 +285,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         if close:
             self.closing = True
+            pipelined = bool(self.queue)
             self.queue.clear()  # after "connection: close" nothing more is answered (RFC 9112 9.6)
             if self.close_after_response or self.eof:
                 self.close()
@@ -289,6 +294,11 @@ class HttpProtocol(asyncio.Protocol):
             elif self.reading is not None:
                 self.reading.fail(self.body_error(400, "answered", "the request was answered before its body"))
                 self.linger()  # drop the rest of this body, then close
+            elif pipelined:
+                # requests sent behind this one would arrive at a closed socket, and the reset
+                # that answers them can destroy our answer before the client reads it
+                self.stopped = True
+                self.linger()
             else:
                 self.close()
             return
