@@ -32,6 +32,7 @@ from beaconlake.convert.settings import (
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.collector.origin import canonical_origin
 from beaconlake.schedule.settings import ScheduleSettings
+from beaconlake.sections import TenantId
 from beaconlake.types import MAX_JSON_DEPTH_CEILING, Level, Name
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
 Key = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
-TenantId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

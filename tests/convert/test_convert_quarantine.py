@@ -20,6 +20,7 @@ from beaconlake import cli, config
 from beaconlake.backends.storage import open_storage
 from beaconlake.convert import quarantine
 from beaconlake.convert.cli import EXIT_QUARANTINED
+from beaconlake.lake import layout
 
 T10, T11 = ms("2026-03-10T10:00:00"), ms("2026-03-11T10:00:00")
 
@@ -85,8 +86,8 @@ def test_bad_files_are_quarantined_and_the_rest_converts_exactly_once(tmp_path, 
     # the bytes are kept under quarantine/<raw key>, with a reason record; raw/ no longer has them
     for key in bad_keys.values():
         assert not storage.exists(key)
-        assert storage.get(quarantine.PREFIX + key) == (src / key).read_bytes()
-        record = json.loads(storage.get(quarantine.PREFIX + key + quarantine.REASON_SUFFIX))
+        assert storage.get(layout.quarantine_key(key)) == (src / key).read_bytes()
+        record = json.loads(storage.get(layout.reason_key(key)))
         assert record["key"] == key and record["reason"] == reasons[key] and record["run_id"] == summary.run_id
     listed = quarantine.listing(storage, "shop")
     assert {r["key"] for r in listed} == set(bad_keys.values())

@@ -26,14 +26,16 @@ from beaconlake.convert import bake, sessionize, tables
 from beaconlake.convert.buckets import bucket_count
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
-from beaconlake.convert.lake import DAY_MS, RAW_KEY, RawFile, RawLake, day_ms, ms_day
+from beaconlake.convert.lake import RawFile, RawLake, day_ms, ms_day
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import Promoted
 from beaconlake.convert.quarantine import Quarantine, problem, read_problem
 from beaconlake.convert.quarantine import keys as quarantined_keys
 from beaconlake.convert.sessionize import Bounds
 from beaconlake.convert.settings import ConvertSettings
+from beaconlake.lake import layout
 from beaconlake.types import RAW_SCHEMA
+from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +280,7 @@ class TenantJob:
     def _check_complete(self, lo: date, hi: date, context: list[RawFile]) -> None:
         """Refuse to rewrite days from fewer raw files than they were converted from."""
         listed = {f.key for f in context}
-        prefix = f"raw/tenant={self.tenant}/"
+        prefix = layout.raw_prefix(self.tenant)
         gone = sorted(
             key for key, _size in self.ctx.known
             if key.startswith(prefix) and key not in listed and lo <= _day_of(key) <= hi
@@ -355,5 +357,5 @@ class TenantJob:
 
 
 def _day_of(key: str) -> date:
-    m = RAW_KEY.match(key)
-    return date(int(m["y"]), int(m["m"]), int(m["d"])) if m else date.min
+    parsed = layout.parse_raw(key)
+    return parsed.day if parsed else date.min

@@ -30,12 +30,12 @@ import pyarrow as pa
 from beaconlake.backends.storage import Storage
 from beaconlake.convert.lake import RawFile, RawLake
 from beaconlake.errors import StorageError
+from beaconlake.lake import layout
 from beaconlake.types import RAW_SCHEMA
 
 log = logging.getLogger(__name__)
 
-PREFIX = "quarantine/"
-REASON_SUFFIX = ".reason.json"
+PREFIX = layout.QUARANTINE
 # Columns the raw schema declares NOT NULL: without them an event has no identity, time or tenant.
 REQUIRED = tuple(f.name for f in RAW_SCHEMA if not f.nullable)
 
@@ -50,7 +50,7 @@ class Quarantined:
 
     @property
     def tenant(self) -> str:
-        return self.key.split("/", 2)[1].removeprefix("tenant=")
+        return layout.parse_raw(self.key).tenant
 
 
 def _compatible(have: pa.DataType, want: pa.DataType) -> bool:
@@ -159,8 +159,8 @@ class Quarantine:
             log.warning("%s looked unreadable (%s) but its bytes read fine: left in raw/", f.key, reason)
             return None
         record = Quarantined(f.key, reason, len(data), self.run_id, time.time_ns() // 1_000_000)
-        self.storage.put(PREFIX + f.key, data)
-        self.storage.put(PREFIX + f.key + REASON_SUFFIX, json.dumps(
+        self.storage.put(layout.quarantine_key(f.key), data)
+        self.storage.put(layout.reason_key(f.key), json.dumps(
             {**asdict(record), "restore": f"fix the file, copy it to {f.key} and delete the two {PREFIX}{f.key}* objects"},
             indent=1).encode())
         try:
@@ -178,20 +178,20 @@ class Quarantine:
 
 def keys(storage: Storage, tenant: str) -> set[str]:
     """Raw keys of ``tenant`` that are in quarantine (by this run or an earlier one)."""
-    prefix = f"{PREFIX}raw/tenant={tenant}/"
-    return {k.removeprefix(PREFIX) for k in storage.list(prefix) if not k.endswith(REASON_SUFFIX)}
+    parsed = (layout.parse_quarantine(k) for k in storage.list(layout.quarantine_prefix(tenant)))
+    return {q.raw_key for q in parsed if q is not None and not q.reason}
 
 
 def listing(storage: Storage, tenant: str | None = None, limit: int = 50) -> list[dict]:
     """The reason records in quarantine (of ``tenant``; all when None), newest first, at most ``limit``."""
-    prefix = f"{PREFIX}raw/tenant={tenant}/" if tenant else PREFIX
     records = []
-    for key in storage.list(prefix):
-        if not key.endswith(REASON_SUFFIX):
+    for key in storage.list(layout.quarantine_prefix(tenant) if tenant else PREFIX):
+        q = layout.parse_quarantine(key)
+        if q is None or not q.reason:
             continue
         try:
             records.append(json.loads(storage.get(key)))
         except (StorageError, ValueError):
-            records.append({"key": key.removeprefix(PREFIX).removesuffix(REASON_SUFFIX), "reason": "(reason record unreadable)"})
+            records.append({"key": q.raw_key, "reason": "(reason record unreadable)"})
     records.sort(key=lambda r: r.get("quarantined_ms") or 0, reverse=True)
     return records[:limit]

@@ -1,6 +1,7 @@
 """Lake delivery: sealed spool segments become zstd Parquet files in the raw lake.
 
-Each segment is split by (tenant, level, UTC day of ``event_ts``) and written to::
+Each segment is split by (tenant, level, UTC day of ``event_ts``) and written to the keys
+``lake/layout.py`` builds::
 
     raw/tenant=T/level=L/year=YYYY/month=MM/day=DD/<segment>.parquet
     rejected/tenant=T/year=YYYY/month=MM/day=DD/<segment>.parquet
@@ -11,11 +12,11 @@ What delivery promises for every acknowledged event:
   name, so delivering a segment twice (a crash between writing its files and deleting it)
   rewrites the same files. A segment is deleted only after every one of its files is durable.
 * **One bad thing never stops the rest.** A record or event that cannot become a row goes to
-  ``rejected`` with reason ``undeliverable`` (``rows.py``); the rest of its segment is
+  ``rejected`` with reason ``undeliverable`` (``rows.py``, ``lake/records.py``); the rest of its segment is
   delivered. Any other failure of one segment is counted, retried with backoff while the other
   segments go on, and parked after ``PARK_AFTER_ATTEMPTS`` (an outage of the lake storage, or
   of the machine: full disk, no descriptors, is retried for ever, never parked).
-* **Nothing deleted that was not delivered.** A damaged segment (``segment.py``) has what can
+* **Nothing deleted that was not delivered.** A damaged segment (``lake/segment.py``) has what can
   be read delivered, then is parked in ``spool/corrupt/`` beside a JSON report of what could
   not be read; so is one that keeps failing, with its error.
 * **A stuck pipeline shows.** ``beaconlake_delivery_lag_seconds`` is the age of the oldest
@@ -32,7 +33,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,11 +42,13 @@ import pyarrow.parquet as pq
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
 from beaconlake.errors import StorageError
-from beaconlake.ingest import segment, spool
-from beaconlake.ingest.rows import DAY_MS, EVENT_ID_NAMESPACE, StoredEvent, lake_event_id, segment_rows
+from beaconlake.files import fsync_dir
+from beaconlake.ingest import spool
+from beaconlake.ingest.rows import segment_rows
+from beaconlake.lake import layout, segment
 from beaconlake.telemetry import Metrics
 
-__all__ = ["DAY_MS", "EVENT_ID_NAMESPACE", "Deliverer", "StoredEvent", "lake_event_id", "run_forever"]
+__all__ = ["Deliverer", "run_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +68,6 @@ class Delivery:
     undeliverable: int = 0  # accepted events (or records) that went to rejected instead of raw
     parked: bool = False
     unreadable_bytes: int = 0
-
-
-def raw_key(tenant: str, level: str, y: int, m: int, d: int, segment_name: str) -> str:
-    return f"raw/tenant={tenant}/level={level}/year={y:04d}/month={m:02d}/day={d:02d}/{segment_name}.parquet"
-
-
-def rejected_key(tenant: str, y: int, m: int, d: int, segment_name: str) -> str:
-    return f"rejected/tenant={tenant}/year={y:04d}/month={m:02d}/day={d:02d}/{segment_name}.parquet"
 
 
 def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
@@ -117,10 +112,10 @@ class Deliverer:
         level = self.settings.delivery.zstd_level
         out = Delivery(undeliverable=rows.undeliverable, unreadable_bytes=scan.unreadable_bytes)
         for (tenant, lvl, y, m, d), table in sorted(raw.items()):
-            self._put(raw_key(tenant, lvl, y, m, d, path.stem), _parquet_bytes(table, level))
+            self._put(layout.raw_key(tenant, lvl, date(y, m, d), path.stem), _parquet_bytes(table, level))
             out.events += table.num_rows
         for (tenant, y, m, d), table in sorted(rejected.items()):
-            self._put(rejected_key(tenant, y, m, d, path.stem), _parquet_bytes(table, level))
+            self._put(layout.rejected_key(tenant, date(y, m, d), path.stem), _parquet_bytes(table, level))
             out.rejections += table.num_rows
         if rows.undeliverable:
             log.warning("%s: %d record(s) or event(s) could not become lake rows; kept in lake/rejected as %r",
@@ -133,7 +128,7 @@ class Deliverer:
                 log.info("%s: %d bytes of a torn last write ignored (its writer died; never acknowledged)",
                          path.name, scan.torn_tail[1] - scan.torn_tail[0])
             path.unlink()
-            spool.fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return out
 
     def _put(self, key: str, data: bytes) -> None:
@@ -161,8 +156,8 @@ class Deliverer:
             os.fsync(f.fileno())
         os.replace(tmp, report_path)
         os.replace(path, self.corrupt_dir / path.name)
-        spool.fsync_dir(self.corrupt_dir)
-        spool.fsync_dir(path.parent)
+        fsync_dir(self.corrupt_dir)
+        fsync_dir(path.parent)
         self.parked.append(self.corrupt_dir / path.name)
         self.metrics.inc("beaconlake_segments_parked_total", reason=reason)
         if scan is not None:

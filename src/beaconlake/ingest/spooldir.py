@@ -28,14 +28,6 @@ SEALED = "sealed"
 CORRUPT = "corrupt"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def spool_dirs(root: Path) -> tuple[Path, Path]:
     new, sealed = root / NEW, root / SEALED
     new.mkdir(parents=True, exist_ok=True)

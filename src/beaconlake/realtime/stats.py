@@ -80,8 +80,9 @@ class Folder:
     def fold(self, tenant: str, events: Iterable[tuple[Any, int]], now_ms: int, into: dict, new_sketch: Any) -> int:
         """Fold (event, event_ts) pairs of one tenant into the windows of ``into`` (keyed
         (tenant, name, group, minute)); return how many were too late. An event is anything
-        with ``name``, ``anonymous_id``, ``url`` and ``props`` (JSON). This is the per-event
-        hot path of every collector worker: plain tuples, no per-event objects but the window's."""
+        with ``name``, ``anonymous_id``, ``url`` and ``props`` (JSON bytes or text, or None). This
+        is the per-event hot path of every collector worker: plain tuples, no per-event objects
+        but the window's."""
         late = skipped = 0
         closed = now_ms - self.lateness_ms - MINUTE_MS  # a window starting here or before is closed
         path_events, max_numbers, get = self.path_events, self.max_numbers, into.get
@@ -92,7 +93,7 @@ class Folder:
                 continue
             name, anon, props = ev.name, ev.anonymous_id, ev.props
             nums = None
-            if len(props) > 4:  # "null" and "{}" hold no number: skip decoding them
+            if props is not None and len(props) > 4:  # None, "null" and "{}" hold no number: skip decoding
                 nums, out_of_range = numbers_of(decode_props(props), max_numbers)
                 skipped += out_of_range
             key = (tenant, name, ALL_PATHS, minute)
