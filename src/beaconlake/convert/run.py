@@ -27,7 +27,7 @@ from beaconlake.config import Settings
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.job import RunContext, TenantJob
-from beaconlake.convert.lake import DAY_MS, RawFile, RawLake, day_ms
+from beaconlake.convert.lake import RawFile, RawLake, day_ms
 from beaconlake.convert.maintain import Maintenance, maintain
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import keep_existing_types, promoted_columns
@@ -40,6 +40,7 @@ from beaconlake.convert.settings import (
 )
 from beaconlake.convert.tables import EVENTS
 from beaconlake.locks import RunLock
+from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +164,13 @@ def convert(
         store.ensure(promoted)
         keep_existing_types(promoted, {f.name: f.type for f in store.arrow_schema(EVENTS.name)})
 
-        lake = RawLake(settings.storage)
+        storage = open_storage(settings.storage)
+        lake = RawLake(storage)
         files = lake.list(tenants)
         known = store.converted()
         new = files if full else [f for f in files if (f.key, f.size) not in known]
         # a file the engines cannot read is moved aside before it can fail a batch
-        quarantine = Quarantine(open_storage(settings.storage), run_id)
+        quarantine = Quarantine(storage, run_id)
         for f, reason in _unreadable(lake, new):
             quarantine.put(f, reason, footer_problem)
         if quarantine.moved:

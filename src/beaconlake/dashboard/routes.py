@@ -62,7 +62,7 @@ class Dashboard:
         self.index = realtime.index if realtime is not None else None
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
-        self._storage: Any = None  # the lake's storage, opened when the Pipeline view first asks
+        self._storage: Any = None  # the lake's storage, opened when a view first reads the lake
 
     @property
     def runs(self) -> RunLog:
@@ -123,7 +123,7 @@ class Dashboard:
 
     async def live(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         counts = self.index.counts if self.index is not None else None
-        return await run_in_threadpool(live.live, self.settings, tenant.id, counts)
+        return await run_in_threadpool(lambda: live.live(self.storage, tenant.id, counts))
 
     async def traffic(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         start, end, by = self._range(request, 7)
@@ -177,15 +177,21 @@ class Dashboard:
 
         return await run_in_threadpool(gather)
 
+    @property
+    def storage(self) -> Any:
+        """The lake's storage, opened on first use (in the thread pool: opening may reach the network)."""
+        if self._storage is None:
+            from beaconlake.backends.storage import open_storage
+
+            self._storage = open_storage(self.settings.storage)
+        return self._storage
+
     def _quarantined(self, tenant: str | None) -> list[dict[str, Any]]:
         """The raw files (of ``tenant``; None: every tenant's) that convert moved to the lake's
         quarantine/, newest first."""
-        from beaconlake.backends.storage import open_storage
         from beaconlake.convert import quarantine
 
-        if self._storage is None:
-            self._storage = open_storage(self.settings.storage)
-        return quarantine.listing(self._storage, tenant, limit=QUARANTINE_SHOWN)
+        return quarantine.listing(self.storage, tenant, limit=QUARANTINE_SHOWN)
 
     async def request_run(self, request: Request, caller: Caller) -> dict[str, Any]:
         """A convert + analyze run now: of the admin key's tenant, or of every tenant for server.admin_key."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from beaconlake.backends.storage.base import Storage
+from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
 from beaconlake.config import LocalStorageSettings, S3StorageSettings, StorageSettings
 
 
@@ -18,4 +18,4 @@ def open_storage(settings: StorageSettings) -> Storage:
     raise TypeError(f"unknown storage settings {type(settings).__name__}")
 
 
-__all__ = ["Storage", "open_storage"]
+__all__ = ["Capabilities", "ObjectInfo", "Storage", "open_storage"]
