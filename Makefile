@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps up demo test bench clean
+.PHONY: install system-deps node-deps up demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,15 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests drive for real (headless Chromium for the tracker; Redis and
-# PostgreSQL for the realtime stage's server backends; Java for PySpark in local mode).
+# PostgreSQL for the realtime stage's server backends; Java for PySpark in local mode; Node.js
+# for the Azure Blob Storage emulator).
 system-deps:
-	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless
+	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless nodejs npm
+
+# npm packages the tests run: Azurite, the Azure Blob Storage emulator the azure storage
+# backend is tested against (without Node.js those tests skip, saying why).
+node-deps: system-deps
+	@scripts/node-deps $(VENV)/azurite azurite@3.37.0
 
 up: install
 	@test -f beaconlake.toml || $(BIN)/beaconlake init
@@ -28,7 +34,7 @@ demo: install
 	-@scripts/system-deps chromium  # without it the demo runs, minus the real browser visitors
 	$(BIN)/beaconlake demo
 
-test: install system-deps
+test: install system-deps node-deps
 	$(BIN)/python -m pytest
 
 bench: install

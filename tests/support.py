@@ -199,3 +199,49 @@ def moto_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# The Azurite version `make node-deps` installs (scripts/node-deps), and the well-known account
+# every Azurite serves: its key is public, published with the emulator.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+_AZURITE_INSTALLED = Path(__file__).resolve().parent.parent / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+
+
+@contextmanager
+def azurite() -> Iterator[str]:
+    """Azurite's Blob service (the Azure Storage emulator, from npm) on a free local port, in
+    memory; yields its endpoint URL. Skips, saying how to get it, when it is not installed."""
+    pytest.importorskip("azure.storage.blob", reason="Azure tests need azure-storage-blob: pip install -e '.[test]'")
+    import shutil
+
+    exe = os.environ.get("AZURITE_BLOB") or (str(_AZURITE_INSTALLED) if _AZURITE_INSTALLED.exists() else None) \
+        or shutil.which("azurite-blob")
+    if exe is None:
+        pytest.skip("Azure tests need the Azurite emulator: `make node-deps` installs it (Node.js 18+ and npm), "
+                    "or set AZURITE_BLOB to an azurite-blob executable")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--disableTelemetry",
+         "--skipApiVersionCheck", "--silent"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                    raise RuntimeError(f"Azurite did not start on port {port}: {out}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,6 +1,6 @@
-"""One behaviour suite for every storage backend: the local folder and S3 (moto's server mode):
-objects, listings with sizes, and the doors readers scan through (a pyarrow filesystem, paths
-an engine reads)."""
+"""One behaviour suite for every storage backend: the local folder, S3 (moto's server mode) and
+Azure Blob Storage (the Azurite emulator): objects, listings with sizes, and the doors readers
+scan through (a pyarrow filesystem, paths an engine reads)."""
 
 import io
 import time
@@ -10,18 +10,24 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from support import moto_s3
+from support import AZURITE_ACCOUNT, AZURITE_KEY, azurite, moto_s3
 
 from beaconlake.backends.storage import open_storage
-from beaconlake.config import LocalStorageSettings, S3StorageSettings
-from beaconlake.errors import StorageError
+from beaconlake.config import AzureStorageSettings, LocalStorageSettings, S3StorageSettings
+from beaconlake.errors import ConfigError, StorageError
 
-BACKENDS = ["local", "s3"]
+BACKENDS = ["local", "s3", "azure"]
 
 
 @pytest.fixture(scope="module")
 def s3_server():
     with moto_s3() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def azure_server():
+    with azurite() as endpoint:
         yield endpoint
 
 
@@ -32,6 +38,11 @@ def s3_settings(endpoint: str, bucket: str) -> S3StorageSettings:
     )
 
 
+def azure_settings(endpoint: str, container: str) -> AzureStorageSettings:
+    return AzureStorageSettings(account_name=AZURITE_ACCOUNT, account_key=AZURITE_KEY, container=container,
+                                prefix="lake", endpoint_url=endpoint)
+
+
 def _name(request) -> str:
     return f"b-{abs(hash(request.node.name)) % 10**8}"
 
@@ -40,12 +51,17 @@ def _name(request) -> str:
 def storage(request, tmp_path):
     if request.param == "local":
         return open_storage(LocalStorageSettings(root=str(tmp_path / "lake")))
-    import boto3
+    if request.param == "s3":
+        import boto3
 
-    endpoint = request.getfixturevalue("s3_server")
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=_name(request))
-    return open_storage(s3_settings(endpoint, _name(request)))
+        endpoint = request.getfixturevalue("s3_server")
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                     aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=_name(request))
+        return open_storage(s3_settings(endpoint, _name(request)))
+    endpoint = request.getfixturevalue("azure_server")
+    storage = open_storage(azure_settings(endpoint, _name(request)))
+    storage.container.create_container()
+    return storage
 
 
 def parquet(table: pa.Table) -> bytes:
@@ -151,3 +167,24 @@ def test_s3_missing_bucket_is_a_clear_error(s3_server):
     storage = open_storage(s3_settings(s3_server, "no-such-bucket"))
     with pytest.raises(StorageError, match="s3://no-such-bucket/lake/x: put failed"):
         storage.put("x", b"1")
+
+
+def test_azure_missing_container_is_a_clear_error(azure_server):
+    storage = open_storage(azure_settings(azure_server, "no-such-container"))
+    with pytest.raises(StorageError, match="no-such-container/lake/x: put failed.*container does not exist"):
+        storage.put("x", b"1")
+
+
+def test_azure_wrong_key_is_a_clear_error(azure_server):
+    settings = azure_settings(azure_server, "lake")
+    settings.account_key = AZURITE_KEY[:-4] + "AAA="
+    with pytest.raises(StorageError, match="lake/lake/x: put failed"):
+        open_storage(settings).put("x", b"1")
+
+
+def test_azure_endpoint_that_pyarrow_cannot_reach_is_a_config_error():
+    pytest.importorskip("azure.storage.blob", reason="needs azure-storage-blob: pip install -e '.[test]'")
+    settings = AzureStorageSettings(account_name="acct", account_key="a2V5", container="lake",
+                                    endpoint_url="https://blobs.example.com")
+    with pytest.raises(ConfigError, match=r"expected https://acct\.blob\."):
+        open_storage(settings)

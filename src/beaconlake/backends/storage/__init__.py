@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
-from beaconlake.config import LocalStorageSettings, S3StorageSettings, StorageSettings
+from beaconlake.config import AzureStorageSettings, LocalStorageSettings, S3StorageSettings, StorageSettings
 
 
 def open_storage(settings: StorageSettings) -> Storage:
@@ -15,6 +15,10 @@ def open_storage(settings: StorageSettings) -> Storage:
         from beaconlake.backends.storage.s3 import S3Storage
 
         return S3Storage(settings)
+    if isinstance(settings, AzureStorageSettings):
+        from beaconlake.backends.storage.azure import AzureStorage
+
+        return AzureStorage(settings)
     raise TypeError(f"unknown storage settings {type(settings).__name__}")
 
 
