@@ -1,11 +1,12 @@
 """The Live view reads the raw lake through the storage seam: the same figures from a local
-folder and from S3 (moto's server mode), where it used to show nothing."""
+folder, from S3 (moto's server mode; it used to show nothing there) and from Azure Blob Storage
+(Azurite), the lake delivery writes to each."""
 
 from __future__ import annotations
 
 import msgspec
 import pytest
-from support import moto_s3
+from support import AZURITE_ACCOUNT, AZURITE_KEY, azurite, moto_s3
 
 from beaconlake import config
 from beaconlake.backends.storage import open_storage
@@ -18,10 +19,18 @@ from beaconlake.units import now_ms
 KEYS = {"write_key": "wk_livelivelivelivelive", "read_key": "rk_livelivelivelivelive"}
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "azure"])
 def storage_section(request, tmp_path):
     if request.param == "local":
         yield {}
+        return
+    if request.param == "azure":
+        with azurite() as endpoint:
+            section = {"type": "azure", "account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY,
+                       "container": "lake", "endpoint_url": endpoint}
+            open_storage(config.AzureStorageSettings(**{k: v for k, v in section.items() if k != "type"})
+                         ).container.create_container()
+            yield {"storage": section}
         return
     import boto3
 
