@@ -3,13 +3,15 @@
 The Iceberg tables lag by up to ``convert_interval_mins``; the raw lake lags by a spool flush
 (seconds), so "now" is read there: only the files written in the last ``WINDOW_MINS`` + a margin
 (by modification time), of today's and, near midnight, yesterday's partitions. The files are
-listed and read through the storage seam (``list_info``, ``arrow_filesystem``), so the view
-works on every storage backend, local or remote.
+listed and read through the storage seam, so the view works on every storage backend: listed
+with ``list_info``, read by DuckDB in place when the storage has local paths (its fastest
+reader), else through the storage's pyarrow filesystem.
 """
 
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -18,7 +20,7 @@ import pyarrow.dataset as ds
 
 from beaconlake.backends.storage import Storage
 from beaconlake.lake import layout
-from beaconlake.types import LEVELS
+from beaconlake.types import LEVELS, RAW_SCHEMA, REJECTED_SCHEMA
 from beaconlake.units import DAY_MS, day_of, now_ms
 
 WINDOW_MINS = 60
@@ -37,10 +39,18 @@ def recent_keys(storage: Storage, prefixes: list[str], since_ms: int) -> list[st
             if info.key.endswith(layout.PARQUET) and info.mtime_ms >= since_ms]
 
 
-def _read(storage: Storage, keys: list[str], columns: list[str], where: Any) -> Any:
+def _read(con: duckdb.DuckDBPyConnection, storage: Storage, keys: list[str], schema: Any, columns: list[str],
+          column: str, low: int, high: int) -> Any:
+    """``columns`` of the rows of ``keys`` whose ``column`` is in [low, high], as an Arrow table."""
+    if storage.capabilities.local_paths:  # DuckDB reads local files faster than a dataset does
+        return con.sql(f"SELECT {', '.join(columns)} FROM read_parquet(?) WHERE {column} BETWEEN ? AND ?",
+                       params=[storage.scan_paths(keys, Path()), low, high]).to_arrow_table()
     fs, root = storage.arrow_filesystem()
-    return ds.dataset([f"{root}/{key}" for key in keys], filesystem=fs, format="parquet").to_table(
-        columns=columns, filter=where)
+    # the schema is known (delivery writes it): no remote file is opened just to infer it
+    dataset = ds.FileSystemDataset.from_paths([f"{root}/{key}" for key in keys], schema=schema,
+                                              format=ds.ParquetFileFormat(), filesystem=fs)
+    field = pc.field(column)
+    return dataset.to_table(columns=columns, filter=(field >= low) & (field <= high))
 
 
 def live(storage: Storage, tenant: str, high_level_counts: Any) -> dict[str, Any]:
@@ -58,10 +68,8 @@ def live(storage: Storage, tenant: str, high_level_counts: Any) -> dict[str, Any
     con = duckdb.connect()
     try:
         if raw:
-            ts = pc.field("event_ts")
-            recent = _read(storage, raw, ["level", "name", "anonymous_id", "event_ts", "url"],
-                           (ts >= start) & (ts <= now + 60_000))
-            con.register("recent", recent)
+            con.register("recent", _read(con, storage, raw, RAW_SCHEMA, ["level", "name", "anonymous_id", "event_ts", "url"],
+                                         "event_ts", start, now + 60_000))
             q = lambda sql, *a: [dict(zip([d[0] for d in r.description], row, strict=True)) for r in [con.execute(sql, list(a))] for row in r.fetchall()]
             out["minutes"] = q("SELECT event_ts - event_ts % 60000 AS start, level, count(*) AS events FROM recent GROUP BY 1, 2 ORDER BY 1, 2")
             out["active_people"] = q("SELECT count(DISTINCT anonymous_id) AS n FROM recent WHERE event_ts >= ?", now - ACTIVE_MINS * 60_000)[0]["n"]
@@ -73,7 +81,8 @@ def live(storage: Storage, tenant: str, high_level_counts: Any) -> dict[str, Any
         day_ago = now - DAY_MS
         rejected = recent_keys(storage, [layout.rejected_prefix(tenant, day) for day in _days(day_ago, now)], day_ago)
         if rejected:
-            con.register("rejected", _read(storage, rejected, ["reason", "received_at"], pc.field("received_at") >= day_ago))
+            con.register("rejected", _read(con, storage, rejected, REJECTED_SCHEMA, ["reason", "received_at"],
+                                           "received_at", day_ago, 2**63 - 1))
             rows = con.execute("SELECT reason AS key, count(*) AS events FROM rejected GROUP BY 1 ORDER BY 2 DESC").fetchall()
             out["rejected"] = [{"key": k, "events": n} for k, n in rows]
     finally:
