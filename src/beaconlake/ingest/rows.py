@@ -4,9 +4,10 @@ per rejection, and never an exception for what a record holds.
 The collector validated every event before acknowledging it, but what sits in the spool is
 still read as untrusted bytes: a door that let something through (invalid UTF-8 in props, an
 id that is no UUID, a time out of range) must not stop the lake for every other event. So each
-record, and each event of it, is turned into a row on its own; one that cannot be goes to
-``lake/rejected`` with reason ``undeliverable``, an error that names what was wrong, and an
-excerpt of its bytes. Every accepted event ends up exactly once in the raw lake or there.
+record, and each event of it, is decoded on its own (``lake/records.py``, the decoder the
+realtime feed uses too); one that cannot become a row goes to ``lake/rejected`` with reason
+``undeliverable``, an error that names what was wrong, and an excerpt of its bytes. Every
+accepted event ends up exactly once in the raw lake or there.
 
 Rows are gathered as tuples and turned into columns in one go; the per-request fields
 (tenant, clocks, IP, user agent) are kept once per request and spread with ``take``. Should
