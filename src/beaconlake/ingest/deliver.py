@@ -265,8 +265,10 @@ class Deliverer:
 def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     """The deliverer process: poll for sealed segments until SIGTERM, then drain."""
     from beaconlake.logs import setup
+    from beaconlake.procname import set_process_name
 
     setup(log_level)  # a spawned process starts with no logging: ours, JSON lines, tracebacks included
+    set_process_name("bl-deliver")
     stop = False
 
     def _stop(signum: int, frame: object) -> None:
