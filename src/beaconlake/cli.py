@@ -65,25 +65,64 @@ def _load(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
-def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Event, level: str) -> None:
-    """Restart the delivery process if it dies: acknowledged events must keep flowing to the lake."""
-    from beaconlake.ingest import deliver
+class _Helpers:
+    """The processes ``up`` runs beside the server: the lake deliverer and the scheduler. One that
+    dies (kill -9, the OOM killer, a crash) is started again within a second: acknowledged events
+    must keep flowing to the lake, and convert runs must go on, without an operator."""
 
-    ctx = multiprocessing.get_context("spawn")
-    while not stop.wait(1.0):
-        proc = holder["proc"]
-        if not proc.is_alive() and not stop.is_set():
-            log.error("lake delivery process exited with code %s; restarting it", proc.exitcode)
-            holder["proc"] = ctx.Process(target=deliver.run_forever, args=(settings, level), name="beaconlake-deliver")
-            holder["proc"].start()
+    def __init__(self, settings: config.Settings, level: str) -> None:
+        from beaconlake.ingest import deliver
+        from beaconlake.schedule.run import run_forever as run_scheduler
+
+        self.targets = {"lake delivery": deliver.run_forever, "scheduler": run_scheduler}
+        self.settings, self.level = settings, level
+        self.ctx = multiprocessing.get_context("spawn")
+        self.lock = threading.Lock()  # no restart once stop() has begun
+        self.stopping = False
+        self.procs = {role: self._start(role) for role in self.targets}
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _start(self, role: str) -> multiprocessing.Process:
+        proc = self.ctx.Process(target=self.targets[role], args=(self.settings, self.level), name=f"beaconlake {role}")
+        proc.start()
+        return proc
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(1.0)
+            with self.lock:
+                if self.stopping:
+                    return
+                for role, proc in self.procs.items():
+                    if not proc.is_alive():
+                        log.error("%s process exited with code %s; restarting it", role, proc.exitcode)
+                        self.procs[role] = self._start(role)
+
+    def stop(self) -> None:
+        with self.lock:
+            self.stopping = True
+        scheduler = self.procs["scheduler"]
+        if scheduler.is_alive():
+            scheduler.terminate()  # SIGTERM: it stops after the run in progress, if any
+            scheduler.join(SCHEDULER_STOP_SECS)
+            if scheduler.is_alive():
+                log.warning("the scheduler's run did not end within %d s; stopping it (the next run redoes it)",
+                            SCHEDULER_STOP_SECS)
+                scheduler.kill()
+        deliverer = self.procs["lake delivery"]
+        if deliverer.is_alive():
+            deliverer.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
+            deliverer.join(self.settings.delivery.drain_timeout_secs + 5)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from beaconlake.ingest import deliver, spool
+    from beaconlake.ingest import spool
     from beaconlake.ingest.collector.app import create_app
+    from beaconlake.procname import set_process_name
     from beaconlake.serve.http.supervisor import Supervisor
 
     settings = _load(args)
+    set_process_name("bl-up")
     create_app(settings)  # compiles every tenant's schemas: a bad one stops us here, not in a worker
     spool.lock_spool(settings.spool_path)  # held until this process exits
     recovered = spool.recover_orphans(settings.spool_path)
@@ -101,16 +140,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             log.info("recovered %d statistics window(s) from the last run", kept)
 
     level = logging.getLevelName(log.getEffectiveLevel())
-    ctx = multiprocessing.get_context("spawn")
-    holder = {"proc": ctx.Process(target=deliver.run_forever, args=(settings, level), name="beaconlake-deliver")}
-    holder["proc"].start()
-    stop = threading.Event()
-    threading.Thread(target=_watch_deliverer, args=(settings, holder, stop, level), daemon=True).start()
-    from beaconlake.schedule.run import run_forever as run_scheduler
-
-    # convert + analyze in a process of their own: never in a server worker's request path
-    scheduler = ctx.Process(target=run_scheduler, args=(settings, level), name="beaconlake-schedule")
-    scheduler.start()
+    # lake delivery, and convert + analyze: processes of their own, never in a server worker's request path
+    helpers = _Helpers(settings, level)
     log.info(
         "collector on http://%s:%d (%d worker(s)), lake at %s",
         settings.server.host, settings.server.port, settings.server.workers, settings.storage,
@@ -118,18 +149,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         status = Supervisor(settings, "beaconlake.ingest.collector.app:create_app", level).run()
     finally:
-        stop.set()
-        if scheduler.is_alive():
-            scheduler.terminate()  # SIGTERM: it stops after the run in progress, if any
-            scheduler.join(SCHEDULER_STOP_SECS)
-            if scheduler.is_alive():
-                log.warning("the scheduler's run did not end within %d s; stopping it (the next run redoes it)",
-                            SCHEDULER_STOP_SECS)
-                scheduler.kill()
-        proc = holder["proc"]
-        if proc.is_alive():
-            proc.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
-            proc.join(settings.delivery.drain_timeout_secs + 5)
+        helpers.stop()
     return status
 
 
