@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from fault_checks import SERVER_ADMIN_KEY
 from support import Collector, start_collector
-
-SERVER_ADMIN_KEY = "sk_faultsfaultsfaultsfaults"
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from checks import (
+from fault_checks import (
+    SERVER_ADMIN_KEY,
     Metrics,
     assert_exactly_once,
     assert_recovered,
@@ -27,9 +28,8 @@ from checks import (
     wait_run,
     wait_until,
 )
-from conftest import SERVER_ADMIN_KEY
-from load import Load
-from procs import kill9, role_pids, wait_role
+from loadgen import Load
+from fault_procs import kill9, role_pids, wait_role
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,9 @@ from pathlib import Path
 import httpx
 import pyarrow.dataset as ds
 
-from load import Ledger
+from loadgen import Ledger
 
+SERVER_ADMIN_KEY = "sk_faultsfaultsfaultsfaults"  # server.admin_key of the fault tests' collectors
 _SAMPLE = re.compile(r"^(beaconlake_\w+?)(?:\{([^}]*)\})? (\S+)$")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
