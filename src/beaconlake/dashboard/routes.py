@@ -37,6 +37,7 @@ DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
 PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
 QUARANTINE_SHOWN = 50  # the Pipeline view lists at most this many quarantined raw files
+PARKED_SHOWN = 50  # and the server-wide view this many parked spool segments
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
@@ -173,6 +174,8 @@ class Dashboard:
                              "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
                 "quarantined": self._quarantined(None),
+                # spool segments delivery parked (damaged, or failing): reports from spool/corrupt/
+                "parked": spool.parked_reports(self.settings.spool_path, PARKED_SHOWN),
             }
 
         return await run_in_threadpool(gather)

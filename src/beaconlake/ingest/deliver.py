@@ -50,6 +50,9 @@ __all__ = ["DAY_MS", "EVENT_ID_NAMESPACE", "Deliverer", "StoredEvent", "lake_eve
 log = logging.getLogger(__name__)
 
 PARK_AFTER_ATTEMPTS = 5
+# Counters reach /metrics through a snapshot: written after every pass, and at least this often
+# during a long one (an outage makes each segment's attempt wait for the storage's timeouts).
+PUBLISH_SECS = 1.0
 # Failures of the machine rather than of one segment: retried for ever, never a reason to park.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 
@@ -94,6 +97,7 @@ class Deliverer:
         self.corrupt_dir = self.root / spool.CORRUPT
         self._failures: dict[str, tuple[int, float]] = {}  # segment -> (attempts, next try)
         self.parked: list[Path] = []  # parked by this deliverer
+        self._published = 0.0  # when the metrics snapshot was last written (monotonic)
         self.realtime = None
         if settings.realtime.enabled:
             from beaconlake.realtime.consumer import RealtimeConsumer
@@ -191,6 +195,8 @@ class Deliverer:
                 attempts, next_try = self._failures.get(path.name, (0, 0.0))
                 if next_try <= now and self._attempt(path, attempts):
                     done += 1
+                if time.monotonic() - self._published >= PUBLISH_SECS:
+                    self._publish()  # a pass through many failing segments takes a while
         finally:
             self._publish()
         return done
@@ -243,12 +249,10 @@ class Deliverer:
 
     def _publish(self) -> None:
         try:
-            oldest = spool.oldest_undelivered_ms(self.root)
-            lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
-            self.metrics.set("beaconlake_delivery_lag_seconds", lag)
-            self.metrics.set("beaconlake_spool_undelivered_bytes", spool.undelivered_bytes(self.root))
-            self.metrics.set("beaconlake_spool_parked_segments", len(spool.parked_segments(self.root)))
+            for name, value in spool.spool_gauges(self.root, time.time()).items():
+                self.metrics.set(name, value)
             self.metrics.write_snapshot()
+            self._published = time.monotonic()
         except OSError as exc:  # a full disk must not stop delivery, which is what frees it
             log.warning("cannot publish delivery metrics: %s", exc)
 
