@@ -80,7 +80,8 @@ def rejected_key(tenant: str, y: int, m: int, d: int, segment_name: str) -> str:
 
 def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level)
+    # page checksums: convert verifies them, the one way to tell a damaged page that still decodes
+    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level, write_page_checksum=True)
     return buf.getvalue()
 
 
