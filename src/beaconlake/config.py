@@ -131,6 +131,9 @@ class S3StorageSettings(_Section, tag="s3", tag_field="type"):
     region: str = "us-east-1"
     access_key_id: str | None = None
     secret_access_key: str | None = None
+    # Connect and read timeout of each request. boto3's own is 60 s, retried: a hung S3 held
+    # lake delivery for minutes before a failure was counted; now at most 2 x this.
+    timeout_secs: Annotated[float, msgspec.Meta(gt=0, le=600)] = 10.0
 
 
 StorageSettings = LocalStorageSettings | S3StorageSettings

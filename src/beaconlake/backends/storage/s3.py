@@ -10,6 +10,7 @@ from beaconlake.errors import StorageError
 
 try:
     import boto3
+    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("storage.type = 's3' needs boto3: pip install 'beaconlake[s3]'") from exc
@@ -25,6 +26,10 @@ class S3Storage(Storage):
             region_name=settings.region,
             aws_access_key_id=settings.access_key_id,
             aws_secret_access_key=settings.secret_access_key,
+            # Lake delivery retries a failed segment for ever, with its own backoff and counters:
+            # a request may be tried twice here, and never wait longer than timeout_secs.
+            config=Config(connect_timeout=settings.timeout_secs, read_timeout=settings.timeout_secs,
+                          retries={"mode": "standard", "total_max_attempts": 2}),
         )
 
     def _key(self, key: str) -> str:
