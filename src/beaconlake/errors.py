@@ -15,3 +15,9 @@ class StorageError(BeaconlakeError):
 
 class SpoolCorrupt(BeaconlakeError):
     """A spool segment holds a frame that fails its length or checksum test."""
+
+
+class BackendUnavailable(BeaconlakeError):
+    """A store behind the read API (Redis counters, a PostgreSQL index or profile store) cannot
+    be reached now: the read routes answer 503 with Retry-After, not a 500 (nothing is wrong
+    with beaconlake, and the backends reconnect by themselves when the store is back)."""
