@@ -20,10 +20,11 @@ def up(tmp_path, request) -> Iterator:
     the server admin key set and the scheduler's interval runs off (tests ask for runs)."""
     started: list[Collector] = []
 
-    def start(workers: int = 2, folder=None, **overrides) -> Collector:
+    def start(workers: int = 2, folder=None, preexec_fn=None, **overrides) -> Collector:
         overrides.setdefault("server", {}).setdefault("admin_key", SERVER_ADMIN_KEY)
         overrides.setdefault("schedule", {}).setdefault("enabled", False)
-        collector = start_collector(folder or tmp_path, args=["--workers", str(workers)], config_overrides=overrides)
+        collector = start_collector(folder or tmp_path, args=["--workers", str(workers)], config_overrides=overrides,
+                                    preexec_fn=preexec_fn)
         started.append(collector)
         return collector
 
