@@ -7,8 +7,8 @@ only when its request got a 200 whose body counts every event of the batch as ac
 other answer (a 503, a timeout, a reset) leaves it unacknowledged, and the invariant says
 nothing about it: it may or may not be in the lake, as a client that retries would resend it.
 
-Half of the loops open a new connection per request, so with several server workers every
-worker gets traffic (a kept-alive connection stays on the worker that accepted it).
+By default half of the loops open a new connection per request, so with several server workers
+every worker gets traffic (a kept-alive connection stays on the worker that accepted it).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from array import array
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -67,15 +68,19 @@ class Load:
     """``connections`` loops posting batches of ``batch_events`` events (``rate``: requests a
     second in all, None: as fast as answers come) until ``stop()``. Thread-safe to read while
     it runs: ``ledger``, ``statuses`` (status code or exception name -> count), ``latencies``
-    (seconds of each 200), ``errors_5xx`` (the first few 5xx other than 503, with their bodies)."""
+    (seconds of each 200), ``errors_5xx`` (the first few 5xx other than 503, with their bodies).
+    ``fresh_share``: the share of loops that open a new connection for each request.
+    ``transport``: ``httpx`` (the tests), or ``raw`` (``RawConnection``, several times cheaper)."""
 
     def __init__(self, url: str, write_key: str, *, connections: int = 8, rate: float | None = None,
                  batch_events: int = 10, timeout_secs: float = 5.0, ledger: Ledger | None = None,
-                 levels: tuple[str, ...] = ("mid", "low")) -> None:
+                 levels: tuple[str, ...] = ("mid", "low"), fresh_share: float = 0.5, transport: str = "httpx") -> None:
         self.url = f"{url}/v1/events?k={write_key}"
         self.connections, self.rate, self.batch_events = connections, rate, batch_events
         self.timeout_secs = timeout_secs
         self.levels = levels
+        self.fresh = round(connections * fresh_share)  # loops that open a connection per request
+        self.transport = transport  # "httpx", or "raw" (RawConnection: for a soak's rates)
         self.ledger = ledger or Ledger()
         self.statuses: collections.Counter[int | str] = collections.Counter()
         self.latencies = array("d")
@@ -134,14 +139,21 @@ class Load:
         return self._encoder.encode({"sent_at": now, "events": events})
 
     async def _run(self) -> None:
+        if self.transport == "raw":
+            await asyncio.gather(*(self._loop(RawConnection(self.url, self.timeout_secs).post, fresh=i < self.fresh)
+                                   for i in range(self.connections)))
+            return
         limits = httpx.Limits(max_connections=self.connections, max_keepalive_connections=self.connections)
         async with httpx.AsyncClient(timeout=self.timeout_secs, limits=limits) as client:
-            await asyncio.gather(*(self._loop(client, fresh=i % 2 == 1) for i in range(self.connections)))
 
-    async def _loop(self, client: httpx.AsyncClient, fresh: bool) -> None:
-        headers = {"content-type": "text/plain"}
-        if fresh:
-            headers["connection"] = "close"
+            async def post(body: bytes, fresh: bool) -> tuple[int, bytes]:
+                headers = {"content-type": "text/plain", **({"connection": "close"} if fresh else {})}
+                r = await client.post(self.url, content=body, headers=headers)
+                return r.status_code, r.content
+
+            await asyncio.gather(*(self._loop(post, fresh=i < self.fresh) for i in range(self.connections)))
+
+    async def _loop(self, post, fresh: bool) -> None:
         interval = self.connections / self.rate if self.rate else 0.0
         next_at = time.monotonic()
         while not self._stop.is_set():
@@ -154,16 +166,59 @@ class Load:
             body = self._body(ids, start)
             t0 = time.monotonic()
             try:
-                r = await client.post(self.url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
+                status, answer = await post(body, fresh)
+            except (httpx.HTTPError, OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 self.statuses[type(exc).__name__] += 1
                 await asyncio.sleep(0.02)
                 continue
-            self.statuses[r.status_code] += 1
-            if r.status_code == 200 and r.json().get("accepted") == len(ids):
+            self.statuses[status] += 1
+            if status == 200 and msgspec.json.decode(answer).get("accepted") == len(ids):
                 self.latencies.append(time.monotonic() - t0)
                 self.ledger.ack(start, len(ids))
-            elif r.status_code >= 500:
-                if r.status_code != 503 and len(self.errors_5xx) < 5:
-                    self.errors_5xx.append((r.status_code, r.text[:500]))
+            elif status >= 500:
+                if status != 503 and len(self.errors_5xx) < 5:
+                    self.errors_5xx.append((status, answer[:500].decode(errors="replace")))
                 await asyncio.sleep(0.05)  # as a client honouring Retry-After would, briefly
+
+
+class RawConnection:
+    """HTTP/1.1 POSTs on one kept-alive connection, written by hand: several times cheaper than
+    httpx, for a soak that must load the collector rather than itself. Never resends a request
+    (a retry of a request the server may have taken would be a client's duplicate, not the
+    pipeline's). Expects what the collector sends: a Content-Length on every answer."""
+
+    def __init__(self, url: str, timeout_secs: float) -> None:
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        self.target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+        self.timeout_secs = timeout_secs
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes, fresh: bool) -> tuple[int, bytes]:
+        try:
+            return await asyncio.wait_for(self._post(body, fresh), self.timeout_secs)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _post(self, body: bytes, fresh: bool) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        close = "Connection: close\r\n" if fresh else ""
+        head = (f"POST {self.target} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: text/plain\r\n"
+                f"Content-Length: {len(body)}\r\n{close}\r\n")
+        self.writer.write(head.encode() + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        answer = await self.reader.readexactly(int(fields.get("content-length", "0")))
+        if fresh or fields.get("connection", "").lower() == "close":
+            self.close()
+        return status, answer
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
