@@ -90,13 +90,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     if recovered:
         log.info("recovered %d spool segment(s) left by an earlier run; delivering them", len(recovered))
     shutil.rmtree(settings.run_path / "metrics", ignore_errors=True)
-    if settings.realtime.enabled and isinstance(settings.counters, config.MemoryCountersSettings):
-        from beaconlake.backends.counters.memory import MemoryCounters
+    if settings.realtime.enabled:
+        from beaconlake.backends.counters import prepare_counters
 
-        # the last run's partials, folded into one before any worker writes its own
-        kept = MemoryCounters.compact(
-            settings.realtime_path / "partials", int(time.time() * 1000) - settings.realtime.retention_hours * 3_600_000
-        )
+        # before any worker opens the counters (memory: the last run's partials folded into one)
+        kept = prepare_counters(settings.counters, state_dir=settings.realtime_path,
+                                before_ms=int(time.time() * 1000) - settings.realtime.retention_hours * 3_600_000)
         if kept:
             log.info("recovered %d statistics window(s) from the last run", kept)
 

@@ -8,9 +8,9 @@ import time
 from starlette.routing import Route
 
 from beaconlake.backends.counters import open_counters
+from beaconlake.backends.counters.windows import MINUTE_MS
 from beaconlake.backends.highlevel import HighLevelIndex, open_highlevel
-from beaconlake.config import MemoryCountersSettings, Settings
-from beaconlake.realtime.aggregate import MINUTE_MS
+from beaconlake.config import Settings
 from beaconlake.realtime.stats import StatsDestination
 from beaconlake.telemetry import Metrics
 
@@ -35,14 +35,14 @@ class WorkerRealtime:
         from beaconlake.serve.api import ReadApi
 
         self.settings = settings
-        self.counters = open_counters(settings, role="collector")
+        self.retention_ms = settings.realtime.retention_hours * 3_600_000
+        self.counters = open_counters(settings.counters, role="collector", state_dir=settings.realtime_path,
+                                      retention_ms=self.retention_ms)
         self.stats = StatsDestination(settings.realtime, self.counters, metrics)
         self.index = _LazyIndex(settings)
         self.api = ReadApi(settings, self.counters, self.index)  # type: ignore[arg-type]
-        c = settings.counters
-        self.flush_secs = c.partials_interval_secs if isinstance(c, MemoryCountersSettings) else 5.0
+        self.flush_secs = self.counters.capabilities.flush_interval_secs
         self._last_flush = time.monotonic()
-        self.retention_ms = settings.realtime.retention_hours * 3_600_000
 
     def routes(self) -> list[Route]:
         return self.api.routes()

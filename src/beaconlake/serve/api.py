@@ -19,11 +19,10 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from beaconlake.backends.counters import Counters
-from beaconlake.backends.counters.memory import MemoryCounters
+from beaconlake.backends.counters.windows import GRAINS
 from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.backends.highlevel.base import to_json
 from beaconlake.config import Settings, TenantSettings
-from beaconlake.realtime.aggregate import GRAINS
 from beaconlake.serve import params
 from beaconlake.serve.auth import Keys, NotFound, guarded
 from beaconlake.serve.params import BadParam
@@ -88,8 +87,8 @@ class ReadApi:
         self.keys = Keys(settings)
         self.counters = counters
         self.index = index
-        # The memory backend's live windows are mutated on the event loop: read them there too.
-        self.inline_counters = isinstance(counters, MemoryCounters)
+        # Counters kept in this process are changed on the event loop: read them there too.
+        self.inline_counters = counters.capabilities.in_process
 
     def routes(self) -> list[Route]:
         return [

@@ -44,7 +44,7 @@ class ProfilesApi(ReadApi):
     @property
     def store(self) -> ProfileStore:
         if self._store is None:
-            self._store = open_profiles(self.settings)
+            self._store = open_profiles(self.settings.profiles)
         return self._store
 
     def close(self) -> None:
@@ -61,7 +61,7 @@ class ProfilesApi(ReadApi):
     async def profile(self, request: Request, tenant: TenantSettings) -> Response:
         person_id = person_id_of(request, PROFILE_ROUTE)
         store = self.store
-        if store.inline_reads:
+        if store.capabilities.inline_reads:
             doc = store.get_json(tenant.id, person_id)
         else:
             doc = await run_in_threadpool(store.get_json, tenant.id, person_id)

@@ -7,7 +7,8 @@ import threading
 import msgspec
 import psycopg
 
-from beaconlake.backends.highlevel.base import HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.base import Capabilities, HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.settings import PostgresHighLevelSettings
 from beaconlake.backends.highlevel.sqlite import COLUMNS, _row, range_sql
 
 SCHEMA = """
@@ -29,6 +30,12 @@ create table if not exists identities (
 
 
 class PostgresHighLevelIndex(HighLevelIndex):
+    capabilities = Capabilities(local_file=False)
+
+    @classmethod
+    def from_settings(cls, settings: PostgresHighLevelSettings) -> PostgresHighLevelIndex:
+        return cls(settings.dsn)
+
     def __init__(self, dsn: str) -> None:
         self.conn = psycopg.connect(dsn, autocommit=True)
         self._lock = threading.Lock()
