@@ -80,7 +80,7 @@ def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Ev
 
 def cmd_up(args: argparse.Namespace) -> int:
     from beaconlake.ingest import deliver, spool
-    from beaconlake.ingest.collector.app import create_app
+    from beaconlake.serve.app import create_app
     from beaconlake.serve.http.supervisor import Supervisor
 
     settings = _load(args)
@@ -116,7 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings.server.host, settings.server.port, settings.server.workers, settings.storage,
     )
     try:
-        status = Supervisor(settings, "beaconlake.ingest.collector.app:create_app", level).run()
+        status = Supervisor(settings, "beaconlake.serve.app:create_app", level).run()
     finally:
         stop.set()
         if scheduler.is_alive():

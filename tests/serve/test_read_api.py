@@ -32,7 +32,7 @@ def get(client, path, key=READ_KEY, **params):
 
 def deliver_pass(client):
     """What the deliverer process does: seal the worker's segment, then one realtime + lake pass."""
-    client.portal.call(client.app.writer.seal)
+    client.portal.call(client.app.collector.writer.seal)
     d = Deliverer(client.settings)
     d.run_once()  # feeds the detector; a match with no browser report and grace 0 is due at once
     d.run_once()  # delivers the detector's own segment: indexes and counts the server's matches
