@@ -6,6 +6,9 @@ every segment, so it feeds the detector (in event-time order), indexes the high-
 events (the browser's and its own), and writes closed statistics windows to the lake. It
 runs before a segment's lake delivery, and records which segments it has fed in the same
 checkpoint as the detector's state, so a segment redelivered after a crash is not fed twice.
+
+It is one of the deliverer's pre-delivery consumers (``ingest.deliver.PreDelivery``): the
+composition root (``beaconlake.up``) builds it and hands it to delivery, which never imports it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ MAX_KNOWN_IDENTITIES = 100_000
 
 
 class RealtimeConsumer:
+    name = "realtime"
+    failures_metric = "beaconlake_realtime_failures_total"  # a call that raised; lake delivery goes on
+
     def __init__(self, settings: Settings, storage: Storage, metrics: Metrics) -> None:
         rt = settings.realtime
         self.settings = settings
