@@ -10,6 +10,8 @@ from beaconlake import config
 from beaconlake.backends.storage.local import LocalStorage
 from beaconlake.realtime.consumer import RealtimeConsumer
 from beaconlake.realtime.worker import WorkerRealtime
+from beaconlake.serve.api import ReadApi
+from beaconlake.serve.auth import Keys
 from beaconlake.telemetry import Metrics
 
 LATENESS_MS = 120_000  # realtime.allowed_lateness_secs's default
@@ -31,7 +33,9 @@ def test_the_worker_and_the_deliverer_follow_the_counters_capabilities(tmp_path,
     try:
         assert worker.counters.capabilities.flush_interval_secs == flush_secs
         assert worker.flush_secs == flush_secs
-        assert worker.stats.inline is in_process and worker.api.inline_counters is in_process
+        assert worker.stats.inline is in_process
+        api = ReadApi(Keys(settings), worker.counters, worker.index)  # as serve/app.py composes it
+        assert api.inline_counters is in_process
         assert consumer.closer.delay_ms == LATENESS_MS + margin_ms
     finally:
         worker.close()

@@ -79,4 +79,7 @@ def test_the_composed_parts_do_not_import_each_other(module):
     code = f"import sys, json, {module}; print(json.dumps(sorted(m for m in sys.modules if m.startswith({forbidden!r}))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == []
+    loaded = json.loads(out.stdout)
+    # settings leaves (plain typed sections that config.py assembles) and the packages that hold
+    # them are not the part itself
+    assert [m for m in loaded if not (m.endswith(".settings") or f"{m}.settings" in loaded)] == []
