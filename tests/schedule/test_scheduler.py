@@ -66,7 +66,7 @@ def test_a_failing_run_records_its_error_and_the_next_one_recovers(tmp_path):
 def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_converts(tmp_path):
     from starlette.testclient import TestClient
 
-    from beaconlake.ingest.collector.app import create_app
+    from beaconlake.serve.app import create_app
 
     settings = _settings(tmp_path)
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))
@@ -74,7 +74,7 @@ def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_conv
     bad.write_bytes(b"this is not parquet")
     s, t = _serve(settings)  # the scheduler process's loop, as `beaconlake up` runs it
     try:
-        RunLog(settings.run_path).request("requested (demo)")
+        RunLog(settings.run_path).request("requested (demo)", "demo")  # as the tenant's admin key asks
         [record] = _wait_runs(s.runs, 1, 60)
     finally:
         s.stop()

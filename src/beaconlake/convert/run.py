@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from beaconlake.backends.catalog import open_catalog
+from beaconlake.backends.catalog.settings import CatalogSettings
 from beaconlake.backends.engine import Engine, open_engine
+from beaconlake.backends.engine.settings import EngineSettings
 from beaconlake.backends.storage import open_storage
 from beaconlake.config import Settings
 from beaconlake.convert.catalog import TableStore
@@ -32,12 +34,7 @@ from beaconlake.convert.maintain import Maintenance, maintain
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import keep_existing_types, promoted_columns
 from beaconlake.convert.quarantine import Quarantine, Quarantined, page_problem, problem
-from beaconlake.convert.settings import (
-    CatalogSettings,
-    ConvertSettings,
-    EngineSettings,
-    sections_of,
-)
+from beaconlake.convert.settings import ConvertSettings, sections_of
 from beaconlake.convert.tables import EVENTS
 from beaconlake.locks import RunLock
 

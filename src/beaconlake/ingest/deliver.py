@@ -20,6 +20,11 @@ What delivery promises for every acknowledged event:
   not be read; so is one that keeps failing, with its error.
 * **A stuck pipeline shows.** ``beaconlake_delivery_lag_seconds`` is the age of the oldest
   undelivered segment, open or sealed; the segments of dead writers are sealed on every pass.
+
+What must see a segment before delivery deletes it (the realtime stage's sequence detection and
+high-level indexing) is handed in as ``PreDelivery`` consumers by whoever composes the process
+(``beaconlake.up``): delivery knows the protocol, never the stages behind it, and a consumer's
+failure is counted and logged, never a reason to hold back the lake.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -45,7 +52,7 @@ from beaconlake.ingest import segment, spool
 from beaconlake.ingest.rows import DAY_MS, EVENT_ID_NAMESPACE, StoredEvent, lake_event_id, segment_rows
 from beaconlake.telemetry import Metrics
 
-__all__ = ["DAY_MS", "EVENT_ID_NAMESPACE", "Deliverer", "StoredEvent", "lake_event_id", "run_forever"]
+__all__ = ["DAY_MS", "EVENT_ID_NAMESPACE", "Deliverer", "PreDelivery", "StoredEvent", "lake_event_id", "run_forever"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,26 @@ PARK_AFTER_ATTEMPTS = 5
 PUBLISH_SECS = 1.0
 # Failures of the machine rather than of one segment: retried for ever, never a reason to park.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+class PreDelivery(Protocol):
+    """Something that must see every sealed segment before lake delivery deletes it.
+
+    ``process`` gets a pass's sealed segments (oldest first) before any of them is delivered;
+    a segment redelivered after a crash comes again, so a consumer remembers what it has seen.
+    ``tick`` is a pass with nothing sealed: time-driven work (matches whose wait is over, windows
+    to close). ``close`` at the end of the process, after the last pass. A call that raises is
+    logged and counted in ``failures_metric`` (a counter in ``telemetry.HELP``); delivery goes on.
+    """
+
+    name: str
+    failures_metric: str
+
+    def process(self, segments: list[Path]) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class StorageOutage(Exception):
@@ -90,7 +117,8 @@ def _machine_trouble(exc: BaseException) -> bool:
 
 
 class Deliverer:
-    def __init__(self, settings: Settings, storage: Storage | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, storage: Storage | None = None, metrics: Metrics | None = None,
+                 consumers: Sequence[PreDelivery] = ()) -> None:
         self.settings = settings
         self.root = settings.spool_path
         self.storage = storage or open_storage(settings.storage)
@@ -99,11 +127,7 @@ class Deliverer:
         self._failures: dict[str, tuple[int, float]] = {}  # segment -> (attempts, next try)
         self.parked: list[Path] = []  # parked by this deliverer
         self._published = 0.0  # when the metrics snapshot was last written (monotonic)
-        self.realtime = None
-        if settings.realtime.enabled:
-            from beaconlake.realtime.consumer import RealtimeConsumer
-
-            self.realtime = RealtimeConsumer(settings, self.storage, self.metrics)
+        self.consumers = list(consumers)
 
     # -- one segment ---------------------------------------------------------------------
 
@@ -184,13 +208,11 @@ class Deliverer:
         try:
             self._seal_orphans()
             segments = spool.sealed_segments(self.root)
-            if self.realtime is not None:
-                try:
-                    # before delivery deletes them: sequence detection and high-level indexing
-                    self.realtime.process(segments)
-                except Exception:  # realtime is best-effort; lake delivery must go on
-                    self.metrics.inc("beaconlake_realtime_failures_total")
-                    log.exception("realtime pass failed; lake delivery continues")
+            for consumer in self.consumers:  # before delivery deletes them
+                if segments:
+                    self._guarded(consumer, consumer.process, segments)
+                else:
+                    self._guarded(consumer, consumer.tick)
             now = time.monotonic()
             for path in segments:
                 attempts, next_try = self._failures.get(path.name, (0, 0.0))
@@ -201,6 +223,13 @@ class Deliverer:
         finally:
             self._publish()
         return done
+
+    def _guarded(self, consumer: PreDelivery, call: Callable[..., None], *args: object) -> None:
+        try:
+            call(*args)
+        except Exception:  # a consumer is best-effort; lake delivery must go on
+            self.metrics.inc(consumer.failures_metric)
+            log.exception("%s: %s failed; lake delivery continues", consumer.name, call.__name__)
 
     def _attempt(self, path: Path, attempts: int) -> bool:
         try:
@@ -266,9 +295,17 @@ class Deliverer:
             if not self.run_once():
                 time.sleep(self.settings.delivery.poll_interval_secs)
 
+    def close(self) -> None:
+        """Close the consumers (each one's failure logged and counted; the others still close)."""
+        for consumer in self.consumers:
+            self._guarded(consumer, consumer.close)
 
-def run_forever(settings: Settings, log_level: str = "INFO") -> None:
-    """The deliverer process: poll for sealed segments until SIGTERM, then drain."""
+
+def run_forever(build: Callable[[], Deliverer], log_level: str = "INFO") -> None:
+    """The deliverer process: poll for sealed segments until SIGTERM, then drain.
+
+    ``build`` makes the deliverer once logging and signals are set up, in this process: its
+    consumers hold connections and files that do not cross a process boundary."""
     from beaconlake.logs import setup
     from beaconlake.procname import set_process_name
 
@@ -285,14 +322,14 @@ def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     # Delivery is throughput work with a spool to absorb bursts; acknowledging requests is
     # latency work. Under load the workers get the CPU first (backpressure bounds the spool).
     os.nice(10)
-    deliverer = Deliverer(settings)
+    deliverer = build()
+    poll_secs = deliverer.settings.delivery.poll_interval_secs
     while not stop:
         try:
             if not deliverer.run_once():
-                time.sleep(settings.delivery.poll_interval_secs)
+                time.sleep(poll_secs)
         except Exception:  # a bug in one pass must not stop delivery for good
             log.exception("delivery pass failed; retrying")
-            time.sleep(settings.delivery.poll_interval_secs)
+            time.sleep(poll_secs)
     deliverer.drain()
-    if deliverer.realtime is not None:
-        deliverer.realtime.close()
+    deliverer.close()

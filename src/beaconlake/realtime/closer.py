@@ -20,8 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beaconlake.backends.counters import Counters
+from beaconlake.backends.counters.windows import GRAINS, MINUTE_MS
 from beaconlake.backends.storage import Storage
-from beaconlake.realtime.aggregate import GRAINS, MINUTE_MS
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ clock ``event_ts`` is anchored to, so every process agrees when a window closes 
 talking to the others. Events later than that are counted as late
 (``beaconlake_stats_late_events_total``) and left out, rather than put in a wrong window;
 the raw lake still has them. A numeric property out of the statistics' range (see
-``aggregate.MAX_ABS_NUMBER``) is skipped and counted (``beaconlake_stats_skipped_values_total``);
+``backends.counters.windows.MAX_ABS_NUMBER``) is skipped and counted (``beaconlake_stats_skipped_values_total``);
 nothing in an event's props can keep the event, or its batch, out of the counts.
 """
 
@@ -24,16 +24,15 @@ from urllib.parse import urlsplit
 import msgspec
 
 from beaconlake.backends.counters import Counters
-from beaconlake.backends.counters.memory import MemoryCounters
-from beaconlake.config import RealtimeSettings
-from beaconlake.ingest.route import Batch
-from beaconlake.realtime.aggregate import (
+from beaconlake.backends.counters.windows import (
     ALL_PATHS,
     MINUTE_MS,
     OTHER_PATHS,
     Agg,
     numbers_of,
 )
+from beaconlake.ingest.route import Batch
+from beaconlake.realtime.settings import RealtimeSettings
 from beaconlake.telemetry import Metrics
 
 _props = msgspec.json.Decoder()
@@ -155,8 +154,8 @@ class StatsDestination:
         self.counters = counters
         self.metrics = metrics
         self._skipped_reported = 0
-        # Memory partials are a dict update: cheaper inline than a hop to a thread.
-        self.inline = isinstance(counters, MemoryCounters)
+        # Counters kept in this process are a dict update: cheaper inline than a hop to a thread.
+        self.inline = counters.capabilities.in_process
         self.in_flight = 0
 
     async def deliver(self, batch: Batch) -> None:

@@ -241,3 +241,21 @@ def test_a_long_pipeline_is_answered_whole_and_in_order(collector):
     sock.sendall(b"".join(request("GET", f"/healthz?n={i}") for i in range(count)))
     answers = read_answers(sock, count, timeout=60)
     assert len(answers) == count and {a.status for a in answers} == {200}
+
+
+def test_an_early_answer_then_the_rest_of_the_body_and_a_pipelined_request_never_get_a_reset(collector):
+    """A 415 goes out before the body is in; the rest of the body and a request pipelined behind
+    it then arrive in one write. Closing as soon as the body is drained would answer those bytes
+    with a reset (found by test_fuzz): the server says it is done and lets the client close."""
+    head = b"POST /v1/events HTTP/1.1\r\nHost: fuzz\r\nContent-Type: wk_fuzzfuzzfuzzfuzzfuzz\r\nContent-Length: 78\r\n\r\n"
+    body = b'{"sent_at": 1, "events": [{"level": "mid", "name": "x", "anonymous_id": "f"}]}'
+    for _ in range(10):
+        sock = socket.create_connection(("127.0.0.1", collector.port))  # blocking, as the fuzz test's client
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for piece in (head, body[:54], body[54:] + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"):
+            sock.sendall(piece)
+            time.sleep(0.002)
+        sock.shutdown(socket.SHUT_WR)  # raises ENOTCONN after a reset
+        got, closed_after = read_until_closed(sock, 5.0)
+        sock.close()
+        assert got.startswith(b"HTTP/1.1 415 ") and closed_after is not None, got[:200]

@@ -19,15 +19,17 @@ cluster) for now.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import redis
 
-from beaconlake.backends.counters.base import Counters, row
+from beaconlake.backends.counters.base import Capabilities, Counters, row
+from beaconlake.backends.counters.settings import RedisCountersSettings
+from beaconlake.backends.counters.sketch import STANDARD_ERROR
+from beaconlake.backends.counters.windows import Agg, WindowKey, bucket_of, rollup
 from beaconlake.errors import BackendUnavailable
-from beaconlake.realtime.aggregate import Agg, WindowKey, bucket_of, rollup
-from beaconlake.realtime.sketch import STANDARD_ERROR
 
 SEP = "\x1f"
 TIMEOUT_SECS = 2.0  # a Redis on the network answers in milliseconds: one that takes this long is stuck
@@ -68,6 +70,14 @@ class KeySet(set):
 
 class RedisCounters(Counters):
     standard_error = STANDARD_ERROR
+    # Every write is a round trip to the shared Redis: nothing waits to be published, and a
+    # writer's housekeeping (prune) runs every few seconds.
+    capabilities = Capabilities(per_process_partials=False, in_process=False, flush_interval_secs=5.0)
+
+    @classmethod
+    def from_settings(cls, settings: RedisCountersSettings, *, role: str, state_dir: Path,
+                      retention_ms: int) -> RedisCounters:
+        return cls(settings.url, settings.key_prefix, retention_ms)
 
     def __init__(self, url: str, prefix: str, retention_ms: int) -> None:
         # explicit: a hung Redis must fail a call, not hold a thread for ever (redis-py < 6 waits)

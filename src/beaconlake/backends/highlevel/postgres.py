@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import msgspec
 
-from beaconlake.backends.highlevel.base import HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.base import Capabilities, HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.settings import PostgresHighLevelSettings
 from beaconlake.backends.highlevel.sqlite import COLUMNS, _row, range_sql
 from beaconlake.backends.pgconn import PgConnection
 
@@ -28,6 +29,12 @@ create table if not exists identities (
 
 
 class PostgresHighLevelIndex(HighLevelIndex):
+    capabilities = Capabilities(local_file=False)
+
+    @classmethod
+    def from_settings(cls, settings: PostgresHighLevelSettings) -> PostgresHighLevelIndex:
+        return cls(settings.dsn)
+
     def __init__(self, dsn: str) -> None:
         self.db = PgConnection(dsn, SCHEMA, lock_id=7351)
 

@@ -13,12 +13,14 @@ from beaconlake.backends.pgconn import PgConnection
 
 from beaconlake.backends.profiles.base import (
     TRAITS,
+    Capabilities,
     ProfileStore,
     Row,
     Search,
     column,
     encode,
 )
+from beaconlake.backends.profiles.settings import PostgresProfilesSettings
 
 TRAIT_COLS = ", ".join(f"t_{t} double precision" for t in TRAITS)
 SCHEMA = f"""
@@ -48,6 +50,12 @@ COLS = ("user_id", "segment_id", "first_seen", "last_seen", "propensity", *(f"t_
 
 
 class PostgresProfileStore(ProfileStore):
+    capabilities = Capabilities(inline_reads=False, local_file=False)
+
+    @classmethod
+    def from_settings(cls, settings: PostgresProfilesSettings) -> PostgresProfileStore:
+        return cls(settings.dsn)
+
     def __init__(self, dsn: str) -> None:
         self.db = PgConnection(dsn, SCHEMA, lock_id=7352)
 

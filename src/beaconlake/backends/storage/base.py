@@ -7,6 +7,16 @@ Keys are ``/``-separated paths relative to the lake root, e.g.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a storage backend can do, asked by callers instead of its class."""
+
+    # Every key's ``uri`` is a path on this machine's filesystem: readers may open it directly.
+    local_paths: bool
 
 
 class Storage(ABC):
@@ -14,6 +24,14 @@ class Storage(ABC):
     a reader sees either the whole new object or none of it, and a crash after ``put``
     returns cannot lose it. Writing an existing key replaces it, which is what makes
     redelivery of a spool segment idempotent."""
+
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Storage:
+        """The storage its ``[storage]`` section (of this backend's type) describes; by default
+        the backend's constructor takes the section."""
+        return cls(settings)  # type: ignore[call-arg]
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None: ...

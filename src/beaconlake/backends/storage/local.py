@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from beaconlake.backends.storage.base import Storage
+from beaconlake.backends.storage.base import Capabilities, Storage
+from beaconlake.backends.storage.settings import LocalStorageSettings
 from beaconlake.errors import StorageError
 
 
@@ -18,8 +19,14 @@ def fsync_dir(path: Path) -> None:
 
 
 class LocalStorage(Storage):
+    capabilities = Capabilities(local_paths=True)
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def from_settings(cls, settings: LocalStorageSettings) -> LocalStorage:
+        return cls(settings.root)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from beaconlake.backends.storage.base import Storage
-from beaconlake.config import S3StorageSettings
-from beaconlake.errors import StorageError
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
-try:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("storage.type = 's3' needs boto3: pip install 'beaconlake[s3]'") from exc
+from beaconlake.backends.storage.base import Capabilities, Storage
+from beaconlake.backends.storage.settings import S3StorageSettings
+from beaconlake.errors import StorageError
 
 
 class S3Storage(Storage):
+    capabilities = Capabilities(local_paths=False)
+
     def __init__(self, settings: S3StorageSettings) -> None:
         self.bucket = settings.bucket
         self.prefix = settings.prefix.strip("/")

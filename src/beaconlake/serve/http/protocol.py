@@ -225,8 +225,12 @@ class HttpProtocol(asyncio.Protocol):
         if self.stopped:
             return
         req, self.reading = self.reading, None
-        if self.phase is LINGER:  # the rest of an answered request's body is drained: close cleanly
-            self.close()
+        if self.phase is LINGER:  # the rest of an answered request's body is drained
+            if self.eof:
+                self.close()
+            else:  # say we are done and let the client close first: closing now would answer
+                self.stopped = True  # what it sends next (a pipelined request) with a reset
+                self.linger()
             return
         self.phase = IDLE
         if req is not None:
@@ -290,7 +294,12 @@ class HttpProtocol(asyncio.Protocol):
                 self.reading.fail(self.body_error(400, "answered", "the request was answered before its body"))
                 self.linger()  # drop the rest of this body, then close
             else:
-                self.close()
+                # a lingering close, as nginx does: what the client sends after our answer (a
+                # request pipelined behind it, even one it should not send after "close") would
+                # reach a closed socket, and the reset that answers it can destroy our answer
+                # before the client reads it. Half-close, and let the client close first.
+                self.stopped = True
+                self.linger()
             return
         self.now = monotonic()
         if self.queue:

@@ -60,6 +60,7 @@ def run_for(run: dict[str, Any], tenant: str) -> dict[str, Any] | None:
     out["tenants"] = [tenant] if own else None
     out["events"] = run.get("events") if own else None
     out["new_files"] = run.get("new_files") if own else None
+    out["quarantined"] = run.get("quarantined") if own else None
     analyze = run.get("analyze")
     if isinstance(analyze, dict) and isinstance(analyze.get("tenants"), list):
         mine = [t for t in analyze["tenants"] if isinstance(t, dict) and t.get("tenant") == tenant]

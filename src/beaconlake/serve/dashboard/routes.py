@@ -22,14 +22,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from beaconlake.config import Settings, TenantSettings
-from beaconlake.dashboard import funnel, live, people, pipeline, traffic
-from beaconlake.dashboard.tables import Tables
+from beaconlake.serve.dashboard import funnel, live, people, pipeline, traffic
+from beaconlake.serve.dashboard.tables import Tables
 from beaconlake.ingest import spool
 from beaconlake.schedule.state import RunLog
+from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.serve import params
-from beaconlake.serve.api import PERSON_ID, person_id_of
 from beaconlake.serve.auth import Caller, Forbidden, Keys, guarded
-from beaconlake.serve.params import BadParam
+from beaconlake.serve.params import PERSON_ID, BadParam, person_id_of
 from beaconlake.telemetry import Metrics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -56,11 +56,13 @@ def _timed(handler: Any) -> Any:
 
 
 class Dashboard:
-    def __init__(self, settings: Settings, metrics: Metrics, realtime: Any = None) -> None:
+    """``index``: the worker's high-level index, for the Live view's counts; None without realtime."""
+
+    def __init__(self, settings: Settings, keys: Keys, metrics: Metrics, index: HighLevelIndex | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.keys = Keys(settings)
-        self.index = realtime.index if realtime is not None else None
+        self.keys = keys
+        self.index = index
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
         self._storage: Any = None  # the lake's storage, opened when the Pipeline view first asks
