@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +81,7 @@ class Collector:
     log_path: Path
     proc: subprocess.Popen | None = None
     extra_args: list[str] = field(default_factory=list)
+    preexec_fn: Callable[[], None] | None = None  # run in the child before `up` starts (e.g. setrlimit)
 
     @property
     def url(self) -> str:
@@ -100,6 +101,7 @@ class Collector:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so kill() reaches the workers and the deliverer too
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -168,6 +170,7 @@ def start_collector(
     config_overrides: dict[str, Any] | None = None,
     args: list[str] | None = None,
     ready_path: str = "/readyz",
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Collector:
     port = port or free_port()
     config_path = write_config(tmp_path, port, config_overrides)
@@ -175,7 +178,7 @@ def start_collector(
     tenant = raw["tenants"][0]
     collector = Collector(
         tmp_path, port, config_path, tenant["write_key"], tenant["read_key"], tmp_path / "collector.log",
-        extra_args=args or [],
+        extra_args=args or [], preexec_fn=preexec_fn,
     )
     return collector.start(ready_path=ready_path)
 

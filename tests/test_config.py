@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,22 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     assert isinstance(s.storage, LocalStorageSettings)
     assert s.storage.root == str(tmp_path / "state" / "lake")
     assert s.spool_path == tmp_path / "state" / "spool"
+
+
+def test_every_backend_path_resolves_against_the_config_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    s = config.parse(minimal(data_dir="state"), tmp_path, environ={})
+    # empty: the default under data_dir
+    assert (s.storage.root, s.highlevel.path, s.profiles.path) == (
+        str(tmp_path / "state" / "lake"), str(tmp_path / "state" / "highlevel.db"), str(tmp_path / "state" / "profiles.db"))
+    s = config.parse(minimal(storage={"type": "local", "root": "lk"}, highlevel={"type": "sqlite", "path": "~/hl.db"},
+                             profiles={"type": "sqlite", "path": "db/p.db"}),
+                     tmp_path, environ={})
+    assert (s.storage.root, s.highlevel.path, s.profiles.path) == (
+        str(tmp_path / "lk"), str(tmp_path / "home" / "hl.db"), str(tmp_path / "db" / "p.db"))
+    # a server backend has no path to resolve
+    s = config.parse(minimal(highlevel={"type": "postgres", "dsn": "dbname=x"}), tmp_path, environ={})
+    assert s.highlevel.dsn == "dbname=x"
 
 
 def test_environment_overrides_sections_and_tenants(tmp_path):
@@ -118,3 +136,19 @@ def test_moved_deployment_folder_keeps_working(tmp_path):
     (tmp_path / "a").rename(tmp_path / "b")
     s = config.load(tmp_path / "b" / "beaconlake.toml", environ={})
     assert Path(s.data_dir) == tmp_path / "b" / "data"
+
+
+def test_reading_the_config_imports_settings_and_the_core_only():
+    # config.py assembles the sections that stages and backend seams define in their settings
+    # leaves: loading it must not drag in any stage's logic (nor a backend's driver).
+    code = ("import sys, beaconlake.config; "
+            "print('\\n'.join(m for m in sys.modules if m.startswith(('beaconlake', 'pyiceberg', 'duckdb', 'pyspark'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    packages = {m for m in loaded if hasattr(sys.modules.get(m), "__path__")}  # their __init__ only
+    # below config: a seam's contract (and the window type the counters' contract is written in)
+    contracts = {m for m in loaded if m.startswith("beaconlake.backends.") and m.rsplit(".", 1)[1] in ("base", "windows")}
+    core = {"beaconlake.config", "beaconlake.errors", "beaconlake.sections", "beaconlake.types", "beaconlake.origins",
+            "beaconlake.telemetry", "beaconlake.backends.loader"}
+    others = [m for m in loaded if m not in packages | contracts | core and not m.endswith(".settings")]
+    assert others == []
+    assert "beaconlake.backends.storage.settings" in loaded and "beaconlake.realtime.settings" in loaded

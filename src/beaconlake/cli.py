@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import multiprocessing
-import shutil
 import sys
-import threading
-import time
 from pathlib import Path
 
 from beaconlake import __version__, config
 from beaconlake.errors import BeaconlakeError
-
-log = logging.getLogger("beaconlake")
-# A convert run is crash-safe (its batches are redone), so shutdown need not wait for a long one.
-SCHEDULER_STOP_SECS = 20
 
 
 def _port(text: str) -> int:
@@ -65,72 +56,10 @@ def _load(args: argparse.Namespace) -> config.Settings:
     return settings
 
 
-def _watch_deliverer(settings: config.Settings, holder: dict, stop: threading.Event, level: str) -> None:
-    """Restart the delivery process if it dies: acknowledged events must keep flowing to the lake."""
-    from beaconlake.ingest import deliver
-
-    ctx = multiprocessing.get_context("spawn")
-    while not stop.wait(1.0):
-        proc = holder["proc"]
-        if not proc.is_alive() and not stop.is_set():
-            log.error("lake delivery process exited with code %s; restarting it", proc.exitcode)
-            holder["proc"] = ctx.Process(target=deliver.run_forever, args=(settings, level), name="beaconlake-deliver")
-            holder["proc"].start()
-
-
 def cmd_up(args: argparse.Namespace) -> int:
-    from beaconlake.ingest import deliver, spool
-    from beaconlake.ingest.collector.app import create_app
-    from beaconlake.serve.http.supervisor import Supervisor
+    from beaconlake import up
 
-    settings = _load(args)
-    create_app(settings)  # compiles every tenant's schemas: a bad one stops us here, not in a worker
-    spool.lock_spool(settings.spool_path)  # held until this process exits
-    recovered = spool.recover_orphans(settings.spool_path)
-    if recovered:
-        log.info("recovered %d spool segment(s) left by an earlier run; delivering them", len(recovered))
-    shutil.rmtree(settings.run_path / "metrics", ignore_errors=True)
-    if settings.realtime.enabled and isinstance(settings.counters, config.MemoryCountersSettings):
-        from beaconlake.backends.counters.memory import MemoryCounters
-
-        # the last run's partials, folded into one before any worker writes its own
-        kept = MemoryCounters.compact(
-            settings.realtime_path / "partials", int(time.time() * 1000) - settings.realtime.retention_hours * 3_600_000
-        )
-        if kept:
-            log.info("recovered %d statistics window(s) from the last run", kept)
-
-    level = logging.getLevelName(log.getEffectiveLevel())
-    ctx = multiprocessing.get_context("spawn")
-    holder = {"proc": ctx.Process(target=deliver.run_forever, args=(settings, level), name="beaconlake-deliver")}
-    holder["proc"].start()
-    stop = threading.Event()
-    threading.Thread(target=_watch_deliverer, args=(settings, holder, stop, level), daemon=True).start()
-    from beaconlake.schedule.run import run_forever as run_scheduler
-
-    # convert + analyze in a process of their own: never in a server worker's request path
-    scheduler = ctx.Process(target=run_scheduler, args=(settings, level), name="beaconlake-schedule")
-    scheduler.start()
-    log.info(
-        "collector on http://%s:%d (%d worker(s)), lake at %s",
-        settings.server.host, settings.server.port, settings.server.workers, settings.storage,
-    )
-    try:
-        status = Supervisor(settings, "beaconlake.ingest.collector.app:create_app", level).run()
-    finally:
-        stop.set()
-        if scheduler.is_alive():
-            scheduler.terminate()  # SIGTERM: it stops after the run in progress, if any
-            scheduler.join(SCHEDULER_STOP_SECS)
-            if scheduler.is_alive():
-                log.warning("the scheduler's run did not end within %d s; stopping it (the next run redoes it)",
-                            SCHEDULER_STOP_SECS)
-                scheduler.kill()
-        proc = holder["proc"]
-        if proc.is_alive():
-            proc.terminate()  # SIGTERM: the deliverer drains what the workers sealed on shutdown
-            proc.join(settings.delivery.drain_timeout_secs + 5)
-    return status
+    return up.run(_load(args))
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
@@ -138,13 +67,17 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
     Exit 0: everything was delivered. Exit 1: segments are left (the lake storage kept failing
     for ``delivery.drain_timeout_secs``) or were parked in ``spool/corrupt/`` by this run."""
-    from beaconlake.ingest import deliver, spool
+    from beaconlake import up
+    from beaconlake.ingest import spool
 
     settings = _load(args)
     spool.lock_spool(settings.spool_path)
     spool.recover_orphans(settings.spool_path)
-    d = deliver.Deliverer(settings)
-    d.drain()
+    d = up.build_deliverer(settings)  # with the realtime consumer, as `up` runs it
+    try:
+        d.drain()
+    finally:
+        d.close()
     left = len(spool.sealed_segments(settings.spool_path)) + len(spool.open_segments(settings.spool_path))
     print(f"delivered; {left} segment(s) left in the spool")
     if d.parked:

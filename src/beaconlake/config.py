@@ -4,6 +4,11 @@
 value when it parses as one (``8081``, ``true``, ``["a", "b"]``) and as a plain string
 otherwise. Relative paths resolve against the config file's folder, so a deployment
 folder can be moved whole.
+
+This module assembles the sections; each is defined by what it configures (a stage's
+``settings.py``, a backend seam's ``backends/<seam>/settings.py``), and those import only the core,
+so reading the config imports no stage or backend logic. The server's and the tenants' sections,
+which every part reads, are defined here.
 """
 
 from __future__ import annotations
@@ -13,44 +18,65 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
-from beaconlake.analyze.settings import (
-    AnalyzeSettings,
+from beaconlake.analyze.settings import AnalyzeSettings
+from beaconlake.backends.catalog.settings import (
+    CatalogSettings,
+    GlueCatalogSettings,
+    RestCatalogSettings,
+    SqlCatalogSettings,
+)
+from beaconlake.backends.counters.settings import (
+    CountersSettings,
+    MemoryCountersSettings,
+    RedisCountersSettings,
+)
+from beaconlake.backends.engine.settings import (
+    DuckDBEngineSettings,
+    EngineSettings,
+    SparkEngineSettings,
+)
+from beaconlake.backends.highlevel.settings import (
+    HighLevelSettings,
+    PostgresHighLevelSettings,
+    SqliteHighLevelSettings,
+)
+from beaconlake.backends.profiles.settings import (
+    PostgresProfilesSettings,
     ProfilesSettings,
     SqliteProfilesSettings,
 )
-from beaconlake.convert.settings import (
-    CatalogSettings,
-    ConvertSettings,
-    DuckDBEngineSettings,
-    EngineSettings,
-    SqlCatalogSettings,
+from beaconlake.backends.storage.settings import (
+    AzureStorageSettings,
+    LocalStorageSettings,
+    S3StorageSettings,
+    StorageSettings,
 )
+from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
-from beaconlake.ingest.collector.origin import canonical_origin
+from beaconlake.ingest.settings import CollectorSettings, DeliverySettings, SpoolSettings
+from beaconlake.origins import canonical_origin
+from beaconlake.realtime.settings import (
+    Predicate,
+    RealtimeSettings,
+    SequenceDefinition,
+    SequenceNegation,
+    SequenceStep,
+)
 from beaconlake.schedule.settings import ScheduleSettings
-from beaconlake.sections import TenantId
-from beaconlake.types import MAX_JSON_DEPTH_CEILING, Level, Name
+from beaconlake.sections import Key, Port, PositiveFloat, PositiveInt, Section, TenantId, resolve
+from beaconlake.types import Level, Name
 
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "BEACONLAKE__"
 DEFAULT_CONFIG_NAME = "beaconlake.toml"
 
-Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
-PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
-PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
-Key = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 
-
-class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
-
-
-class ServerSettings(_Section):
+class ServerSettings(Section):
     """The HTTP server of ``beaconlake up`` and how it governs connections (serve/http)."""
 
     host: str = "127.0.0.1"
@@ -92,146 +118,7 @@ class ServerSettings(_Section):
             )
 
 
-class CollectorSettings(_Section):
-    max_body_bytes: PositiveInt = 1024 * 1024
-    max_batch_events: PositiveInt = 500
-    max_props_bytes: PositiveInt = 16 * 1024
-    # Levels of nesting in an event's props or context ({"a": {"b": 1}} is 2). Capped so that
-    # every accepted event decodes within Python's recursion limit downstream.
-    max_json_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_JSON_DEPTH_CEILING)] = 32
-    anonymize_ip: bool = True
-
-
-class SpoolSettings(_Section):
-    durability: Literal["fsync", "os"] = "fsync"
-    max_segment_bytes: PositiveInt = 64 * 1024 * 1024
-    flush_interval_secs: PositiveFloat = 10.0
-    max_undelivered_bytes: PositiveInt = 1024 * 1024 * 1024
-    min_free_disk_bytes: Annotated[int, msgspec.Meta(ge=0)] = 512 * 1024 * 1024
-    retry_after_secs: PositiveInt = 5
-
-
-class DeliverySettings(_Section):
-    poll_interval_secs: PositiveFloat = 0.5
-    max_retry_secs: PositiveFloat = 60.0
-    # On shutdown, how long to keep retrying delivery of what the spool holds before exiting.
-    drain_timeout_secs: PositiveFloat = 60.0
-    zstd_level: Annotated[int, msgspec.Meta(ge=1, le=22)] = 3
-
-
-class LocalStorageSettings(_Section, tag="local", tag_field="type"):
-    # Empty means "<data_dir>/lake".
-    root: str = ""
-
-
-class S3StorageSettings(_Section, tag="s3", tag_field="type"):
-    bucket: Annotated[str, msgspec.Meta(min_length=3, max_length=63)]
-    prefix: str = "lake"
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-
-
-class AzureStorageSettings(_Section, tag="azure", tag_field="type"):
-    """Azure Blob Storage (backends/storage/azure.py). Authenticates with the account's key or a
-    SAS token (exactly one; both are secrets: set them through the environment)."""
-
-    account_name: Annotated[str, msgspec.Meta(min_length=3, max_length=24, pattern=r"^[a-z0-9]+$")]
-    container: Annotated[str, msgspec.Meta(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")]
-    prefix: str = "lake"
-    account_key: str | None = None
-    sas_token: str | None = None
-    # The Blob service URL; empty means https://<account_name>.blob.core.windows.net. Set it for
-    # another Azure cloud or the Azurite emulator (http://127.0.0.1:10000/<account_name>).
-    endpoint_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.account_key is None) == (self.sas_token is None):
-            raise ValueError("storage.type = 'azure' needs exactly one of storage.account_key and storage.sas_token "
-                             f"(got {'both' if self.account_key else 'neither'}); set one, e.g. "
-                             "BEACONLAKE__STORAGE__ACCOUNT_KEY in the environment")
-        if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
-            raise ValueError(f"storage.endpoint_url = {self.endpoint_url!r}: the Blob service URL starts with "
-                             "http:// or https://")
-
-
-StorageSettings = LocalStorageSettings | S3StorageSettings | AzureStorageSettings
-
-
-class MemoryCountersSettings(_Section, tag="memory", tag_field="type"):
-    """Each process keeps its partials in memory and writes them under ``<data_dir>/realtime/``."""
-
-    partials_interval_secs: PositiveFloat = 1.0
-
-
-class RedisCountersSettings(_Section, tag="redis", tag_field="type"):
-    url: str = "redis://127.0.0.1:6379/0"
-    key_prefix: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = "bl"
-
-
-CountersSettings = MemoryCountersSettings | RedisCountersSettings
-
-
-class SqliteHighLevelSettings(_Section, tag="sqlite", tag_field="type"):
-    # Empty means "<data_dir>/highlevel.db".
-    path: str = ""
-
-
-class PostgresHighLevelSettings(_Section, tag="postgres", tag_field="type"):
-    dsn: Annotated[str, msgspec.Meta(min_length=1)]
-
-
-HighLevelSettings = SqliteHighLevelSettings | PostgresHighLevelSettings
-
-
-class RealtimeSettings(_Section):
-    """Mid-level statistics in the collector workers; sequence detection in the deliverer."""
-
-    enabled: bool = True
-    # A minute window [s, s+60) closes at s + 60 + allowed_lateness_secs on the collector's clock.
-    allowed_lateness_secs: Annotated[float, msgspec.Meta(ge=0)] = 120.0
-    retention_hours: PositiveInt = 48
-    # Events whose page path is a statistics group (besides the all-paths total).
-    path_events: list[Name] = msgspec.field(default_factory=lambda: ["page_view", "page_leave"])
-    max_paths_per_window: PositiveInt = 1000
-    max_numeric_props: PositiveInt = 16
-    # How long a server-detected match waits for the browser's report of the same match.
-    browser_grace_secs: Annotated[float, msgspec.Meta(ge=0)] = 30.0
-    max_events_per_person: Annotated[int, msgspec.Meta(ge=16, le=10_000)] = 200
-
-
-class Predicate(_Section):
-    """A condition on one field of an event: ``props.category``, ``url``, ``title``, ``level``..."""
-
-    field: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    op: Literal["eq", "ne", "in", "prefix", "gt", "gte", "lt", "lte", "exists"]
-    value: Any = None
-
-
-class SequenceStep(_Section):
-    name: Name
-    where: list[Predicate] = []
-    # Fields (same syntax as Predicate.field) whose value must equal the previous step's.
-    same: list[str] = []
-
-
-class SequenceNegation(_Section):
-    name: Name
-    where: list[Predicate] = []
-    within_secs: PositiveFloat | None = None
-
-
-class SequenceDefinition(_Section):
-    """An analyst's high-level event, detected in the browser and on the server alike."""
-
-    name: Name
-    steps: Annotated[list[SequenceStep], msgspec.Meta(min_length=1, max_length=16)]
-    within_secs: PositiveFloat
-    not_followed_by: SequenceNegation | None = None
-
-
-class SchemaRef(_Section):
+class SchemaRef(Section):
     level: Level
     name: Name
     # Either an inline JSON Schema or a path (relative to the config file) to one.
@@ -239,7 +126,7 @@ class SchemaRef(_Section):
     file: str | None = None
 
 
-class TrackerSettings(_Section):
+class TrackerSettings(Section):
     """Sent to the browser by ``GET /v1/config``; the script tag can narrow but not widen them."""
 
     respect_do_not_track: bool = True
@@ -250,7 +137,7 @@ class TrackerSettings(_Section):
     search_params: list[str] = msgspec.field(default_factory=lambda: ["q", "s", "search", "query"])
 
 
-class TenantSettings(_Section):
+class TenantSettings(Section):
     id: TenantId
     write_key: Key  # public: in the site's pages; it can only write
     read_key: Key  # secret: reads this tenant's data
@@ -263,7 +150,7 @@ class TenantSettings(_Section):
     tracker: TrackerSettings = msgspec.field(default_factory=TrackerSettings)
 
 
-class Settings(_Section):
+class Settings(Section):
     data_dir: str = "data"
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
@@ -301,6 +188,10 @@ class Settings(_Section):
         """Realtime state: counter partials, detector checkpoint."""
         return self.data_path / "realtime"
 
+    def backend_sections(self) -> tuple[Section, ...]:
+        """The sections that pick a backend by ``type``."""
+        return (self.storage, self.counters, self.highlevel, self.engine, self.catalog, self.profiles)
+
     def tenant_by_write_key(self) -> dict[str, TenantSettings]:
         return {t.write_key: t for t in self.tenants}
 
@@ -334,11 +225,6 @@ def _tenant_by_id(tenants: list[Any], tenant_id: str, key: str) -> dict[str, Any
         if isinstance(t, dict) and str(t.get("id", "")).lower() == tenant_id:
             return t
     raise ConfigError(f"{key}: no tenant with id {tenant_id!r} in the config")
-
-
-def _resolve(base: Path, value: str) -> str:
-    p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
 
 
 def _check_server(server: ServerSettings) -> None:
@@ -423,16 +309,14 @@ def parse(raw: dict[str, Any], base_dir: Path, environ: dict[str, str] | None = 
         settings = msgspec.convert(raw, Settings)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
-    settings.base_dir = str(base_dir)
-    settings.data_dir = _resolve(base_dir, settings.data_dir)
-    if isinstance(settings.storage, LocalStorageSettings):
-        settings.storage.root = _resolve(base_dir, settings.storage.root or str(Path(settings.data_dir) / "lake"))
-    if isinstance(settings.highlevel, SqliteHighLevelSettings):
-        settings.highlevel.path = _resolve(base_dir, settings.highlevel.path or str(Path(settings.data_dir) / "highlevel.db"))
+    settings.base_dir = base = str(base_dir)
+    settings.data_dir = resolve(base, settings.data_dir)
+    for section in settings.backend_sections():
+        section.resolve_paths(base, settings.data_dir)
     for t in settings.tenants:
         for ref in t.schemas:
             if ref.file is not None:
-                ref.file = _resolve(base_dir, ref.file)
+                ref.file = resolve(base, ref.file)
     _check(settings)
     return settings
 
@@ -449,3 +333,16 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None) 
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(raw, path.resolve().parent, environ)
+
+
+# Every section's type, importable from here as before the sections moved next to what they configure.
+__all__ = [
+    "DEFAULT_CONFIG_NAME", "ENV_PREFIX", "AnalyzeSettings", "CatalogSettings", "CollectorSettings", "ConvertSettings",
+    "CountersSettings", "DeliverySettings", "DuckDBEngineSettings", "EngineSettings", "GlueCatalogSettings",
+    "AzureStorageSettings", "HighLevelSettings", "Key", "Level", "LocalStorageSettings", "MemoryCountersSettings", "Name", "Port",
+    "PositiveFloat", "PositiveInt", "PostgresHighLevelSettings", "PostgresProfilesSettings", "Predicate",
+    "ProfilesSettings", "RealtimeSettings", "RedisCountersSettings", "RestCatalogSettings", "S3StorageSettings",
+    "ScheduleSettings", "SchemaRef", "SequenceDefinition", "SequenceNegation", "SequenceStep", "ServerSettings",
+    "Settings", "SparkEngineSettings", "SpoolSettings", "SqlCatalogSettings", "SqliteHighLevelSettings",
+    "SqliteProfilesSettings", "StorageSettings", "TenantId", "TenantSettings", "TrackerSettings", "load", "parse",
+]

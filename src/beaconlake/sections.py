@@ -1,13 +1,56 @@
-"""Shared annotated types of the settings (a core module: only msgspec and the standard library).
+"""The one base of every config section, and the value types sections share.
 
-``TenantId`` is here rather than in config.py because the lake's formats (``beaconlake.lake``)
-check spooled records against the same rule the config applies: a tenant id names a folder
-of the lake (``raw/tenant=<id>/``), so it can never hold a ``/`` or start with a dot."""
+A section is a msgspec struct that rejects unknown keys, so a misspelt key in ``beaconlake.toml``
+is an error that names it rather than a silent default. Limits msgspec cannot say well are
+checked in ``__post_init__`` with ``check_range``, so the message names the key, the value and the
+limit ("convert.session_gap_mins = 0: must be between 1 and 1440 minutes").
+
+This module is core: settings leaves (``*/settings.py``, ``backends/<seam>/settings.py``) and
+``config.py`` build on it, and it imports nothing of beaconlake.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any, get_args
 
 import msgspec
 
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Key = Annotated[str, msgspec.Meta(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")]
 TenantId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A config section. A backend's section is tagged by ``type`` (``tag="s3", tag_field="type"``)."""
+
+    def resolve_paths(self, base_dir: str, data_dir: str) -> None:
+        """Make this section's paths absolute, once, at load: a relative one is relative to
+        ``base_dir`` (the config file's folder), an empty one means its default under
+        ``data_dir``. Sections without paths have nothing to do."""
+
+
+def type_of(section: Section) -> str:
+    """The ``type`` tag of a backend's section (``"s3"`` for ``S3StorageSettings``)."""
+    tag = type(section).__struct_config__.tag
+    if not isinstance(tag, str):
+        raise TypeError(f"{type(section).__name__} is not a tagged backend section")
+    return tag
+
+
+def types_of(union: Any) -> dict[str, type[Section]]:
+    """Each section class of a seam's settings union by its ``type`` tag."""
+    return {cls.__struct_config__.tag: cls for cls in get_args(union)}
+
+
+def check_range(key: str, value: float, low: float, high: float, unit: str) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{key} = {value!r}: must be between {low} and {high} {unit}")
+
+
+def resolve(base_dir: str, value: str) -> str:
+    """``value`` as an absolute path: ``~`` expanded, relative to ``base_dir``."""
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (Path(base_dir) / p).resolve())

@@ -58,7 +58,7 @@ class SimLake:
     def profiles(self):
         from beaconlake.backends.profiles import open_profiles
 
-        return open_profiles(self.settings)
+        return open_profiles(self.settings.profiles)
 
 
 def by_persona(lake: SimLake, docs: list[dict]) -> dict[str, list[dict]]:

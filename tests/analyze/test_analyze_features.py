@@ -10,7 +10,7 @@ import pytest
 from beaconlake.analyze.features import Query, changed_people, tenant_clock
 from beaconlake.analyze.settings import AnalyzeSettings
 from beaconlake.backends.engine.duckdb import DuckDBEngine
-from beaconlake.convert.settings import DuckDBEngineSettings, SparkEngineSettings
+from beaconlake.backends.engine.settings import DuckDBEngineSettings, SparkEngineSettings
 from beaconlake.convert.tables import (
     EVENTS,
     HIGH_LEVEL_EVENTS,

@@ -6,7 +6,7 @@ import pytest
 from analyze_lake import SimLake
 
 from beaconlake import config
-from beaconlake.analyze.settings import PostgresProfilesSettings, SqliteProfilesSettings
+from beaconlake.backends.profiles.settings import PostgresProfilesSettings, SqliteProfilesSettings
 from beaconlake.cli import main
 from beaconlake.errors import ConfigError
 
@@ -20,7 +20,7 @@ def test_defaults(tmp_path):
     goal = s.analyze.goal("shop")
     assert goal.events == ("purchase",) and goal.value_property == "value" and goal.horizon_days == 7
     assert isinstance(s.profiles, SqliteProfilesSettings)
-    assert s.profiles.resolved_path(s.data_dir, s.base_dir) == str(tmp_path / "data" / "profiles.db")
+    assert s.profiles.path == str(tmp_path / "data" / "profiles.db")
 
 
 def test_per_tenant_goal_and_env_override(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from analyze_lake import OTHER_READ_KEY, READ_KEY
 from starlette.testclient import TestClient
 
-from beaconlake.ingest.collector.app import create_app
+from beaconlake.serve.app import create_app
 
 AUTH = {"authorization": f"Bearer {READ_KEY}"}
 

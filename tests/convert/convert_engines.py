@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from beaconlake.backends.engine import open_engine
-from beaconlake.convert.settings import DuckDBEngineSettings, SparkEngineSettings
+from beaconlake.backends.engine.settings import DuckDBEngineSettings, SparkEngineSettings
 
 ENGINES = ("duckdb", "spark")
 

@@ -6,7 +6,8 @@ from convert_engines import make_engine, settings_for
 
 from beaconlake import config
 from beaconlake.convert.run import convert, open_store
-from beaconlake.convert.settings import ConvertSettings, SqlCatalogSettings
+from beaconlake.backends.catalog.settings import SqlCatalogSettings
+from beaconlake.convert.settings import ConvertSettings
 
 
 class Lake:

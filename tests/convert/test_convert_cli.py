@@ -89,3 +89,14 @@ def test_progress_is_logged_when_not_on_a_terminal(tmp_path, caplog, capsys):
         assert cli.main(["convert", "--config", cfg]) == 0
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("converted shop")]
     assert "files 1/1, events 1," in line and "events/s" in line
+
+
+def test_an_engine_asked_for_on_the_command_line_without_its_package_names_the_extra(tmp_path, capsys, monkeypatch):
+    from uninstalled import uninstall
+
+    uninstall(monkeypatch, "pyspark", "beaconlake.backends.engine.spark")
+    cfg = config_file(tmp_path)
+    write_raw(tmp_path / "data" / "lake", [event("a", ms("2026-03-10T10:00:00"))])
+    assert cli.main(["convert", "--config", cfg, "--engine", "spark", "--no-progress"]) == 2
+    assert ("engine.type = 'spark' needs a package that is not installed (pyspark): pip install 'beaconlake[spark]'"
+            in capsys.readouterr().err)

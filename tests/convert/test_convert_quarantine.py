@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from badfiles import BROKEN, REASONS, corrupt_page, good_events
+from badfiles import BROKEN, REASONS, corrupt_page, good_events, invalid_utf8
 from convert_lake import Lake, tenant
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -57,8 +57,9 @@ def test_bad_files_are_quarantined_and_the_rest_converts_exactly_once(tmp_path, 
     write_raw(src, good + blog, "seg-0001")
     bad = {kind: make(src, good_events(f"bad-{kind}", T10 + 3_600_000, 30), f"seg-{kind}")
            for kind, make in BROKEN.items() if kind != "corrupt_page"}
-    # only an engine reading the rows finds this one, in the next day's batch
     bad["corrupt_page"] = corrupt_page(src, good_events("bad-page", T11 + 3_600_000, 300), "seg-corrupt_page")
+    # only an engine reading the rows finds this one, in the next day's batch
+    bad["invalid_utf8"] = invalid_utf8(src, good_events("bad-utf8", T11 + 3_600_000, 300), "seg-invalid_utf8")
     bad_keys = {kind: p.relative_to(src).as_posix() for kind, p in bad.items()}
 
     lake = Lake(tmp_path, "duckdb", scratch, tenants=[tenant("shop"), tenant("blog")])
@@ -75,7 +76,8 @@ def test_bad_files_are_quarantined_and_the_rest_converts_exactly_once(tmp_path, 
     assert set(reasons) == set(bad_keys.values())
     for kind, key in bad_keys.items():
         assert REASONS[kind] in reasons[key], (kind, reasons[key])
-    assert "engine stopped on it" in reasons[bad_keys["corrupt_page"]]
+    assert "engine stopped on it" in reasons[bad_keys["invalid_utf8"]]
+    assert "engine stopped on it" not in reasons[bad_keys["corrupt_page"]]  # found before any engine read it
 
     # every good event once, nothing of a quarantined file
     rows = lake.rows("events")

@@ -7,12 +7,9 @@ import pathlib
 import pytest
 
 from beaconlake import config
-from beaconlake.convert.settings import (
-    ConvertSettings,
-    DuckDBEngineSettings,
-    SparkEngineSettings,
-    SqlCatalogSettings,
-)
+from beaconlake.backends.catalog.settings import SqlCatalogSettings
+from beaconlake.backends.engine.settings import DuckDBEngineSettings, SparkEngineSettings
+from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
 
 

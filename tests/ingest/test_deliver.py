@@ -1,3 +1,4 @@
+import ast
 import asyncio
 import fcntl
 import json
@@ -6,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import msgspec
 import pyarrow.parquet as pq
@@ -14,7 +16,7 @@ import pytest
 from beaconlake import config
 from beaconlake.backends.storage.local import LocalStorage
 from beaconlake.errors import StorageError
-from beaconlake.ingest import spool
+from beaconlake.ingest import deliver, spool
 from beaconlake.ingest.deliver import PARK_AFTER_ATTEMPTS, Deliverer
 from beaconlake.lake import segment
 from beaconlake.types import Rejection, SpoolRecord, UserAgent
@@ -307,9 +309,9 @@ def test_an_empty_sealed_segment_is_removed_quietly(tmp_path, caplog):
 DELIVERER_SCRIPT = """
 import multiprocessing, sys, time
 from beaconlake import config
-from beaconlake.ingest import deliver
+from beaconlake import up
 settings = config.load(sys.argv[1])
-proc = multiprocessing.get_context("spawn").Process(target=deliver.run_forever, args=(settings,))  # as `up` starts it
+proc = multiprocessing.get_context("spawn").Process(target=up.run_deliverer, args=(settings,))  # as `up` starts it
 proc.start()
 time.sleep(float(sys.argv[2]))
 proc.terminate()
@@ -353,3 +355,87 @@ def test_the_deliver_command_delivers_around_a_bad_event_and_says_what_it_parked
     assert second.returncode == 1
     assert f"1 segment(s) parked in {s.spool_path / 'corrupt'}" in second.stdout
     assert len(read_lake(s.data_path)) == 2  # the frame before the damage was delivered
+
+
+class Recorder:
+    """A pre-delivery consumer that notes what delivery showed it and whether the segments were
+    still there: the contract's side of delivery, without any stage behind it."""
+
+    name = "recorder"
+    failures_metric = "beaconlake_recorder_failures_total"
+
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.calls: list[tuple[str, list[tuple[str, bool]]]] = []
+        self.fail_on = fail_on
+
+    def _call(self, what: str, segments=()) -> None:
+        self.calls.append((what, [(p.name, p.exists()) for p in segments]))
+        if what == self.fail_on:
+            raise RuntimeError(f"{what} broke")
+
+    def process(self, segments):
+        self._call("process", segments)
+
+    def tick(self):
+        self._call("tick")
+
+    def close(self):
+        self._call("close")
+
+
+def test_consumers_see_every_sealed_segment_before_delivery_deletes_it(tmp_path):
+    s = settings(tmp_path)
+    spool_records(s, [record([ev()])])
+    segs = spool_records(s, [record([ev("click", "low")])])  # every sealed segment: both
+    assert len(segs) == 2
+    first, second = Recorder(), Recorder()
+    d = Deliverer(s, consumers=[first, second])
+    d.run_once()
+    d.run_once()  # nothing sealed any more: a tick
+    d.close()
+    expected = [("process", [(p.name, True) for p in segs]), ("tick", []), ("close", [])]
+    assert first.calls == second.calls == expected
+    assert not any(p.exists() for p in segs) and len(read_lake(s.data_path)) == 2
+
+
+def test_a_failing_consumer_is_counted_and_delivery_goes_on(tmp_path, caplog):
+    s = settings(tmp_path)
+    [seg] = spool_records(s, [record([ev(), ev()])])
+    broken, after = Recorder(fail_on="process"), Recorder()
+    d = Deliverer(s, consumers=[broken, after])
+    d.run_once()
+    assert [r["name"] for r in read_lake(s.data_path)] == ["page_view", "page_view"] and not seg.exists()
+    assert after.calls == [("process", [(seg.name, True)])]  # the next consumer still saw it
+    assert d.metrics.value("beaconlake_recorder_failures_total") == 1
+    assert "recorder: process failed; lake delivery continues" in caplog.text and "process broke" in caplog.text
+    broken.fail_on = "close"
+    d.close()  # a failing close is counted too, and the others still close
+    assert d.metrics.value("beaconlake_recorder_failures_total") == 2 and after.calls[-1] == ("close", [])
+
+
+DELIVERY_ALONE = """
+import json, sys
+from beaconlake import config
+from beaconlake.ingest.deliver import Deliverer
+s = config.parse({"tenants": [{"id": "t1", "write_key": "wk_aaaaaaaaaaaaaaaaaaaa", "read_key": "rk_aaaaaaaaaaaaaaaaaaaa"}]},
+                 sys.argv[1], environ={})
+assert s.realtime.enabled
+Deliverer(s).run_once()
+Deliverer(s).drain()
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("beaconlake.realtime", "beaconlake.serve")))))
+"""
+
+
+def test_delivery_imports_no_stage_it_hands_segments_to(tmp_path):
+    # ingest never imports realtime (its consumer is injected) nor serve (the composition layer):
+    # not at import, not when a deliverer with realtime enabled runs, not lazily in a function
+    out = subprocess.run([sys.executable, "-c", DELIVERY_ALONE, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = json.loads(out.stdout)
+    # config.py assembles realtime's settings leaf: a typed section, not the stage
+    assert [m for m in loaded if not (m.endswith(".settings") or f"{m}.settings" in loaded)] == []
+    tree = ast.parse(Path(deliver.__file__).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in imported if m and m.startswith(("beaconlake.realtime", "beaconlake.serve", "beaconlake.up"))]

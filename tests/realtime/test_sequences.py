@@ -157,7 +157,7 @@ def test_state_is_bounded_and_survives_a_restart():
     for i in range(500):  # within one window: only the cap bounds it
         busy.ev("add_to_cart", 1000)
     people = det.state.tenants["shop"].people
-    assert len(people["busy"].h) == 200 and all(len(x.h) <= 200 for x in people.values())
+    assert len(people["busy"].history) == 200 and all(len(x.history) <= 200 for x in people.values())
     det.due(T0 + 10_000 * S)
     det.expire(T0 + 10_000 * S)  # idle past the longest window: forgotten
     assert det.state.tenants["shop"].people == {}

@@ -9,8 +9,8 @@ import pyarrow.dataset as ds
 from beaconlake import config
 from beaconlake.backends.counters import IdSet
 from beaconlake.backends.counters.memory import MemoryCounters
+from beaconlake.backends.counters.windows import WindowKey
 from beaconlake.backends.storage.local import LocalStorage
-from beaconlake.realtime.aggregate import WindowKey
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.stats import Folder, page_path
 

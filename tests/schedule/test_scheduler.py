@@ -66,7 +66,7 @@ def test_a_failing_run_records_its_error_and_the_next_one_recovers(tmp_path):
 def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_converts(tmp_path):
     from starlette.testclient import TestClient
 
-    from beaconlake.ingest.collector.app import create_app
+    from beaconlake.serve.app import create_app
 
     settings = _settings(tmp_path)
     write_raw(_lake(settings), _visit("a1", ms("2026-03-01T10:00:00")))

@@ -3,7 +3,7 @@ from realtime.servers import fresh_postgres_db, fresh_redis_db
 from starlette.testclient import TestClient
 
 from beaconlake import config
-from beaconlake.ingest.collector.app import create_app
+from beaconlake.serve.app import create_app
 
 WRITE_KEY = "wk_testtesttesttesttest"
 READ_KEY = "rk_testtesttesttesttest"

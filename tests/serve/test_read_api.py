@@ -7,7 +7,7 @@ import msgspec
 import pytest
 from serve.conftest import OTHER_READ, OTHER_WRITE, READ_KEY, WRITE_KEY
 
-from beaconlake.ingest.deliver import Deliverer
+from beaconlake.up import build_deliverer
 
 
 def send(client, *events, key=WRITE_KEY):
@@ -32,11 +32,11 @@ def get(client, path, key=READ_KEY, **params):
 
 def deliver_pass(client):
     """What the deliverer process does: seal the worker's segment, then one realtime + lake pass."""
-    client.portal.call(client.app.writer.seal)
-    d = Deliverer(client.settings)
+    client.portal.call(client.app.collector.writer.seal)
+    d = build_deliverer(client.settings)  # with the realtime consumer, as `up` builds it
     d.run_once()  # feeds the detector; a match with no browser report and grace 0 is due at once
     d.run_once()  # delivers the detector's own segment: indexes and counts the server's matches
-    d.realtime.close()
+    d.close()
 
 
 def test_reading_needs_the_tenants_read_key(app):

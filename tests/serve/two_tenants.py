@@ -14,9 +14,9 @@ import msgspec
 from starlette.testclient import TestClient
 
 from beaconlake import config
-from beaconlake.ingest.collector.app import create_app
-from beaconlake.ingest.deliver import Deliverer
 from beaconlake.schedule.run import run_once
+from beaconlake.serve.app import create_app
+from beaconlake.up import build_deliverer
 
 SHOP = {"id": "shop", "write_key": "wk_shopshopshopshopshop", "read_key": "rk_shopshopshopshopshop",
         "admin_key": "ak_shopshopshopshopshop"}
@@ -63,11 +63,11 @@ class TwoTenants:
 
     def deliver(self) -> None:
         """What the deliverer process does: seal the worker's segment, then a realtime + lake pass."""
-        self.client.portal.call(self.client.app.writer.seal)
-        d = Deliverer(self.settings)
+        self.client.portal.call(self.client.app.collector.writer.seal)
+        d = build_deliverer(self.settings)  # with the realtime consumer, as `up` builds it
         d.run_once()
         d.run_once()  # the detector's own segment: the server's matches
-        d.realtime.close()
+        d.close()
 
 
 def make(folder: Path) -> TwoTenants:

@@ -258,7 +258,7 @@ def analyze(settings: Settings, *, tenants: set[str] | list[str] | None = None, 
     summary = AnalyzeSummary()
     store = open_store(settings)
     engine = open_engine(settings.engine, settings.data_dir)
-    profiles = open_profiles(settings)
+    profiles = open_profiles(settings.profiles)
     try:
         connect(engine, store)
         for tenant in wanted:

@@ -1,4 +1,5 @@
-"""Config sections of the analyze stage: ``[analyze]`` and ``[profiles]``.
+"""Config section of the analyze stage: ``[analyze]`` (``[profiles]`` is the profile store's own:
+``beaconlake.backends.profiles.settings``).
 
 Limits are checked in ``__post_init__`` so a bad value is reported with the key, the value and
 the limit ("analyze.propensity_horizon_days = 0: must be between 1 and 365 days").
@@ -7,21 +8,13 @@ the limit ("analyze.propensity_horizon_days = 0: must be between 1 and 365 days"
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import msgspec
 
+from beaconlake.sections import Section, check_range
+
 _NAME = re.compile(r"^[a-z0-9_.:-]{1,64}$")
 _PROP = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-
-
-class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
-
-
-def _check_range(key: str, value: float, low: float, high: float, unit: str) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{key} = {value!r}: must be between {low} and {high} {unit}")
 
 
 def _check_names(key: str, names: list[str]) -> None:
@@ -35,7 +28,7 @@ def _check_prop(key: str, prop: str) -> None:
         raise ValueError(f"{key} = {prop!r}: a top-level property name of 1-64 letters, digits or '_'")
 
 
-class CategoryRule(_Section):
+class CategoryRule(Section):
     """Page views whose path starts with ``prefix`` count for ``category``; the first matching rule wins."""
 
     prefix: str
@@ -48,7 +41,7 @@ class CategoryRule(_Section):
             raise ValueError(f"analyze.category_rules: category = {self.category!r}: 1-64 characters of a-z 0-9 _ . : -")
 
 
-class TenantGoal(_Section):
+class TenantGoal(Section):
     """A tenant's own conversion goal, overriding ``[analyze]``'s for that tenant."""
 
     tenant: str
@@ -64,7 +57,7 @@ class TenantGoal(_Section):
         if self.value_property is not None:
             _check_prop(f"analyze.tenants.{self.tenant}.value_property", self.value_property)
         if self.propensity_horizon_days is not None:
-            _check_range(f"analyze.tenants.{self.tenant}.propensity_horizon_days", self.propensity_horizon_days, 1, 365, "days")
+            check_range(f"analyze.tenants.{self.tenant}.propensity_horizon_days", self.propensity_horizon_days, 1, 365, "days")
 
 
 class Goal(msgspec.Struct, frozen=True):
@@ -75,7 +68,7 @@ class Goal(msgspec.Struct, frozen=True):
     horizon_days: int
 
 
-class AnalyzeSettings(_Section):
+class AnalyzeSettings(Section):
     # Events that count as a conversion (the propensity model's goal, the conversion features).
     goal_events: list[str] = msgspec.field(default_factory=lambda: ["purchase"])
     # Property of a goal event holding its monetary value (a number), e.g. purchase.props.value.
@@ -103,11 +96,11 @@ class AnalyzeSettings(_Section):
         if not self.goal_events:
             raise ValueError("analyze.goal_events is empty: name at least one event, e.g. [\"purchase\"]")
         _check_prop("analyze.value_property", self.value_property)
-        _check_range("analyze.propensity_horizon_days", self.propensity_horizon_days, 1, 365, "days")
-        _check_range("analyze.max_segments", self.max_segments, 2, 30, "segments")
-        _check_range("analyze.min_people", self.min_people, 4, 1_000_000, "people")
-        _check_range("analyze.refit_growth", self.refit_growth, 0.0, 100.0, "(fraction)")
-        _check_range("analyze.interests_top", self.interests_top, 1, 50, "categories")
+        check_range("analyze.propensity_horizon_days", self.propensity_horizon_days, 1, 365, "days")
+        check_range("analyze.max_segments", self.max_segments, 2, 30, "segments")
+        check_range("analyze.min_people", self.min_people, 4, 1_000_000, "people")
+        check_range("analyze.refit_growth", self.refit_growth, 0.0, 100.0, "(fraction)")
+        check_range("analyze.interests_top", self.interests_top, 1, 50, "categories")
         seen = set()
         for t in self.tenants:
             if t.tenant in seen:
@@ -121,31 +114,3 @@ class AnalyzeSettings(_Section):
             value_property=own.value_property if own and own.value_property else self.value_property,
             horizon_days=own.propensity_horizon_days if own and own.propensity_horizon_days else self.propensity_horizon_days,
         )
-
-
-# -- profiles.type ----------------------------------------------------------------------------------
-
-
-class SqliteProfilesSettings(_Section, tag="sqlite", tag_field="type"):
-    """The embedded default: one SQLite file (WAL), FTS5 over interests and segment labels."""
-
-    path: str = ""  # "" = <data_dir>/profiles.db; relative paths resolve against the config file's folder
-
-    def resolved_path(self, data_dir: str, base_dir: str) -> str:
-        if not self.path:
-            return str(Path(data_dir) / "profiles.db")
-        p = Path(self.path).expanduser()
-        return str(p if p.is_absolute() else Path(base_dir or ".") / p)
-
-
-class PostgresProfilesSettings(_Section, tag="postgres", tag_field="type"):
-    """PostgreSQL (``pip install 'beaconlake[postgres]'``): JSONB documents, GIN and B-tree indexes."""
-
-    dsn: str
-
-    def __post_init__(self) -> None:
-        if not self.dsn:
-            raise ValueError("profiles.dsn = '': give a libpq connection string, e.g. 'host=db dbname=beaconlake'")
-
-
-ProfilesSettings = SqliteProfilesSettings | PostgresProfilesSettings

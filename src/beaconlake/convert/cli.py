@@ -10,15 +10,11 @@ import argparse
 import sys
 
 from beaconlake import config
-from beaconlake.convert.settings import (
-    CatalogSettings,
-    ConvertSettings,
-    DuckDBEngineSettings,
-    EngineSettings,
-    SparkEngineSettings,
-    sections_of,
-)
+from beaconlake.backends.catalog.settings import CatalogSettings
+from beaconlake.backends.engine.settings import ENGINE_TYPES, EngineSettings
+from beaconlake.convert.settings import ConvertSettings, sections_of
 from beaconlake.errors import ConfigError
+from beaconlake.sections import type_of
 
 # `beaconlake query --format`; convert.query.write renders each
 FORMATS = ("table", "csv", "json")
@@ -36,10 +32,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from beaconlake.convert.run import convert
 
     settings, (convert_settings, engine, catalog) = load(args.config)
-    if args.engine == "spark" and not isinstance(engine, SparkEngineSettings):
-        engine = SparkEngineSettings()
-    elif args.engine == "duckdb" and not isinstance(engine, DuckDBEngineSettings):
-        engine = DuckDBEngineSettings()
+    if args.engine is not None and args.engine != type_of(engine):
+        engine = ENGINE_TYPES[args.engine]()  # that engine's defaults: the configured one's do not apply
     known = {t.id for t in settings.tenants}
     for tenant in args.tenant or []:
         if tenant not in known:
@@ -77,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cfg_help = f"config file (default ./{config.DEFAULT_CONFIG_NAME})"
     p = subparsers.add_parser("convert", help="convert new raw lake files into the Iceberg tables (incremental)")
     p.add_argument("--config", help=cfg_help)
-    p.add_argument("--engine", choices=["duckdb", "spark"], help="engine for this run instead of engine.type")
+    p.add_argument("--engine", choices=sorted(ENGINE_TYPES), help="engine for this run instead of engine.type")
     p.add_argument("--tenant", action="append", metavar="ID", help="only this tenant (repeatable)")
     p.add_argument("--full", action="store_true", help="re-convert every raw file and rebuild the identity map")
     p.add_argument("--no-progress", action="store_true", help="log lines instead of a progress bar")

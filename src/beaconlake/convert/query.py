@@ -18,9 +18,9 @@ import pyarrow as pa
 from pyiceberg.exceptions import NoSuchNamespaceError
 
 from beaconlake.backends.engine.duckdb import DuckDBEngine
+from beaconlake.backends.engine.settings import DuckDBEngineSettings
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import QueryError
-from beaconlake.convert.settings import DuckDBEngineSettings
 
 MAX_CELL = 48  # characters per cell in the table format; csv and json are never cut
 

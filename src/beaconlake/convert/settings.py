@@ -1,4 +1,5 @@
-"""Config sections of the convert stage: ``[convert]``, ``[engine]`` and ``[catalog]``.
+"""Config section of the convert stage: ``[convert]`` (``[engine]`` and ``[catalog]`` are the
+backends' own: ``beaconlake.backends.engine.settings``, ``beaconlake.backends.catalog.settings``).
 
 Limits are checked in ``__post_init__`` rather than with ``msgspec.Meta`` so that a bad value
 is reported with the key, the value and the limit ("convert.session_gap_mins = 0: ..."); msgspec
@@ -8,20 +9,12 @@ adds where in the document it was.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import msgspec
-
-
-class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+from beaconlake.sections import Section, check_range
 
 
-def _check_range(section: str, name: str, value: float, low: float, high: float, unit: str) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{section}.{name} = {value!r}: must be between {low} and {high} {unit}")
-
-
-class ConvertSettings(_Section):
+class ConvertSettings(Section):
     """How raw events become the ``events``, ``sessions``, ``pageviews`` and ``high_level_events`` tables."""
 
     # A session ends after this much inactivity (an event exactly this long after the previous one
@@ -56,16 +49,16 @@ class ConvertSettings(_Section):
     orphan_min_age_hours: float = 24.0
 
     def __post_init__(self) -> None:
-        _check_range("convert", "session_gap_mins", self.session_gap_mins, 1, 24 * 60, "minutes")
-        _check_range("convert", "max_session_hours", self.max_session_hours, 1, 7 * 24, "hours")
-        _check_range("convert", "late_arrival_hours", self.late_arrival_hours, 0, 365 * 24, "hours")
-        _check_range("convert", "target_file_mb", self.target_file_mb, 1, 4096, "MB")
-        _check_range("convert", "max_batch_mb", self.max_batch_mb, 1, 1024 * 1024, "MB")
-        _check_range("convert", "event_bucket_raw_kb", self.event_bucket_raw_kb, 16, 1024 * 1024, "KB")
-        _check_range("convert", "maintenance_interval_hours", self.maintenance_interval_hours, 0, 30 * 24, "hours")
-        _check_range("convert", "snapshot_retention_hours", self.snapshot_retention_hours, 0, 365 * 24, "hours")
+        check_range("convert.session_gap_mins", self.session_gap_mins, 1, 24 * 60, "minutes")
+        check_range("convert.max_session_hours", self.max_session_hours, 1, 7 * 24, "hours")
+        check_range("convert.late_arrival_hours", self.late_arrival_hours, 0, 365 * 24, "hours")
+        check_range("convert.target_file_mb", self.target_file_mb, 1, 4096, "MB")
+        check_range("convert.max_batch_mb", self.max_batch_mb, 1, 1024 * 1024, "MB")
+        check_range("convert.event_bucket_raw_kb", self.event_bucket_raw_kb, 16, 1024 * 1024, "KB")
+        check_range("convert.maintenance_interval_hours", self.maintenance_interval_hours, 0, 30 * 24, "hours")
+        check_range("convert.snapshot_retention_hours", self.snapshot_retention_hours, 0, 365 * 24, "hours")
         # below an hour, a slow commit's freshly written files could be taken for a dead run's
-        _check_range("convert", "orphan_min_age_hours", self.orphan_min_age_hours, 1, 365 * 24, "hours")
+        check_range("convert.orphan_min_age_hours", self.orphan_min_age_hours, 1, 365 * 24, "hours")
         if self.session_gap_mins >= self.max_session_hours * 60:
             raise ValueError(
                 f"convert.session_gap_mins = {self.session_gap_mins} must be shorter than "
@@ -84,79 +77,6 @@ class ConvertSettings(_Section):
         return (path if path.is_absolute() else Path(data_dir) / path).resolve().as_uri()
 
 
-# -- engine.type ------------------------------------------------------------------------------------
-
-
-class DuckDBEngineSettings(_Section, tag="duckdb", tag_field="type"):
-    # 0 = DuckDB's default (every core).
-    threads: int = 0
-    # DuckDB spills sorts, windows and temporary tables to temp_dir above this.
-    memory_limit_mb: int = 4096
-    temp_dir: str = ""  # "" = <data_dir>/run/duckdb-tmp; a relative path is under data_dir
-
-    def __post_init__(self) -> None:
-        _check_range("engine", "threads", self.threads, 0, 1024, "threads")
-        _check_range("engine", "memory_limit_mb", self.memory_limit_mb, 256, 1024 * 1024, "MB")
-
-
-class SparkEngineSettings(_Section, tag="spark", tag_field="type"):
-    """PySpark (``pip install 'beaconlake[spark]'``, Java 17). ``local[N]`` runs in this process."""
-
-    master: str = "local[2]"
-    driver_memory_mb: int = 4096
-    shuffle_partitions: int = 8
-    # Extra Spark properties, e.g. {"spark.executor.memory" = "8g"} for a cluster.
-    conf: dict[str, str] = {}
-
-    def __post_init__(self) -> None:
-        _check_range("engine", "driver_memory_mb", self.driver_memory_mb, 512, 1024 * 1024, "MB")
-        _check_range("engine", "shuffle_partitions", self.shuffle_partitions, 1, 100_000, "partitions")
-        if not self.master:
-            raise ValueError("engine.master = '': give a Spark master URL, e.g. 'local[2]' or 'spark://host:7077'")
-
-
-EngineSettings = DuckDBEngineSettings | SparkEngineSettings
-
-
-# -- catalog.type -----------------------------------------------------------------------------------
-
-
-class SqlCatalogSettings(_Section, tag="sql", tag_field="type"):
-    """The embedded default: an Iceberg SQL catalog in SQLite at ``<data_dir>/catalog.db``."""
-
-    # SQLAlchemy URL; "" = sqlite:///<data_dir>/catalog.db. PostgreSQL works too (pip install psycopg2).
-    uri: str = ""
-    name: str = "beaconlake"
-
-
-class RestCatalogSettings(_Section, tag="rest", tag_field="type"):
-    """An Iceberg REST catalog (Polaris, Nessie, Lakekeeper, Tabular, S3 Tables...)."""
-
-    uri: str
-    name: str = "beaconlake"
-    warehouse: str | None = None
-    credential: str | None = None
-    token: str | None = None
-    # Any other pyiceberg catalog property, e.g. {"s3.endpoint" = "http://minio:9000"}.
-    properties: dict[str, str] = {}
-
-    def __post_init__(self) -> None:
-        if not self.uri.startswith(("http://", "https://")):
-            raise ValueError(f"catalog.uri = {self.uri!r}: a REST catalog URI starts with http:// or https://")
-
-
-class GlueCatalogSettings(_Section, tag="glue", tag_field="type"):
-    """AWS Glue Data Catalog (``pip install 'beaconlake[glue]'``); tables then read from Athena too."""
-
-    name: str = "beaconlake"
-    region: str | None = None
-    profile: str | None = None
-    properties: dict[str, str] = {}
-
-
-CatalogSettings = SqlCatalogSettings | RestCatalogSettings | GlueCatalogSettings
-
-
-def sections_of(settings) -> tuple[ConvertSettings, EngineSettings, CatalogSettings]:
+def sections_of(settings: Any) -> tuple[ConvertSettings, Any, Any]:
     """The convert, engine and catalog sections of ``beaconlake.config.Settings``."""
     return settings.convert, settings.engine, settings.catalog

@@ -21,6 +21,11 @@ What delivery promises for every acknowledged event:
   not be read; so is one that keeps failing, with its error.
 * **A stuck pipeline shows.** ``beaconlake_delivery_lag_seconds`` is the age of the oldest
   undelivered segment, open or sealed; the segments of dead writers are sealed on every pass.
+
+What must see a segment before delivery deletes it (the realtime stage's sequence detection and
+high-level indexing) is handed in as ``PreDelivery`` consumers by whoever composes the process
+(``beaconlake.up``): delivery knows the protocol, never the stages behind it, and a consumer's
+failure is counted and logged, never a reason to hold back the lake.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -48,13 +55,36 @@ from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout, segment
 from beaconlake.telemetry import Metrics
 
-__all__ = ["Deliverer", "run_forever"]
+__all__ = ["Deliverer", "PreDelivery", "run_forever"]
 
 log = logging.getLogger(__name__)
 
 PARK_AFTER_ATTEMPTS = 5
+# Counters reach /metrics through a snapshot: written after every pass, and at least this often
+# during a long one (an outage makes each segment's attempt wait for the storage's timeouts).
+PUBLISH_SECS = 1.0
 # Failures of the machine rather than of one segment: retried for ever, never a reason to park.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
+
+
+class PreDelivery(Protocol):
+    """Something that must see every sealed segment before lake delivery deletes it.
+
+    ``process`` gets a pass's sealed segments (oldest first) before any of them is delivered;
+    a segment redelivered after a crash comes again, so a consumer remembers what it has seen.
+    ``tick`` is a pass with nothing sealed: time-driven work (matches whose wait is over, windows
+    to close). ``close`` at the end of the process, after the last pass. A call that raises is
+    logged and counted in ``failures_metric`` (a counter in ``telemetry.HELP``); delivery goes on.
+    """
+
+    name: str
+    failures_metric: str
+
+    def process(self, segments: list[Path]) -> None: ...
+
+    def tick(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class StorageOutage(Exception):
@@ -72,7 +102,8 @@ class Delivery:
 
 def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level)
+    # page checksums: convert verifies them, the one way to tell a damaged page that still decodes
+    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level, write_page_checksum=True)
     return buf.getvalue()
 
 
@@ -81,7 +112,8 @@ def _machine_trouble(exc: BaseException) -> bool:
 
 
 class Deliverer:
-    def __init__(self, settings: Settings, storage: Storage | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, storage: Storage | None = None, metrics: Metrics | None = None,
+                 consumers: Sequence[PreDelivery] = ()) -> None:
         self.settings = settings
         self.root = settings.spool_path
         self.storage = storage or open_storage(settings.storage)
@@ -89,11 +121,8 @@ class Deliverer:
         self.corrupt_dir = self.root / spool.CORRUPT
         self._failures: dict[str, tuple[int, float]] = {}  # segment -> (attempts, next try)
         self.parked: list[Path] = []  # parked by this deliverer
-        self.realtime = None
-        if settings.realtime.enabled:
-            from beaconlake.realtime.consumer import RealtimeConsumer
-
-            self.realtime = RealtimeConsumer(settings, self.storage, self.metrics)
+        self._published = 0.0  # when the metrics snapshot was last written (monotonic)
+        self.consumers = list(consumers)
 
     # -- one segment ---------------------------------------------------------------------
 
@@ -174,21 +203,28 @@ class Deliverer:
         try:
             self._seal_orphans()
             segments = spool.sealed_segments(self.root)
-            if self.realtime is not None:
-                try:
-                    # before delivery deletes them: sequence detection and high-level indexing
-                    self.realtime.process(segments)
-                except Exception:  # realtime is best-effort; lake delivery must go on
-                    self.metrics.inc("beaconlake_realtime_failures_total")
-                    log.exception("realtime pass failed; lake delivery continues")
+            for consumer in self.consumers:  # before delivery deletes them
+                if segments:
+                    self._guarded(consumer, consumer.process, segments)
+                else:
+                    self._guarded(consumer, consumer.tick)
             now = time.monotonic()
             for path in segments:
                 attempts, next_try = self._failures.get(path.name, (0, 0.0))
                 if next_try <= now and self._attempt(path, attempts):
                     done += 1
+                if time.monotonic() - self._published >= PUBLISH_SECS:
+                    self._publish()  # a pass through many failing segments takes a while
         finally:
             self._publish()
         return done
+
+    def _guarded(self, consumer: PreDelivery, call: Callable[..., None], *args: object) -> None:
+        try:
+            call(*args)
+        except Exception:  # a consumer is best-effort; lake delivery must go on
+            self.metrics.inc(consumer.failures_metric)
+            log.exception("%s: %s failed; lake delivery continues", consumer.name, call.__name__)
 
     def _attempt(self, path: Path, attempts: int) -> bool:
         try:
@@ -238,12 +274,10 @@ class Deliverer:
 
     def _publish(self) -> None:
         try:
-            oldest = spool.oldest_undelivered_ms(self.root)
-            lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
-            self.metrics.set("beaconlake_delivery_lag_seconds", lag)
-            self.metrics.set("beaconlake_spool_undelivered_bytes", spool.undelivered_bytes(self.root))
-            self.metrics.set("beaconlake_spool_parked_segments", len(spool.parked_segments(self.root)))
+            for name, value in spool.spool_gauges(self.root, time.time()).items():
+                self.metrics.set(name, value)
             self.metrics.write_snapshot()
+            self._published = time.monotonic()
         except OSError as exc:  # a full disk must not stop delivery, which is what frees it
             log.warning("cannot publish delivery metrics: %s", exc)
 
@@ -256,12 +290,22 @@ class Deliverer:
             if not self.run_once():
                 time.sleep(self.settings.delivery.poll_interval_secs)
 
+    def close(self) -> None:
+        """Close the consumers (each one's failure logged and counted; the others still close)."""
+        for consumer in self.consumers:
+            self._guarded(consumer, consumer.close)
 
-def run_forever(settings: Settings, log_level: str = "INFO") -> None:
-    """The deliverer process: poll for sealed segments until SIGTERM, then drain."""
+
+def run_forever(build: Callable[[], Deliverer], log_level: str = "INFO") -> None:
+    """The deliverer process: poll for sealed segments until SIGTERM, then drain.
+
+    ``build`` makes the deliverer once logging and signals are set up, in this process: its
+    consumers hold connections and files that do not cross a process boundary."""
     from beaconlake.logs import setup
+    from beaconlake.procname import set_process_name
 
     setup(log_level)  # a spawned process starts with no logging: ours, JSON lines, tracebacks included
+    set_process_name("bl-deliver")
     stop = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -273,14 +317,14 @@ def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     # Delivery is throughput work with a spool to absorb bursts; acknowledging requests is
     # latency work. Under load the workers get the CPU first (backpressure bounds the spool).
     os.nice(10)
-    deliverer = Deliverer(settings)
+    deliverer = build()
+    poll_secs = deliverer.settings.delivery.poll_interval_secs
     while not stop:
         try:
             if not deliverer.run_once():
-                time.sleep(settings.delivery.poll_interval_secs)
+                time.sleep(poll_secs)
         except Exception:  # a bug in one pass must not stop delivery for good
             log.exception("delivery pass failed; retrying")
-            time.sleep(settings.delivery.poll_interval_secs)
+            time.sleep(poll_secs)
     deliverer.drain()
-    if deliverer.realtime is not None:
-        deliverer.realtime.close()
+    deliverer.close()

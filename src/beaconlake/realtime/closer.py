@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beaconlake.backends.counters import Counters
+from beaconlake.backends.counters.windows import GRAINS, MINUTE_MS
 from beaconlake.backends.storage import Storage
 from beaconlake.lake import layout
-from beaconlake.realtime.aggregate import GRAINS, MINUTE_MS
 from beaconlake.units import day_of
 
 log = logging.getLogger(__name__)

@@ -6,6 +6,9 @@ every segment, so it feeds the detector (in event-time order), indexes the high-
 events (the browser's and its own), and writes closed statistics windows to the lake. It
 runs before a segment's lake delivery, and records which segments it has fed in the same
 checkpoint as the detector's state, so a segment redelivered after a crash is not fed twice.
+
+It is one of the deliverer's pre-delivery consumers (``ingest.deliver.PreDelivery``): the
+composition root (``beaconlake.up``) builds it and hands it to delivery, which never imports it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import msgspec
 from beaconlake.backends.counters import open_counters
 from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
 from beaconlake.backends.storage import Storage
-from beaconlake.config import MemoryCountersSettings, Settings
+from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt
 from beaconlake.lake.records import ROW_ERRORS
 from beaconlake.realtime.closer import WindowCloser
@@ -36,6 +39,9 @@ MAX_KNOWN_IDENTITIES = 100_000
 
 
 class RealtimeConsumer:
+    name = "realtime"
+    failures_metric = "beaconlake_realtime_failures_total"  # a call that raised; lake delivery goes on
+
     def __init__(self, settings: Settings, storage: Storage, metrics: Metrics) -> None:
         rt = settings.realtime
         self.settings = settings
@@ -45,13 +51,14 @@ class RealtimeConsumer:
         self.detector = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person)
         if self.state_path.exists():
             self.detector.load(self.state_path.read_bytes())
-        self.counters = open_counters(settings, role="deliver")
+        self.retention_ms = rt.retention_hours * 3_600_000
+        self.counters = open_counters(settings.counters, role="deliver", state_dir=settings.realtime_path,
+                                      retention_ms=self.retention_ms)
         self.index = open_highlevel(settings.highlevel)
         self.folder = Folder(rt)
-        margin = 0
-        if isinstance(settings.counters, MemoryCountersSettings):
-            margin = int(2 * settings.counters.partials_interval_secs * 1000) + 1000
-        self.retention_ms = rt.retention_hours * 3_600_000
+        # a window closes once every process's partials of it are published (twice their interval, and a second)
+        caps = self.counters.capabilities
+        margin = int(2 * caps.flush_interval_secs * 1000) + 1000 if caps.per_process_partials else 0
         self.closer = WindowCloser(self.counters, storage, settings.realtime_path / "closed.json",
                                    int(rt.allowed_lateness_secs * 1000), margin, self.retention_ms)
         self._known: set[tuple[str, str, str]] = set()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from beaconlake.config import Predicate, SequenceNegation, SequenceStep
+from beaconlake.realtime.settings import Predicate, SequenceNegation, SequenceStep
 
 TOP_FIELDS = ("name", "level", "url", "title", "referrer", "user_id", "session_id")
 

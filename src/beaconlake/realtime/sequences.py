@@ -40,19 +40,30 @@ MATCH_NAMESPACE = uuid.UUID("0e9d51a6-8a4c-4d55-9f0e-7f3d3c6c2b11")
 MAX_WORK = 10_000  # candidate steps tried per search, as in the browser: no definition can stall us
 
 
-NEGATION = 31  # step number of a definition's not_followed_by in Ev.m; steps are at most 16
+NEGATION = 31  # step number of a definition's not_followed_by in Held.fits; steps are at most 16
 
 
-class Ev(msgspec.Struct, array_like=True):
-    t: int  # event_ts
-    s: int  # arrival number: the order of events within a millisecond
+def step_key(definition_number: int, step_number: int) -> int:
+    """One int for (definition, step): what ``Held.fits`` holds and the rules index by."""
+    return definition_number * 32 + step_number
+
+
+class Held(msgspec.Struct, array_like=True):
+    """An event kept in a person's history (array_like: the checkpoint stores it by position)."""
+
+    ts: int  # event_ts
+    arrival: int  # arrival number: the order of events within a millisecond
     id: str
     name: str
-    f: dict[str, Any]
-    # (definition number * 32 + step number) of every step whose name and ``where`` this event
-    # fits: tested once when it arrives, not in every search. Recomputed on load, since the
-    # definitions may have changed across the restart.
-    m: frozenset[int] = frozenset()
+    fields: dict[str, Any]  # the fields the definitions read (props.x, url, title...)
+    # step_key of every step whose name and ``where`` this event fits: tested once when it
+    # arrives, not in every search. Recomputed on load, since the definitions may have changed.
+    fits: frozenset[int] = frozenset()
+
+    @property
+    def at(self) -> tuple[int, int]:
+        """Its place in event-time order."""
+        return self.ts, self.arrival
 
 
 class Pending(msgspec.Struct, array_like=True):
@@ -66,8 +77,8 @@ class Pending(msgspec.Struct, array_like=True):
 
 
 class Person(msgspec.Struct, array_like=True):
-    h: list[Ev] = []
-    used: dict[str, tuple[int, int]] = {}  # definition -> (t, s) of the last event of its last match
+    history: list[Held] = []  # in event-time order, bounded (see Detector.feed)
+    used: dict[str, tuple[int, int]] = {}  # definition -> Held.at of the last event of its last match
     user_id: str | None = None
     session_id: str | None = None
 
@@ -134,7 +145,7 @@ class _Rules:
         # event name -> (steps with no predicate, [(predicates needed, steps needing exactly those)])
         self.groups: dict[str, tuple[frozenset[int], list[tuple[tuple[int, ...], frozenset[int]]]]] = {}
         self.window_ms = 0
-        for di, q in enumerate(defs):
+        for number, q in enumerate(defs):
             self.window_ms = max(self.window_ms, int(q.within_secs * 1000))
             steps = [*enumerate(q.steps), *([(NEGATION, q.not_followed_by)] if q.not_followed_by else [])]
             for si, s in steps:
@@ -146,12 +157,12 @@ class _Rules:
                     if pr not in preds:
                         preds.append(pr)
                     need.append(preds.index(pr))
-                self.steps.setdefault(s.name, []).append((di * 32 + si, tuple(sorted(set(need)))))
+                self.steps.setdefault(s.name, []).append((step_key(number, si), tuple(sorted(set(need)))))
             n = len(q.steps)
             self.by_last.setdefault(q.steps[-1].name, []).append(
-                (di, q, di * 32 + n - 1, frozenset(di * 32 + k for k in range(n - 1))))
+                (number, q, step_key(number, n - 1), frozenset(step_key(number, k) for k in range(n - 1))))
             if q.not_followed_by:
-                self.negations.setdefault(q.not_followed_by.name, {})[q.name] = di
+                self.negations.setdefault(q.not_followed_by.name, {})[q.name] = number
                 neg = q.not_followed_by.within_secs
                 self.window_ms = max(self.window_ms, int((neg or 0) * 1000))
         self.wanted = compile_fields(self.fields)
@@ -177,17 +188,18 @@ class _Rules:
             always = frozenset(by_need.pop((), ()))
             self.groups[name] = (always, [(need, frozenset(keys)) for need, keys in by_need.items()])
 
-    def marks(self, e: Ev) -> frozenset[int]:
-        grouped = self.groups.get(e.name)
+    def fits(self, event: Held) -> frozenset[int]:
+        """The step keys of every step ``event`` fits (its name and its ``where``)."""
+        grouped = self.groups.get(event.name)
         if grouped is None:
             return frozenset()
-        f = e.f
-        preds = self.preds[e.name]
+        fields = event.fields
+        preds = self.preds[event.name]
         ok = [False] * len(preds)
-        for i, field, passes in self.tested[e.name]:
-            ok[i] = passes(f.get(field))
-        for field, by_value in self.eq_index[e.name]:
-            v = f.get(field)
+        for i, field, passes in self.tested[event.name]:
+            ok[i] = passes(fields.get(field))
+        for field, by_value in self.eq_index[event.name]:
+            v = fields.get(field)
             # JSON equality: 1 == 1.0, but true is no number
             if v is not None and not isinstance(v, (bool, list, dict)):
                 for i in by_value.get(v, ()):
@@ -203,39 +215,41 @@ class _Rules:
         return frozenset(found)
 
 
-def _same(step: Any, e: Ev, prev: Ev | None) -> bool:
+def _same(step: Any, event: Held, prev: Held | None) -> bool:
     if prev is None or not step.same:
         return True
     for k in step.same:
-        v = e.f.get(k)
-        if v is None or not json_eq(v, prev.f.get(k)):
+        v = event.fields.get(k)
+        if v is None or not json_eq(v, prev.fields.get(k)):
             return False
     return True
 
 
-def search(q: SequenceDefinition, di: int, h: list[Ev], li: int, after: tuple[int, int]) -> list[Ev] | None:
-    """The earliest-starting match of ``q`` (definition number ``di``) whose last step is ``h[li]``."""
-    last = h[li]
-    start = last.t - int(q.within_secs * 1000)
-    steps = q.steps
+def search(definition: SequenceDefinition, number: int, history: list[Held], last_index: int,
+           after: tuple[int, int]) -> list[Held] | None:
+    """The earliest-starting match of ``definition`` (the tenant's definition ``number``) whose
+    last step is ``history[last_index]``, using only events after ``after`` (a ``Held.at``)."""
+    last = history[last_index]
+    start = last.ts - int(definition.within_secs * 1000)
+    steps = definition.steps
     n = len(steps)
-    base = di * 32
     work = MAX_WORK
-    path: list[Ev] = []
+    path: list[Held] = []
 
-    def step(k: int, j: int, prev: Ev | None) -> bool:
+    def step(k: int, j: int, prev: Held | None) -> bool:
         nonlocal work
         if k == n - 1:
-            if base + k in last.m and _same(steps[k], last, prev):
+            if step_key(number, k) in last.fits and _same(steps[k], last, prev):
                 path.append(last)
                 return True
             return False
-        key = base + k
-        while j < li and work > 0:
+        key = step_key(number, k)
+        while j < last_index and work > 0:
             work -= 1
-            e = h[j]
-            if key in e.m and e.t >= start and (e.t, e.s) > after and _same(steps[k], e, prev) and step(k + 1, j + 1, e):
-                path.insert(0, e)
+            event = history[j]
+            if (key in event.fits and event.ts >= start and event.at > after and _same(steps[k], event, prev)
+                    and step(k + 1, j + 1, event)):
+                path.insert(0, event)
                 return True
             j += 1
         return False
@@ -270,71 +284,73 @@ class Detector:
             return
         person = ts.people.get(ev.anonymous_id)
         if person is None:
-            person = ts.people[ev.anonymous_id] = Person(h=[], used={})
+            person = ts.people[ev.anonymous_id] = Person(history=[], used={})
         if ev.user_id:
             person.user_id = ev.user_id
         eid = ev.event_id
-        for x in person.h:
+        for x in person.history:
             if x.id == eid:
                 return  # a segment replayed after a crash: this event was already fed
         self.state.seq += 1
-        e = Ev(ev.event_ts, self.state.seq, ev.event_id, ev.name, extract(ev, ev.props, rules.wanted))
-        e.m = rules.marks(e)
-        self._cancel_negated(ts, rules, ev.anonymous_id, e)
-        h = person.h
-        pos = bisect.bisect_right(h, (e.t, e.s), key=lambda x: (x.t, x.s))
-        h.insert(pos, e)
+        held = Held(ev.event_ts, self.state.seq, ev.event_id, ev.name, extract(ev, ev.props, rules.wanted))
+        held.fits = rules.fits(held)
+        self._cancel_negated(ts, rules, ev.anonymous_id, held)
+        history = person.history
+        pos = bisect.bisect_right(history, held.at, key=lambda x: x.at)
+        history.insert(pos, held)
         # bounded: the longest window back from the newest event, and at most max_events
-        horizon = h[-1].t - rules.window_ms
+        horizon = history[-1].ts - rules.window_ms
         drop = 0
-        while drop < len(h) - 1 and (h[drop].t < horizon or len(h) - drop > self.max_events):
+        while drop < len(history) - 1 and (history[drop].ts < horizon or len(history) - drop > self.max_events):
             drop += 1
         if drop:
-            del h[:drop]
+            del history[:drop]
             pos = max(0, pos - drop)
-        if e.t >= h[-1].t:
+        if held.ts >= history[-1].ts:
             person.session_id = ev.session_id
-        before: set[int] = set()  # every step some event before h[li] fits: most definitions fail here
-        for x in h[:pos]:
-            before |= x.m
-        for li in range(pos, len(h)):
-            candidates = rules.by_last.get(h[li].name)
+        before: set[int] = set()  # every step some earlier event fits: most definitions fail here
+        for x in history[:pos]:
+            before |= x.fits
+        for last_index in range(pos, len(history)):
+            candidates = rules.by_last.get(history[last_index].name)
             if candidates:
-                marks = h[li].m
-                for di, q, last_key, need in candidates:
-                    if last_key in marks and need <= before:
-                        self._try(ts, q, di, person, ev.anonymous_id, li)
-            before |= h[li].m
+                fits = history[last_index].fits
+                for number, q, last_key, need in candidates:
+                    if last_key in fits and need <= before:
+                        self._try(ts, q, number, person, ev.anonymous_id, last_index)
+            before |= history[last_index].fits
 
-    def _try(self, ts: TenantState, q: SequenceDefinition, di: int, person: Person, anon: str, li: int) -> None:
-        h = person.h
-        used = person.used.get(q.name, (0, 0))
-        if (h[li].t, h[li].s) <= tuple(used):
+    def _try(self, ts: TenantState, q: SequenceDefinition, number: int, person: Person, anon: str,
+             last_index: int) -> None:
+        history = person.history
+        used = tuple(person.used.get(q.name, (0, 0)))
+        if history[last_index].at <= used:
             return
-        found = search(q, di, h, li, tuple(used))
+        found = search(q, number, history, last_index, used)
         if found is None:
             return
         last = found[-1]
-        person.used[q.name] = (last.t, last.s)
+        person.used[q.name] = last.at
         ids = [x.id for x in found]
         if any(f"{q.name}\x1f{i}" in ts.reported for i in ids):
             return  # the browser reported this match already
         neg = q.not_followed_by
         if neg is None:
-            deadline = last.t
+            deadline = last.ts
         elif neg.within_secs:
-            deadline = last.t + int(neg.within_secs * 1000)
+            deadline = last.ts + int(neg.within_secs * 1000)
         else:
-            deadline = found[0].t + int(q.within_secs * 1000)
-        ts.pending.setdefault(anon, []).append(Pending(q.name, anon, ids, last.t, deadline, person.user_id, person.session_id))
+            deadline = found[0].ts + int(q.within_secs * 1000)
+        ts.pending.setdefault(anon, []).append(Pending(q.name, anon, ids, last.ts, deadline, person.user_id, person.session_id))
 
-    def _cancel_negated(self, ts: TenantState, rules: _Rules, anon: str, e: Ev) -> None:
-        negated = rules.negations.get(e.name)
+    def _cancel_negated(self, ts: TenantState, rules: _Rules, anon: str, event: Held) -> None:
+        negated = rules.negations.get(event.name)
         waiting = ts.pending.get(anon) if negated else None
         if not waiting:
             return
         keep = [p for p in waiting if not (
-            p.definition in negated and negated[p.definition] * 32 + NEGATION in e.m and p.last_ts < e.t <= p.deadline)]
+            p.definition in negated and step_key(negated[p.definition], NEGATION) in event.fits
+            and p.last_ts < event.ts <= p.deadline)]
         if keep:
             ts.pending[anon] = keep
         else:
@@ -381,7 +397,9 @@ class Detector:
             rules = self.rules.get(tenant)
             window = rules.window_ms if rules else 0
             waiting = ts.pending
-            for anon in [a for a, p in ts.people.items() if (not p.h or p.h[-1].t < now_ms - window) and a not in waiting]:
+            idle = [a for a, p in ts.people.items()
+                    if (not p.history or p.history[-1].ts < now_ms - window) and a not in waiting]
+            for anon in idle:
                 del ts.people[anon]
             for k in [k for k, until in ts.reported.items() if until < now_ms]:
                 del ts.reported[k]
@@ -395,5 +413,5 @@ class Detector:
             rules = self.rules.get(tenant)
             for p in ts.people.values():
                 p.used = {k: tuple(v) for k, v in p.used.items()}
-                for e in p.h:
-                    e.m = rules.marks(e) if rules else frozenset()
+                for held in p.history:
+                    held.fits = rules.fits(held) if rules else frozenset()

@@ -7,7 +7,7 @@ clock ``event_ts`` is anchored to, so every process agrees when a window closes 
 talking to the others. Events later than that are counted as late
 (``beaconlake_stats_late_events_total``) and left out, rather than put in a wrong window;
 the raw lake still has them. A numeric property out of the statistics' range (see
-``aggregate.MAX_ABS_NUMBER``) is skipped and counted (``beaconlake_stats_skipped_values_total``);
+``backends.counters.windows.MAX_ABS_NUMBER``) is skipped and counted (``beaconlake_stats_skipped_values_total``);
 nothing in an event's props can keep the event, or its batch, out of the counts.
 """
 
@@ -24,16 +24,15 @@ from urllib.parse import urlsplit
 import msgspec
 
 from beaconlake.backends.counters import Counters
-from beaconlake.backends.counters.memory import MemoryCounters
-from beaconlake.config import RealtimeSettings
-from beaconlake.ingest.route import Batch
-from beaconlake.realtime.aggregate import (
+from beaconlake.backends.counters.windows import (
     ALL_PATHS,
     MINUTE_MS,
     OTHER_PATHS,
     Agg,
     numbers_of,
 )
+from beaconlake.ingest.route import Batch
+from beaconlake.realtime.settings import RealtimeSettings
 from beaconlake.telemetry import Metrics
 
 _props = msgspec.json.Decoder()
@@ -132,6 +131,18 @@ class Folder:
             del self._paths[k]
 
 
+# A fold into a server backend (Redis) runs in a thread. The request's answer waits for it at
+# most MAX_FOLD_WAIT_SECS, and while MAX_FOLDS_IN_FLIGHT are still running (the server is slow
+# or hung) a batch's statistics are skipped at once: a hung Redis must never hold up ingest.
+# (Found by the fault suite: with Redis stopped, every request waited for its socket timeout.)
+MAX_FOLD_WAIT_SECS = 0.5
+MAX_FOLDS_IN_FLIGHT = 4
+
+
+class CountersBusy(Exception):
+    """The counters backend is too slow to fold this batch now; its statistics are skipped."""
+
+
 class StatsDestination:
     """Router destination for mid- and high-level events (low-level ones are not counted)."""
 
@@ -144,8 +155,9 @@ class StatsDestination:
         self.counters = counters
         self.metrics = metrics
         self._skipped_reported = 0
-        # Memory partials are a dict update: cheaper inline than a hop to a thread.
-        self.inline = isinstance(counters, MemoryCounters)
+        # Counters kept in this process are a dict update: cheaper inline than a hop to a thread.
+        self.inline = counters.capabilities.in_process
+        self.in_flight = 0
 
     async def deliver(self, batch: Batch) -> None:
         rec = batch.record
@@ -156,7 +168,7 @@ class StatsDestination:
         if self.inline:
             late = self.counters.fold(self.folder, rec.tenant, pairs, now)
         else:
-            late = await asyncio.to_thread(self.counters.fold, self.folder, rec.tenant, pairs, now)
+            late = await self._fold_in_thread(rec.tenant, pairs, now)
         if late:
             self.metrics.inc("beaconlake_stats_late_events_total", late)
         self.metrics.inc("beaconlake_stats_events_total", len(pairs) - late)
@@ -164,3 +176,21 @@ class StatsDestination:
         if skipped > self._skipped_reported:
             self.metrics.inc("beaconlake_stats_skipped_values_total", skipped - self._skipped_reported)
             self._skipped_reported = skipped
+
+    async def _fold_in_thread(self, tenant: str, pairs: list, now: int) -> int:
+        if self.in_flight >= MAX_FOLDS_IN_FLIGHT:
+            raise CountersBusy(f"{self.in_flight} folds into the counters backend still running; "
+                               "this batch's statistics are skipped")
+        self.in_flight += 1
+        fold = asyncio.get_running_loop().run_in_executor(None, self.counters.fold, self.folder, tenant, pairs, now)
+        fold.add_done_callback(self._folded)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fold), MAX_FOLD_WAIT_SECS)
+        except TimeoutError:
+            raise CountersBusy(f"the counters backend took over {MAX_FOLD_WAIT_SECS}s; the answer did not wait "
+                               "(the fold goes on)") from None
+
+    def _folded(self, fold: asyncio.Future) -> None:
+        self.in_flight -= 1
+        if not fold.cancelled():
+            fold.exception()  # retrieved: a fold the answer stopped waiting for may fail unseen

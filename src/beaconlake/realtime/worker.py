@@ -1,16 +1,17 @@
-"""What a collector worker runs of the realtime stage: the stats destination, its counters,
-and the read API's routes."""
+"""What a server worker runs of the realtime stage, for the composition root (``serve.app``) to
+wire: ``stats``, the router destination that folds each accepted batch into minute windows
+(``stats.folder``); ``counters`` and ``index``, the read model the read API and the dashboard
+query; ``housekeeping`` for the worker's clock and ``close`` for its shutdown. It serves nothing
+itself: the realtime stage knows no HTTP."""
 
 from __future__ import annotations
 
 import time
 
-from starlette.routing import Route
-
 from beaconlake.backends.counters import open_counters
+from beaconlake.backends.counters.windows import MINUTE_MS
 from beaconlake.backends.highlevel import HighLevelIndex, open_highlevel
-from beaconlake.config import MemoryCountersSettings, Settings
-from beaconlake.realtime.aggregate import MINUTE_MS
+from beaconlake.config import Settings
 from beaconlake.realtime.stats import StatsDestination
 from beaconlake.telemetry import Metrics
 
@@ -32,20 +33,14 @@ class _LazyIndex:
 
 class WorkerRealtime:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
-        from beaconlake.serve.api import ReadApi
-
         self.settings = settings
-        self.counters = open_counters(settings, role="collector")
-        self.stats = StatsDestination(settings.realtime, self.counters, metrics)
-        self.index = _LazyIndex(settings)
-        self.api = ReadApi(settings, self.counters, self.index)  # type: ignore[arg-type]
-        c = settings.counters
-        self.flush_secs = c.partials_interval_secs if isinstance(c, MemoryCountersSettings) else 5.0
-        self._last_flush = time.monotonic()
         self.retention_ms = settings.realtime.retention_hours * 3_600_000
-
-    def routes(self) -> list[Route]:
-        return self.api.routes()
+        self.counters = open_counters(settings.counters, role="collector", state_dir=settings.realtime_path,
+                                      retention_ms=self.retention_ms)
+        self.stats = StatsDestination(settings.realtime, self.counters, metrics)
+        self.index: HighLevelIndex = _LazyIndex(settings)  # type: ignore[assignment]
+        self.flush_secs = self.counters.capabilities.flush_interval_secs
+        self._last_flush = time.monotonic()
 
     def housekeeping(self) -> None:
         """Publish partials when due; forget windows past retention."""

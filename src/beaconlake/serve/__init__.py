@@ -1,1 +1,3 @@
-"""The serve stage: the read API (statistics, high-level events) behind each tenant's read key."""
+"""The composition layer for HTTP: the one app every server worker runs (``app``), the HTTP
+server (``http``), the read and admin keys (``auth``), the read API (``api``), the profiles API
+(``profiles``) and the dashboard (``dashboard``)."""

@@ -4,79 +4,33 @@ Every route takes the tenant from the read key (``Authorization: Bearer <read ke
 tenant's admin key reads too) and only ever queries that tenant: no parameter names a tenant,
 so one tenant cannot ask for another's data (``beaconlake.serve.auth``). Missing or unknown
 key: 401. Bad parameter: 400 naming the value and what is allowed. A person id may hold any
-character, ``/`` included: the routes take the rest of the path, decoded once by the server.
+character, ``/`` included: the routes take the rest of the path, decoded once by the server
+(``params.person_id_of``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from starlette.concurrency import run_in_threadpool
-from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import Request
 from starlette.routing import Route
 
 from beaconlake.backends.counters import Counters
-from beaconlake.backends.counters.memory import MemoryCounters
+from beaconlake.backends.counters.windows import GRAINS
 from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.backends.highlevel.base import to_json
-from beaconlake.config import Settings, TenantSettings
-from beaconlake.realtime.aggregate import GRAINS
+from beaconlake.config import TenantSettings
 from beaconlake.serve import params
-from beaconlake.serve.auth import Keys, NotFound, guarded
-from beaconlake.serve.params import BadParam
+from beaconlake.serve.auth import Keys, guarded
+from beaconlake.serve.params import PERSON_ID, BadParam, person_id_of
 
-__all__ = ["PERSON_ID", "NotFound", "ReadApi", "person_id_of"]
+__all__ = ["ReadApi"]
 
 MAX_BUCKETS = 10_000
-
-
-class AnyPathConvertor(Convertor[str]):
-    """The rest of a path, whatever it holds: Starlette's ``path`` (``.*``) stops at a newline,
-    and a person id may hold one."""
-
-    regex = r"[\s\S]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("any_path", AnyPathConvertor())
-PERSON_ID = "{person_id:any_path}"  # in a route: the person id, any characters, / included
-PERSON_ROUTE = f"/v1/people/{PERSON_ID}/high-level"
 MAX_LIMIT = 1000
-
-
-def person_id_of(request: Request, route: str) -> str:
-    """The ``PERSON_ID`` part of ``route``: any characters, ``/`` included, 1 to 128 of them,
-    percent-decoded exactly once.
-
-    Taken from the raw path where the server gives one (ASGI ``raw_path``: the bytes as they
-    came, still percent-encoded), because the decoded ``path`` no longer tells an encoded
-    ``%2F`` in an id from a ``/`` of the route, and some servers and clients (Starlette's
-    TestClient among them) decode ``%25`` twice. Else the routed value, which the server decoded:
-    also when ``raw_path`` is byte for byte the decoded path, which is what a server gives that
-    has no raw path to give and copies the decoded one.
-    """
-    person_id = request.path_params["person_id"]
-    raw = request.scope.get("raw_path")
-    prefix, _, suffix = route.encode().partition(PERSON_ID.encode())
-    prefix = request.scope.get("root_path", "").encode() + prefix
-    raw_is_raw = raw and raw != request.scope["path"].encode()
-    if raw_is_raw and raw.startswith(prefix) and raw.endswith(suffix) and len(raw) > len(prefix) + len(suffix):
-        try:
-            person_id = unquote_to_bytes(raw[len(prefix):len(raw) - len(suffix)]).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadParam("person_id", "the person id is not UTF-8 once percent-decoded; "
-                                        "encode it with encodeURIComponent (JavaScript) or quote(id, safe='') (Python)") from None
-    if not 0 < len(person_id) <= 128:
-        raise BadParam("person_id", f"person id of {len(person_id)} characters; 1 to 128 allowed")
-    return person_id
+PERSON_ROUTE = f"/v1/people/{PERSON_ID}/high-level"
 
 
 def iso(ms: int) -> str:
@@ -84,12 +38,14 @@ def iso(ms: int) -> str:
 
 
 class ReadApi:
-    def __init__(self, settings: Settings, counters: Counters, index: HighLevelIndex) -> None:
-        self.keys = Keys(settings)
+    """The realtime stage's read model (a worker's counters and high-level index) behind the keys."""
+
+    def __init__(self, keys: Keys, counters: Counters, index: HighLevelIndex) -> None:
+        self.keys = keys
         self.counters = counters
         self.index = index
-        # The memory backend's live windows are mutated on the event loop: read them there too.
-        self.inline_counters = isinstance(counters, MemoryCounters)
+        # Counters kept in this process are changed on the event loop: read them there too.
+        self.inline_counters = counters.capabilities.in_process
 
     def routes(self) -> list[Route]:
         return [

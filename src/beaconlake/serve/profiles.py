@@ -1,6 +1,6 @@
 """The profiles read API: ``GET /v1/profiles/{id}``, ``GET /v1/profiles``, ``GET /v1/segments``.
 
-The same rules as the rest of the read API (``beaconlake.serve.api``): the tenant comes from the
+The same rules as the rest of the read API (``beaconlake.serve.auth``): the tenant comes from the
 read key and only that tenant is ever queried; a bad key is a 401, a bad parameter a 400 naming
 the value and what is allowed; an unknown profile a 404. A profile lookup on SQLite runs on the
 event loop: it is a couple of B-tree probes, cheaper than handing it to a thread.
@@ -20,9 +20,8 @@ from beaconlake.backends.profiles import TRAITS, ProfileStore, Search, open_prof
 from beaconlake.backends.profiles.base import SORT_KEYS
 from beaconlake.config import Settings, TenantSettings
 from beaconlake.serve import params
-from beaconlake.serve.api import PERSON_ID, NotFound, ReadApi, person_id_of
-from beaconlake.serve.auth import Keys
-from beaconlake.serve.params import BadParam
+from beaconlake.serve.auth import Keys, NotFound, guarded
+from beaconlake.serve.params import PERSON_ID, BadParam, person_id_of
 
 MAX_LIMIT = 1000
 PROFILE_ROUTE = f"/v1/profiles/{PERSON_ID}"
@@ -32,19 +31,19 @@ _TRAIT = re.compile(r"^([a-z_]+)\s*(>=|<=|>|<|=)\s*([0-9]*\.?[0-9]+)$")
 _SEGMENT = re.compile(r"^s[0-9]{1,3}$")
 
 
-class ProfilesApi(ReadApi):
-    """Shares ReadApi's read-key check; the profile store is opened on the first request, so a
-    worker that serves no profile reads never opens it."""
+class ProfilesApi:
+    """The profile store behind the keys; the store is opened on the first request, so a worker
+    that serves no profile reads never opens it."""
 
-    def __init__(self, settings: Settings, store: ProfileStore | None = None) -> None:
-        self.keys = Keys(settings)
+    def __init__(self, settings: Settings, keys: Keys, store: ProfileStore | None = None) -> None:
+        self.keys = keys
         self.settings = settings
         self._store = store
 
     @property
     def store(self) -> ProfileStore:
         if self._store is None:
-            self._store = open_profiles(self.settings)
+            self._store = open_profiles(self.settings.profiles)
         return self._store
 
     def close(self) -> None:
@@ -58,10 +57,13 @@ class ProfilesApi(ReadApi):
             Route("/v1/segments", self._guard(self.segments)),
         ]
 
+    def _guard(self, handler: Any) -> Any:
+        return guarded(self.keys.tenant, handler)
+
     async def profile(self, request: Request, tenant: TenantSettings) -> Response:
         person_id = person_id_of(request, PROFILE_ROUTE)
         store = self.store
-        if store.inline_reads:
+        if store.capabilities.inline_reads:
             doc = store.get_json(tenant.id, person_id)
         else:
             doc = await run_in_threadpool(store.get_json, tenant.id, person_id)

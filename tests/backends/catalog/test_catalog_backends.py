@@ -7,7 +7,7 @@ import pytest
 
 from beaconlake.backends import catalog as catalogs
 from beaconlake.backends.catalog import CatalogError, open_catalog
-from beaconlake.convert.settings import (
+from beaconlake.backends.catalog.settings import (
     GlueCatalogSettings,
     RestCatalogSettings,
     SqlCatalogSettings,
@@ -46,7 +46,7 @@ def test_the_glue_catalog_is_built_by_pyiceberg(tmp_path):
 
 
 def test_a_missing_extra_is_named(tmp_path, monkeypatch):
-    monkeypatch.setitem(catalogs.LOADERS, "glue", ("beaconlake.backends.catalog.not_installed", "glue"))
+    monkeypatch.setitem(catalogs.LOADERS, "glue", ("beaconlake.backends.catalog.not_installed", "GlueCatalogBackend", "glue"))
     with pytest.raises(ConfigError, match=r"pip install 'beaconlake\[glue\]'"):
         open_catalog(GlueCatalogSettings(), str(tmp_path), "s3://bucket/wh")
 
@@ -56,3 +56,18 @@ def test_rest_settings_reject_a_uri_that_is_not_http():
 
     with pytest.raises(msgspec.ValidationError, match="catalog.uri = 'thrift://x'"):
         msgspec.convert({"type": "rest", "uri": "thrift://x"}, RestCatalogSettings)
+
+
+def test_the_local_file_of_a_catalog_is_its_sqlite_database_only(tmp_path):
+    # what the dashboard watches to notice a commit without asking the catalog
+    assert SqlCatalogSettings().local_file(str(tmp_path)) == tmp_path / "catalog.db"
+    assert SqlCatalogSettings(uri=f"sqlite:///{tmp_path}/x.db").local_file("/elsewhere") == tmp_path / "x.db"
+    assert SqlCatalogSettings(uri="postgresql+psycopg2://db/iceberg").local_file(str(tmp_path)) is None
+    assert RestCatalogSettings(uri="http://127.0.0.1:9").local_file(str(tmp_path)) is None
+    assert GlueCatalogSettings().local_file(str(tmp_path)) is None
+
+
+def test_the_default_catalog_is_the_file_it_names(tmp_path):
+    section = SqlCatalogSettings()
+    open_catalog(section, str(tmp_path), (tmp_path / "wh").as_uri()).create_namespace("x")
+    assert section.local_file(str(tmp_path)).is_file()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beaconlake.backends.counters import IdSet
-from beaconlake.realtime.aggregate import ALL_PATHS, Agg, WindowKey
+from beaconlake.backends.counters.windows import ALL_PATHS, Agg, WindowKey
 
 T0 = 1_764_230_400_000  # 2025-11-27T08:00:00Z, a day/hour boundary is at T0 - 8h
 MIN = 60_000
@@ -191,3 +191,33 @@ def test_folding_any_numbers_never_raises_and_counts_every_event(make_counters, 
     if path:
         [grouped] = c.query(tenant, name, T0, T0 + MIN, "minute", True)
         assert grouped["count"] == len(batch) and grouped["path"] == "/p"
+
+
+# -- start-up: the backend's own preparation, before any process opens it --------------------
+
+def test_up_prepares_memory_counters_by_compacting_the_last_runs_partials(tmp_path):
+    from beaconlake.backends.counters import open_counters, prepare_counters
+    from beaconlake.backends.counters.settings import MemoryCountersSettings
+
+    section = MemoryCountersSettings()
+    for ids in (("a", "b"), ("c",)):  # two processes of an earlier run
+        c = open_counters(section, role="collector", state_dir=tmp_path, retention_ms=3_600_000)
+        c.add(window(ids=ids))
+        c.add(window(minute=T0 - 10 * MIN))  # past retention at the restart below
+        c.close()
+    assert len(list((tmp_path / "partials").glob("*.bin"))) == 2
+    assert prepare_counters(section, state_dir=tmp_path, before_ms=T0 - MIN) == 1
+    assert len(list((tmp_path / "partials").glob("*.bin"))) == 1
+    fresh = open_counters(section, role="collector", state_dir=tmp_path, retention_ms=3_600_000)
+    [r] = fresh.query("shop", "page_view", T0 - 20 * MIN, T0 + MIN, "minute", False)
+    assert (r["start"], r["count"], r["distinct_anonymous_ids"]) == (T0, 3, 3)
+    fresh.close()
+
+
+def test_redis_counters_need_no_preparation(tmp_path):
+    from beaconlake.backends.counters import prepare_counters
+    from beaconlake.backends.counters.settings import RedisCountersSettings
+
+    # nothing listens there: preparing must not even connect, nor write anything here
+    assert prepare_counters(RedisCountersSettings(url="redis://127.0.0.1:9/0"), state_dir=tmp_path, before_ms=T0) == 0
+    assert list(tmp_path.iterdir()) == []

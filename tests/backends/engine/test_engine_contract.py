@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beaconlake.backends.engine import LOADERS, open_engine
-from beaconlake.convert.settings import SparkEngineSettings
+from beaconlake.backends.engine.settings import SparkEngineSettings
 from beaconlake.errors import ConfigError
 
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("extra", pa.string())])

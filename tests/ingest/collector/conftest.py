@@ -3,7 +3,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from beaconlake import config
-from beaconlake.ingest.collector.app import create_app
+from beaconlake.serve.app import create_app
 
 WRITE_KEY = "wk_testtesttesttesttest"
 READ_KEY = "rk_testtesttesttesttest"

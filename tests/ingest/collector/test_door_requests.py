@@ -8,7 +8,7 @@ from door_harness import PEER, TEXT, Door, body, event
 from beaconlake import config
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.collector.enrich import TrustedProxies, client_ip
-from beaconlake.ingest.collector.origin import canonical_origin
+from beaconlake.origins import canonical_origin
 
 # -- finding 11: X-Forwarded-For through trusted proxies only ----------------------------------
 

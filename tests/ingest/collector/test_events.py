@@ -16,7 +16,7 @@ TEXT = {"content-type": "text/plain;charset=UTF-8"}
 
 def deliver(client) -> list[dict]:
     """Seal what the app spooled and run one delivery pass, as the deliverer process would."""
-    client.portal.call(client.app.writer.seal)
+    client.portal.call(client.app.collector.writer.seal)
     Deliverer(client.settings).run_once()
     return read_lake(client.settings.data_dir)
 
@@ -263,15 +263,15 @@ def test_wrong_method_is_405(client):
 def test_backpressure_answers_503_with_retry_after(make_client):
     client = make_client(spool={"max_undelivered_bytes": 1, "retry_after_secs": 7, "min_free_disk_bytes": 0})
     assert client.post(URL, content=body(event()), headers=TEXT).status_code == 200
-    client.portal.call(client.app.writer.seal)
-    client.app._check_pressure()  # the housekeeping task does this every 250 ms
+    client.portal.call(client.app.collector.writer.seal)
+    client.app.collector._check_pressure()  # the housekeeping task does this every 250 ms
     r = client.post(URL, content=body(event()), headers={**TEXT, "origin": "https://shop.example"})
     assert r.status_code == 503 and r.headers["retry-after"] == "7"
     assert r.headers["access-control-expose-headers"] == "Retry-After"
     assert "max_undelivered_bytes" in r.json()["error"]
     assert client.get("/readyz").status_code == 503
     Deliverer(client.settings).run_once()
-    client.app._check_pressure()
+    client.app.collector._check_pressure()
     assert client.post(URL, content=body(event()), headers=TEXT).status_code == 200
 
 
@@ -285,7 +285,7 @@ def test_spool_write_failure_is_503_not_an_ack(client, monkeypatch):
     def full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(client.app.writer, "append", full)
+    monkeypatch.setattr(client.app.collector.writer, "append", full)
     r = client.post(URL, content=body(event()), headers=TEXT)
     assert r.status_code == 503 and "No space left" in r.json()["error"] and "retry-after" in r.headers
 

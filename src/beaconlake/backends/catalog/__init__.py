@@ -1,34 +1,32 @@
-"""Iceberg catalogs: ``catalog.type`` in the config picks one; backends import lazily."""
+"""Iceberg catalogs: ``catalog.type`` in the config picks one from ``LOADERS``; each imports lazily."""
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
-from beaconlake.backends.catalog.base import Catalog, CatalogError
-from beaconlake.convert.settings import CatalogSettings
-from beaconlake.errors import ConfigError
+from beaconlake.backends.catalog.base import Capabilities, CatalogBackend, CatalogError
+from beaconlake.backends.catalog.settings import CatalogSettings
+from beaconlake.backends.loader import Loader, backend_for
+from beaconlake.sections import type_of
 
-# type -> (module, pip extra that provides what the module imports, or None)
-LOADERS: dict[str, tuple[str, str | None]] = {
-    "sql": ("beaconlake.backends.catalog.sql", None),
-    "rest": ("beaconlake.backends.catalog.rest", None),
-    "glue": ("beaconlake.backends.catalog.glue", "glue"),
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+
+LOADERS: dict[str, Loader] = {
+    "sql": ("beaconlake.backends.catalog.sql", "SqlCatalogBackend", None),
+    "rest": ("beaconlake.backends.catalog.rest", "RestCatalogBackend", None),
+    "glue": ("beaconlake.backends.catalog.glue", "GlueCatalogBackend", "glue"),
 }
 
 
 def open_catalog(settings: CatalogSettings, data_dir: str, warehouse: str) -> Catalog:
-    kind = type(settings).__struct_config__.tag
-    module_name, extra = LOADERS[kind]
+    """The catalog the ``[catalog]`` section describes (see ``CatalogBackend.from_settings``)."""
+    backend = backend_for("catalog", settings, LOADERS)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = f"pip install 'beaconlake[{extra}]'" if extra else "reinstall beaconlake"
-        raise ConfigError(f"catalog.type = {kind!r} needs a package that is not installed ({exc.name}): {hint}") from exc
-    try:
-        return module.open_catalog(settings, data_dir, warehouse)
+        return backend.from_settings(settings, data_dir, warehouse)
     except Exception as exc:  # pyiceberg raises connection, auth and driver errors of every kind
         where = getattr(settings, "uri", None) or settings.name
-        raise CatalogError(f"catalog.type = {kind!r}: cannot open {where}: {exc}") from exc
+        raise CatalogError(f"catalog.type = {type_of(settings)!r}: cannot open {where}: {exc}") from exc
 
 
-__all__ = ["LOADERS", "Catalog", "CatalogError", "open_catalog"]
+__all__ = ["LOADERS", "Capabilities", "CatalogBackend", "CatalogError", "open_catalog"]

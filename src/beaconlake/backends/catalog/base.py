@@ -1,26 +1,44 @@
 """The catalog seam: where Iceberg tables are registered (their schema, snapshots, files).
 
-Every backend returns a pyiceberg ``Catalog``; the convert stage and ``beaconlake query`` only
+Every backend opens a pyiceberg ``Catalog``; the convert stage and ``beaconlake query`` only
 use that interface, so any Iceberg reader (DuckDB, Spark, Trino, Athena) pointed at the same
-catalog sees the same tables.
+catalog sees the same tables. A backend here is how beaconlake opens one kind of catalog from
+its ``[catalog]`` section, and what that kind can do.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
-from pyiceberg.catalog import Catalog
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from beaconlake.errors import BeaconlakeError
+
+if TYPE_CHECKING:  # pyiceberg is imported by the backend modules, when a catalog is opened
+    from pyiceberg.catalog import Catalog
 
 
 class CatalogError(BeaconlakeError):
     """The catalog could not be opened or reached."""
 
 
-class CatalogLoader(Protocol):
-    def __call__(self, settings, data_dir: str, warehouse: str) -> Catalog:
-        """Open the catalog described by ``settings``; ``warehouse`` is where new tables' files go."""
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind of catalog does, asked by callers instead of its class."""
+
+    # The catalog's server decides where a new table's files go; the warehouse beaconlake
+    # passes (``convert.warehouse``) is only a fallback it may ignore.
+    server_warehouse: bool
 
 
-__all__ = ["Catalog", "CatalogError", "CatalogLoader"]
+class CatalogBackend(ABC):
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Any, data_dir: str, warehouse: str) -> Catalog:
+        """Open the catalog its ``[catalog]`` section describes; ``warehouse`` is where new
+        tables' files go (a URI), ``data_dir`` holds an embedded catalog."""
+
+
+__all__ = ["Capabilities", "CatalogBackend", "CatalogError"]

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pyiceberg.catalog.glue import GlueCatalog
 
-from beaconlake.convert.settings import GlueCatalogSettings
+from beaconlake.backends.catalog.base import Capabilities, CatalogBackend
+from beaconlake.backends.catalog.settings import GlueCatalogSettings
 
 
-def open_catalog(settings: GlueCatalogSettings, data_dir: str, warehouse: str) -> GlueCatalog:
-    props = {"warehouse": warehouse, **settings.properties}
-    if settings.region:
-        props["glue.region"] = settings.region
-    if settings.profile:
-        props["glue.profile-name"] = settings.profile
-    return GlueCatalog(settings.name, **props)
+class GlueCatalogBackend(CatalogBackend):
+    capabilities = Capabilities(server_warehouse=False)
+
+    @classmethod
+    def from_settings(cls, settings: GlueCatalogSettings, data_dir: str, warehouse: str) -> GlueCatalog:
+        props = {"warehouse": warehouse, **settings.properties}
+        if settings.region:
+            props["glue.region"] = settings.region
+        if settings.profile:
+            props["glue.profile-name"] = settings.profile
+        return GlueCatalog(settings.name, **props)

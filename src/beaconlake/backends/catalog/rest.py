@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from pyiceberg.catalog.rest import RestCatalog
 
-from beaconlake.convert.settings import RestCatalogSettings
+from beaconlake.backends.catalog.base import Capabilities, CatalogBackend
+from beaconlake.backends.catalog.settings import RestCatalogSettings
 
 
-def open_catalog(settings: RestCatalogSettings, data_dir: str, warehouse: str) -> RestCatalog:
-    props = {"uri": settings.uri, **settings.properties}
+class RestCatalogBackend(CatalogBackend):
     # The server usually decides where tables live; our warehouse is only a fallback for it.
-    props["warehouse"] = settings.warehouse or warehouse
-    if settings.credential:
-        props["credential"] = settings.credential
-    if settings.token:
-        props["token"] = settings.token
-    return RestCatalog(settings.name, **props)
+    capabilities = Capabilities(server_warehouse=True)
+
+    @classmethod
+    def from_settings(cls, settings: RestCatalogSettings, data_dir: str, warehouse: str) -> RestCatalog:
+        props = {"uri": settings.uri, **settings.properties}
+        props["warehouse"] = settings.warehouse or warehouse
+        if settings.credential:
+            props["credential"] = settings.credential
+        if settings.token:
+            props["token"] = settings.token
+        return RestCatalog(settings.name, **props)

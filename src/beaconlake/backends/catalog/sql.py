@@ -6,12 +6,17 @@ from pathlib import Path
 
 from pyiceberg.catalog.sql import SqlCatalog
 
-from beaconlake.convert.settings import SqlCatalogSettings
+from beaconlake.backends.catalog.base import Capabilities, CatalogBackend
+from beaconlake.backends.catalog.settings import SQLITE, SqlCatalogSettings
 
 
-def open_catalog(settings: SqlCatalogSettings, data_dir: str, warehouse: str) -> SqlCatalog:
-    uri = settings.uri
-    if not uri:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{Path(data_dir) / 'catalog.db'}"
-    return SqlCatalog(settings.name, uri=uri, warehouse=warehouse)
+class SqlCatalogBackend(CatalogBackend):
+    capabilities = Capabilities(server_warehouse=False)
+
+    @classmethod
+    def from_settings(cls, settings: SqlCatalogSettings, data_dir: str, warehouse: str) -> SqlCatalog:
+        uri = settings.uri
+        if not uri:
+            Path(data_dir).mkdir(parents=True, exist_ok=True)
+            uri = f"{SQLITE}{settings.local_file(data_dir)}"
+        return SqlCatalog(settings.name, uri=uri, warehouse=warehouse)

@@ -9,9 +9,27 @@ buckets of a grain (minute, hour, day) merged across every process that wrote.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
-from beaconlake.realtime.aggregate import Agg, WindowKey, describe
+from beaconlake.backends.counters.windows import Agg, WindowKey, describe
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """How a counters backend behaves, asked by its callers instead of its class."""
+
+    # add() keeps the windows in this process until flush() publishes them: readers in other
+    # processes see a write up to flush_interval_secs later (so windows are closed that much later).
+    # False: a write is shared with every process when add() returns.
+    per_process_partials: bool
+    # Calls are work on this process's memory, cheap enough for the event loop, and the live
+    # windows they touch are changed there: call them on the event loop, never from a thread.
+    # False: calls do network I/O; run them in a thread.
+    in_process: bool
+    # How often a writer calls flush() and prune().
+    flush_interval_secs: float
 
 
 class IdSet(set):
@@ -38,6 +56,21 @@ class Counters(ABC):
 
     #: The relative standard error of ``distinct_anonymous_ids``.
     standard_error: float
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Any, *, role: str, state_dir: Path, retention_ms: int) -> Counters:
+        """This process's handle on the counters its ``[counters]`` section describes. ``role``
+        names the process (collector, deliver); ``state_dir`` is this machine's folder for
+        realtime state; windows are kept ``retention_ms``."""
+
+    @classmethod
+    def prepare(cls, settings: Any, *, state_dir: Path, before_ms: int) -> int:
+        """Start-up work of ``beaconlake up``, before any process opens the counters (so none is
+        writing): returns how many windows of an earlier run it recovered. ``before_ms``: windows
+        that start before it are past retention. Nothing to do for most backends."""
+        return 0
 
     @abstractmethod
     def add(self, batch: dict[WindowKey, Agg]) -> None: ...

@@ -4,12 +4,13 @@ Each process (collector worker, deliverer) keeps its minute windows in memory an
 ``<data_dir>/realtime/partials/<role>-<pid>-<token>.bin`` (atomically) every
 ``counters.partials_interval_secs`` and on shutdown; a reader merges its live windows with
 every other file, the way ``telemetry.py`` sums metrics. Partials of exited processes still
-count. ``compact`` (run by ``beaconlake up`` before any worker starts) folds the files of an
+count. ``prepare`` (run by ``beaconlake up`` before any worker starts) compacts the files of an
 earlier run into one, so restarts recover the state without the files piling up.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import Any
 
 import msgspec
 
-from beaconlake.backends.counters.base import Counters, IdSet, row
-from beaconlake.realtime.aggregate import Agg, WindowKey, bucket_of, rollup
-from beaconlake.realtime.sketch import STANDARD_ERROR, HyperLogLog
+from beaconlake.backends.counters.base import Capabilities, Counters, IdSet, row
+from beaconlake.backends.counters.settings import MemoryCountersSettings
+from beaconlake.backends.counters.sketch import STANDARD_ERROR, HyperLogLog
+from beaconlake.backends.counters.windows import Agg, WindowKey, bucket_of, rollup
 
 SUFFIX = ".bin"
 # One window: tenant, name, group, minute, count, sketch bytes, {prop: [n, sum, sumsq, min, max]}
@@ -59,6 +61,10 @@ def _unpack(data: bytes) -> dict[WindowKey, Agg]:
     return out
 
 
+def partials_folder(state_dir: Path) -> Path:
+    return Path(state_dir) / "partials"
+
+
 def _write(path: Path, data: bytes, durable: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -71,8 +77,11 @@ def _write(path: Path, data: bytes, durable: bool = True) -> None:
 
 class MemoryCounters(Counters):
     standard_error = STANDARD_ERROR
+    capabilities = Capabilities(per_process_partials=True, in_process=True, flush_interval_secs=1.0)
 
-    def __init__(self, folder: Path, role: str) -> None:
+    def __init__(self, folder: Path, role: str, partials_interval_secs: float | None = None) -> None:
+        if partials_interval_secs is not None:
+            self.capabilities = dataclasses.replace(self.capabilities, flush_interval_secs=partials_interval_secs)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / f"{role}-{os.getpid()}-{secrets.token_hex(3)}{SUFFIX}"
@@ -80,6 +89,16 @@ class MemoryCounters(Counters):
         self._dirty = False
         self._packer = _Packer()
         self._cache: dict[Path, tuple[tuple[int, int], dict[WindowKey, Agg]]] = {}
+
+    @classmethod
+    def from_settings(cls, settings: MemoryCountersSettings, *, role: str, state_dir: Path,
+                      retention_ms: int) -> MemoryCounters:
+        return cls(partials_folder(state_dir), role, settings.partials_interval_secs)
+
+    @classmethod
+    def prepare(cls, settings: MemoryCountersSettings, *, state_dir: Path, before_ms: int) -> int:
+        # the last run's partials, folded into one before any process writes its own
+        return cls.compact(partials_folder(state_dir), before_ms)
 
     def add(self, batch: dict[WindowKey, Agg]) -> None:
         for key, part in batch.items():

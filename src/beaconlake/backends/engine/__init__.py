@@ -1,37 +1,23 @@
-"""Engines: ``engine.type`` in the config picks one; backends import lazily."""
+"""Engines: ``engine.type`` in the config picks one from ``LOADERS``; each imports lazily."""
 
 from __future__ import annotations
 
-import importlib
+from typing import Any
 
-from beaconlake.backends.engine.base import Dialect, Engine
-from beaconlake.convert.settings import (
-    DuckDBEngineSettings,
-    EngineSettings,
-    SparkEngineSettings,
-)
-from beaconlake.errors import ConfigError
+from beaconlake.backends.engine.base import Capabilities, Dialect, Engine
+from beaconlake.backends.engine.settings import ENGINE_TYPES, EngineSettings
+from beaconlake.backends.loader import Loader, backend_for
 
-# type -> (module, class, pip extra that provides what the module imports, or None)
-LOADERS: dict[str, tuple[str, str, str | None]] = {
+LOADERS: dict[str, Loader] = {
     "duckdb": ("beaconlake.backends.engine.duckdb", "DuckDBEngine", None),
     "spark": ("beaconlake.backends.engine.spark", "SparkEngine", "spark"),
 }
 
 
-def engine_type(settings: EngineSettings) -> str:
-    return type(settings).__struct_config__.tag
+def open_engine(settings: EngineSettings, data_dir: str, **kwargs: Any) -> Engine:
+    """The engine the ``[engine]`` section describes; relative paths in it are under ``data_dir``.
+    ``kwargs`` go to the backend (``session=`` hands Spark a running session)."""
+    return backend_for("engine", settings, LOADERS).from_settings(settings, data_dir, **kwargs)
 
 
-def open_engine(settings: EngineSettings, data_dir: str, **kwargs) -> Engine:
-    kind = engine_type(settings)
-    module_name, class_name, extra = LOADERS[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = f"pip install 'beaconlake[{extra}]'" if extra else "reinstall beaconlake"
-        raise ConfigError(f"engine.type = {kind!r} needs a package that is not installed: {hint} ({exc})") from exc
-    return getattr(module, class_name)(settings, data_dir, **kwargs)
-
-
-__all__ = ["LOADERS", "Dialect", "DuckDBEngineSettings", "Engine", "SparkEngineSettings", "engine_type", "open_engine"]
+__all__ = ["ENGINE_TYPES", "LOADERS", "Capabilities", "Dialect", "Engine", "open_engine"]

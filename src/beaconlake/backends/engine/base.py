@@ -14,6 +14,8 @@ matters; no ``QUALIFY``; ``NOT EXISTS`` for anti-joins; window frames left at th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
@@ -76,9 +78,25 @@ class Dialect(ABC):
         return f"(({n}) + {self.hex_bigint(f'substr(md5({value}), 1, 8)')} % ({n}))"
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine is, asked by callers instead of its class."""
+
+    # It runs inside this Python process (DuckDB): its memory is this process's, and opening
+    # one is cheap. False: it runs in processes of its own (Spark's JVM, locally or on a cluster).
+    in_process: bool
+
+
 class Engine(ABC):
     name: str
     dialect: Dialect
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def from_settings(cls, settings: Any, data_dir: str, **kwargs: Any) -> Engine:
+        """The engine its ``[engine]`` section (of this backend's type) describes; relative paths
+        in it are under ``data_dir``. By default the constructor takes exactly these."""
+        return cls(settings, data_dir, **kwargs)  # type: ignore[call-arg]
 
     @abstractmethod
     def read_parquet(self, view: str, paths: list[str], schema: pa.Schema, key_offset: int | None = None) -> None:

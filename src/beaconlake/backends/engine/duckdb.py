@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from beaconlake.backends.engine.base import Dialect, Engine, Part
-from beaconlake.convert.settings import DuckDBEngineSettings
+from beaconlake.backends.engine.base import Capabilities, Dialect, Engine, Part
+from beaconlake.backends.engine.settings import DuckDBEngineSettings
 
 _TYPES = {
     pa.string(): "STRING",
@@ -89,6 +89,7 @@ class DuckDBDialect(Dialect):
 
 class DuckDBEngine(Engine):
     name = "duckdb"
+    capabilities = Capabilities(in_process=True)
 
     def __init__(self, settings: DuckDBEngineSettings, data_dir: str) -> None:
         self.dialect = DuckDBDialect()

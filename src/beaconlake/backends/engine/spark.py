@@ -13,15 +13,11 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
 
-from beaconlake.backends.engine.base import Dialect, Engine, Part
-from beaconlake.convert.settings import SparkEngineSettings
-
-try:
-    from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql import types as T
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("engine.type = 'spark' needs pyspark: pip install 'beaconlake[spark]'") from exc
+from beaconlake.backends.engine.base import Capabilities, Dialect, Engine, Part
+from beaconlake.backends.engine.settings import SparkEngineSettings
 
 # Session-wide settings the convert stage relies on; set on every engine, even on a shared session.
 RUNTIME_CONF = {
@@ -118,6 +114,7 @@ def start_session(settings: SparkEngineSettings, data_dir: str) -> SparkSession:
 
 class SparkEngine(Engine):
     name = "spark"
+    capabilities = Capabilities(in_process=False)
 
     def __init__(self, settings: SparkEngineSettings, data_dir: str, session: SparkSession | None = None) -> None:
         self.dialect = SparkDialect()

@@ -1,28 +1,20 @@
-"""High-level index backends: ``highlevel.type`` in the config picks one; backends import lazily."""
+"""High-level index backends: ``highlevel.type`` in the config picks one from ``LOADERS``; each imports lazily."""
 
 from __future__ import annotations
 
-from beaconlake.backends.highlevel.base import HighLevelEvent, HighLevelIndex
-from beaconlake.config import (
-    HighLevelSettings,
-    PostgresHighLevelSettings,
-    SqliteHighLevelSettings,
-)
-from beaconlake.errors import ConfigError
+from beaconlake.backends.highlevel.base import Capabilities, HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.settings import HighLevelSettings
+from beaconlake.backends.loader import Loader, backend_for
+
+LOADERS: dict[str, Loader] = {
+    "sqlite": ("beaconlake.backends.highlevel.sqlite", "SqliteHighLevelIndex", None),
+    "postgres": ("beaconlake.backends.highlevel.postgres", "PostgresHighLevelIndex", "postgres"),
+}
 
 
 def open_highlevel(settings: HighLevelSettings) -> HighLevelIndex:
-    if isinstance(settings, SqliteHighLevelSettings):
-        from beaconlake.backends.highlevel.sqlite import SqliteHighLevelIndex
-
-        return SqliteHighLevelIndex(settings.path)
-    if isinstance(settings, PostgresHighLevelSettings):
-        try:
-            from beaconlake.backends.highlevel.postgres import PostgresHighLevelIndex
-        except ImportError:
-            raise ConfigError("highlevel.type = \"postgres\" needs psycopg: pip install 'beaconlake[postgres]'") from None
-        return PostgresHighLevelIndex(settings.dsn)
-    raise TypeError(f"unknown highlevel settings {type(settings).__name__}")
+    """The index the ``[highlevel]`` section (paths resolved) describes."""
+    return backend_for("highlevel", settings, LOADERS).from_settings(settings)
 
 
-__all__ = ["HighLevelEvent", "HighLevelIndex", "open_highlevel"]
+__all__ = ["LOADERS", "Capabilities", "HighLevelEvent", "HighLevelIndex", "open_highlevel"]

@@ -10,8 +10,19 @@ events before they logged in are found by their user id too.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import msgspec
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """How a high-level index is reached, asked by callers instead of its class."""
+
+    # The index is a file on this machine (SQLite): every process that writes or reads it (the
+    # deliverer, the collector's workers) must run here. False: a server processes on any machine reach.
+    local_file: bool
 
 
 class HighLevelEvent(msgspec.Struct, kw_only=True):
@@ -35,6 +46,13 @@ def to_json(ev: HighLevelEvent) -> dict:
 
 
 class HighLevelIndex(ABC):
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Any) -> HighLevelIndex:
+        """The index its ``[highlevel]`` section (of this backend's type, paths resolved) describes."""
+
     @abstractmethod
     def add(self, events: list[HighLevelEvent], identities: list[tuple[str, str, str]] = ()) -> None:
         """Index events (idempotent) and (tenant, anonymous_id, user_id) links."""

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import msgspec
 
-from beaconlake.backends.highlevel.base import HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.base import Capabilities, HighLevelEvent, HighLevelIndex
+from beaconlake.backends.highlevel.settings import SqliteHighLevelSettings
 
 SCHEMA = """
 create table if not exists high_level_events (
@@ -52,6 +53,12 @@ def range_sql(name: str | None, start_ms: int | None, end_ms: int | None, mark: 
 
 
 class SqliteHighLevelIndex(HighLevelIndex):
+    capabilities = Capabilities(local_file=True)
+
+    @classmethod
+    def from_settings(cls, settings: SqliteHighLevelSettings) -> SqliteHighLevelIndex:
+        return cls(settings.path)
+
     def __init__(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)

@@ -1,26 +1,20 @@
-"""Profile store backends: ``profiles.type`` in the config picks one; backends import lazily."""
+"""Profile store backends: ``profiles.type`` in the config picks one from ``LOADERS``; each imports lazily."""
 
 from __future__ import annotations
 
-from beaconlake.analyze.settings import PostgresProfilesSettings, SqliteProfilesSettings
-from beaconlake.backends.profiles.base import TRAITS, ProfileStore, Row, Search
-from beaconlake.errors import ConfigError
+from beaconlake.backends.loader import Loader, backend_for
+from beaconlake.backends.profiles.base import TRAITS, Capabilities, ProfileStore, Row, Search
+from beaconlake.backends.profiles.settings import ProfilesSettings
+
+LOADERS: dict[str, Loader] = {
+    "sqlite": ("beaconlake.backends.profiles.sqlite", "SqliteProfileStore", None),
+    "postgres": ("beaconlake.backends.profiles.postgres", "PostgresProfileStore", "postgres"),
+}
 
 
-def open_profiles(settings) -> ProfileStore:
-    """The store of ``settings.profiles`` (``settings``: ``beaconlake.config.Settings``)."""
-    section = settings.profiles
-    if isinstance(section, SqliteProfilesSettings):
-        from beaconlake.backends.profiles.sqlite import SqliteProfileStore
-
-        return SqliteProfileStore(section.resolved_path(settings.data_dir, settings.base_dir))
-    if isinstance(section, PostgresProfilesSettings):
-        try:
-            from beaconlake.backends.profiles.postgres import PostgresProfileStore
-        except ImportError:
-            raise ConfigError("profiles.type = \"postgres\" needs psycopg: pip install 'beaconlake[postgres]'") from None
-        return PostgresProfileStore(section.dsn)
-    raise TypeError(f"unknown profiles settings {type(section).__name__}")
+def open_profiles(settings: ProfilesSettings) -> ProfileStore:
+    """The store the ``[profiles]`` section (paths resolved) describes."""
+    return backend_for("profiles", settings, LOADERS).from_settings(settings)
 
 
-__all__ = ["TRAITS", "ProfileStore", "Row", "Search", "open_profiles"]
+__all__ = ["LOADERS", "TRAITS", "Capabilities", "ProfileStore", "Row", "Search", "open_profiles"]

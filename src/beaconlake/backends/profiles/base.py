@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -70,6 +70,17 @@ class Row(msgspec.Struct):
                 prop.get("probability"), *((traits.get(t) or {}).get("score") for t in TRAITS), d["updated_at_ms"])
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """How a profile store behaves, asked by callers instead of its class."""
+
+    # A lookup is fast and local enough to run on the event loop (SQLite): no hop to a thread.
+    inline_reads: bool
+    # The store is a file on this machine: every process that reads or writes it must run here.
+    # False: a server processes on any machine reach.
+    local_file: bool
+
+
 _enc = msgspec.json.Encoder()
 
 
@@ -79,8 +90,12 @@ def encode(doc: dict[str, Any]) -> str:
 
 
 class ProfileStore(ABC):
-    # True when a lookup is fast and local enough to run on the event loop (SQLite): no thread hop.
-    inline_reads: bool = False
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Any) -> ProfileStore:
+        """The store its ``[profiles]`` section (of this backend's type, paths resolved) describes."""
 
     @abstractmethod
     def upsert(self, rows: list[Row]) -> None:

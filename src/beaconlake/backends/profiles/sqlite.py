@@ -17,12 +17,14 @@ import msgspec
 
 from beaconlake.backends.profiles.base import (
     TRAITS,
+    Capabilities,
     ProfileStore,
     Row,
     Search,
     column,
     encode,
 )
+from beaconlake.backends.profiles.settings import SqliteProfilesSettings
 
 TRAIT_COLS = ", ".join(f"t_{t} real" for t in TRAITS)
 SCHEMA = f"""
@@ -59,7 +61,11 @@ def fts_query(q: str) -> str | None:
 
 
 class SqliteProfileStore(ProfileStore):
-    inline_reads = True
+    capabilities = Capabilities(inline_reads=True, local_file=True)
+
+    @classmethod
+    def from_settings(cls, settings: SqliteProfilesSettings) -> SqliteProfileStore:
+        return cls(settings.path)
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)

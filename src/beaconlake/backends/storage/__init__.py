@@ -1,25 +1,21 @@
-"""Storage backends: ``storage.type`` in the config picks one; backends import lazily."""
+"""Storage backends: ``storage.type`` in the config picks one from ``LOADERS``; each imports lazily."""
 
 from __future__ import annotations
 
+from beaconlake.backends.loader import Loader, backend_for
 from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
-from beaconlake.config import AzureStorageSettings, LocalStorageSettings, S3StorageSettings, StorageSettings
+from beaconlake.backends.storage.settings import StorageSettings
+
+LOADERS: dict[str, Loader] = {
+    "local": ("beaconlake.backends.storage.local", "LocalStorage", None),
+    "s3": ("beaconlake.backends.storage.s3", "S3Storage", "s3"),
+    "azure": ("beaconlake.backends.storage.azure", "AzureStorage", "azure"),
+}
 
 
 def open_storage(settings: StorageSettings) -> Storage:
-    if isinstance(settings, LocalStorageSettings):
-        from beaconlake.backends.storage.local import LocalStorage
-
-        return LocalStorage(settings.root)
-    if isinstance(settings, S3StorageSettings):
-        from beaconlake.backends.storage.s3 import S3Storage
-
-        return S3Storage(settings)
-    if isinstance(settings, AzureStorageSettings):
-        from beaconlake.backends.storage.azure import AzureStorage
-
-        return AzureStorage(settings)
-    raise TypeError(f"unknown storage settings {type(settings).__name__}")
+    """The storage ``settings`` (the ``[storage]`` section, paths resolved) configures."""
+    return backend_for("storage", settings, LOADERS).from_settings(settings)
 
 
-__all__ = ["Capabilities", "ObjectInfo", "Storage", "open_storage"]
+__all__ = ["LOADERS", "Capabilities", "ObjectInfo", "Storage", "open_storage"]

@@ -17,17 +17,14 @@ import ipaddress
 from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
+from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 
 from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
-from beaconlake.config import AzureStorageSettings
+from beaconlake.backends.storage.settings import AzureStorageSettings
 from beaconlake.errors import ConfigError, StorageError
 
-try:
-    from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-    from azure.core.exceptions import AzureError, ResourceNotFoundError
-    from azure.storage.blob import ContainerClient
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("storage.type = 'azure' needs azure-storage-blob: pip install 'beaconlake[azure]'") from exc
 
 # Give up on one request after this long; the deliverer retries the segment (with backoff).
 CONNECT_TIMEOUT_SECS = 10

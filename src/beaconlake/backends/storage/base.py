@@ -16,7 +16,7 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from beaconlake.errors import StorageError
 
@@ -48,7 +48,13 @@ class Storage(ABC):
     returns cannot lose it. Writing an existing key replaces it, which is what makes
     redelivery of a spool segment idempotent."""
 
-    capabilities: Capabilities
+    capabilities: ClassVar[Capabilities]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Storage:
+        """The storage its ``[storage]`` section (of this backend's type) describes; by default
+        the backend's constructor takes the section."""
+        return cls(settings)  # type: ignore[call-arg]
 
     @abstractmethod
     def put(self, key: str, data: bytes) -> None: ...

@@ -8,6 +8,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
+from beaconlake.backends.storage.settings import LocalStorageSettings
 from beaconlake.errors import StorageError
 from beaconlake.files import fsync_dir
 
@@ -17,6 +18,10 @@ class LocalStorage(Storage):
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def from_settings(cls, settings: LocalStorageSettings) -> LocalStorage:
+        return cls(settings.root)
 
     def _path(self, key: str) -> Path:
         path = (self.root / key).resolve()

@@ -7,17 +7,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import boto3
 import pyarrow.fs as pafs
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
-from beaconlake.config import S3StorageSettings
+from beaconlake.backends.storage.settings import S3StorageSettings
 from beaconlake.errors import StorageError
-
-try:
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-except ImportError as exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError("storage.type = 's3' needs boto3: pip install 'beaconlake[s3]'") from exc
 
 
 class S3Storage(Storage):
@@ -33,6 +30,10 @@ class S3Storage(Storage):
             region_name=settings.region,
             aws_access_key_id=settings.access_key_id,
             aws_secret_access_key=settings.secret_access_key,
+            # Lake delivery retries a failed segment for ever, with its own backoff and counters:
+            # a request may be tried twice here, and never wait longer than timeout_secs.
+            config=Config(connect_timeout=settings.timeout_secs, read_timeout=settings.timeout_secs,
+                          retries={"mode": "standard", "total_max_attempts": 2}),
         )
 
     def _key(self, key: str) -> str:

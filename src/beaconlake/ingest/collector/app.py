@@ -1,11 +1,15 @@
-"""The collector application: the event endpoint plus the small routes around it.
+"""The collector: the event endpoint plus the small routes around it, and the worker's spool.
 
-``POST /v1/events`` is dispatched before Starlette sees the request: it is the hot path
-and needs none of a framework's request objects. Everything else is a Starlette route.
-``beaconlake up`` serves the app with beaconlake's own HTTP server (``serve/http``), which
-calls ``fast_routes()`` without ASGI and ``web`` for the rest; the app also speaks ASGI as a
-whole (in-process tests, other servers). Each server worker process runs one of these apps,
-with its own spool segment; ``startup``/``shutdown`` are its life-cycle hooks.
+``POST /v1/events`` is dispatched before any framework sees the request: it is the hot path
+and needs none of a framework's request objects. The collector hands its routes to the
+composition root (``serve.app``), which mounts them beside the read APIs and the dashboard:
+``fast_routes()`` for beaconlake's own HTTP server (``serve/http``, no ASGI), ``fast_asgi()``
+for the same paths over ASGI (in-process tests, other servers), ``routes()`` for the rest.
+Each server worker process runs one collector, with its own spool segment; ``startup`` and
+``shutdown`` are its life-cycle hooks.
+
+It knows nothing of what is mounted beside it: best-effort router destinations (realtime
+statistics) and the companions that share its housekeeping clock are handed in.
 """
 
 from __future__ import annotations
@@ -14,29 +18,50 @@ import asyncio
 import contextlib
 import gzip
 import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from beaconlake.config import Settings
-from beaconlake.dashboard.routes import Dashboard
 from beaconlake.ingest import spool
 from beaconlake.ingest.collector import asgi
 from beaconlake.ingest.collector.events import EventRequest, EventsEndpoint, Headers, Refused, SpoolPressure
-from beaconlake.ingest.route import build_router
-from beaconlake.serve.http.request import Request as HttpRequest
-from beaconlake.serve.profiles import ProfilesApi
+from beaconlake.ingest.route import Destination, build_router
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger(__name__)
 
 TRACKER_JS = Path(__file__).resolve().parent.parent / "tracker" / "beaconlake.js"
 HOUSEKEEPING_SECS = 0.25
+AsgiHandler = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+
+class FastRequest(Protocol):
+    """What the fast path reads of a request of beaconlake's HTTP server (``serve.http.request``)."""
+
+    method: str
+    query: str
+    peer: str | None
+
+    def header(self, name: str) -> str | None: ...
+
+    async def read_body(self, limit: int) -> bytes: ...
+
+
+class Companion(Protocol):
+    """What a worker runs beside the collector on its clock: ``housekeeping`` on every tick
+    (an OSError is logged, the next tick tries again), ``close`` at shutdown once the spool
+    segment is sealed."""
+
+    def housekeeping(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Collector:
@@ -44,65 +69,47 @@ class Collector:
 
     body_error = Refused  # what the HTTP server's read_body raises: the event endpoint's own refusal
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, destinations: Sequence[Destination] = (),
+                 companions: Sequence[Companion] = ()) -> None:
+        """``destinations``: best-effort router destinations after the lake (the spool);
+        ``companions``: housekept on this collector's ticks and closed at its shutdown."""
         self.settings = settings
-        self.metrics = Metrics(settings.run_path, role="collector")
+        self.metrics = metrics
         self.pressure = SpoolPressure()
         self.writer = spool.SegmentWriter(settings.spool_path, settings.spool)
-        self.realtime = None
-        if settings.realtime.enabled:
-            from beaconlake.realtime.worker import WorkerRealtime
-
-            self.realtime = WorkerRealtime(settings, self.metrics)
-        self.router = build_router(self.writer, self.metrics, [self.realtime.stats] if self.realtime else [])
+        self.router = build_router(self.writer, self.metrics, list(destinations))
+        self.companions = list(companions)
         self.events = EventsEndpoint(settings, self.router, self.metrics, self.pressure)
         self.tenants_by_write_key = settings.tenant_by_write_key()
         self.ready = False
         self._task: asyncio.Task[None] | None = None
         self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
-        self.dashboard = Dashboard(settings, self.metrics, self.realtime)
-        self.profiles = ProfilesApi(settings)  # opens the profile store on its first request
-        self.web = Starlette(
-            routes=[
-                Route("/healthz", self.healthz),
-                Route("/readyz", self.readyz),
-                Route("/metrics", self.metrics_text),
-                Route("/beaconlake.js", self.tracker_js),
-                Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
-                *(self.realtime.routes() if self.realtime else []),
-                *self.profiles.routes(),
-                *self.dashboard.routes(),
-            ]
-        )
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """ASGI."""
-        if scope["type"] == "http" and scope["path"] == "/v1/events":
-            await asgi.serve_events(self.events, scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        else:
-            await self.web(scope, receive, send)
 
     def fast_routes(self) -> dict[str, Any]:
         """The paths beaconlake's HTTP server answers without ASGI."""
         return {"/v1/events": self._post_events}
 
-    async def _post_events(self, req: HttpRequest) -> tuple[int, Headers, bytes]:
+    def fast_asgi(self) -> dict[str, AsgiHandler]:
+        """The same paths for an ASGI server, answered before any framework."""
+        return {"/v1/events": self._asgi_events}
+
+    def routes(self) -> list[Route]:
+        """Every other path of the collector, for a framework to route."""
+        return [
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics_text),
+            Route("/beaconlake.js", self.tracker_js),
+            Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
+        ]
+
+    async def _post_events(self, req: FastRequest) -> tuple[int, Headers, bytes]:
         return await self.events.handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
 
-    # -- lifecycle -----------------------------------------------------------------------
+    async def _asgi_events(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asgi.serve_events(self.events, scope, receive, send)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    # -- lifecycle -----------------------------------------------------------------------
 
     async def startup(self) -> None:
         self._start(asyncio.get_running_loop())
@@ -122,8 +129,8 @@ class Collector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.writer.seal()
-        if self.realtime is not None:
-            self.realtime.close()
+        for companion in self.companions:
+            companion.close()
         self._count_spooled()
         self.metrics.write_snapshot()
 
@@ -135,8 +142,8 @@ class Collector:
             try:
                 await self.writer.seal_if_due()
                 self._check_pressure()
-                if self.realtime is not None:
-                    self.realtime.housekeeping()
+                for companion in self.companions:
+                    companion.housekeeping()
                 if ticks % 4 == 0:
                     self._count_spooled()
                     self.metrics.write_snapshot()
@@ -152,7 +159,10 @@ class Collector:
         Retry-After) and ``/readyz`` answer. Re-checked every housekeeping tick, so both follow
         the spool back without a restart."""
         s = self.settings.spool
-        pending = spool.undelivered_bytes(self.settings.spool_path)
+        gauges = spool.spool_gauges(self.settings.spool_path, time.time())
+        for name, value in gauges.items():  # this process's own reading wins over the deliverer's snapshot
+            self.metrics.set(name, value)
+        pending = int(gauges["beaconlake_spool_undelivered_bytes"])
         if pending > s.max_undelivered_bytes:
             reason = f"{pending} undelivered spool bytes, limit spool.max_undelivered_bytes={s.max_undelivered_bytes}"
         else:
@@ -212,8 +222,3 @@ class Collector:
             "sequences": msgspec.to_builtins(tenant.sequences),
         }
         return JSONResponse(body, headers={**headers, "cache-control": "public, max-age=60"})
-
-
-def create_app(settings: Settings) -> Collector:
-    """The factory ``beaconlake up`` gives its server workers."""
-    return Collector(settings)

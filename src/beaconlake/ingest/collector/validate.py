@@ -26,7 +26,7 @@ import msgspec
 from beaconlake.config import CollectorSettings, TenantSettings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.collector import jsonscan
-from beaconlake.ingest.collector.origin import canonical_origin
+from beaconlake.origins import canonical_origin
 from beaconlake.types import (
     CONTEXT_MAX_BYTES,
     EPOCH_MS_MAX,

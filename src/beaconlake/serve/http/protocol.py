@@ -285,7 +285,6 @@ class HttpProtocol(asyncio.Protocol):
             return
         if close:
             self.closing = True
-            pipelined = bool(self.queue)
             self.queue.clear()  # after "connection: close" nothing more is answered (RFC 9112 9.6)
             if self.close_after_response or self.eof:
                 self.close()
@@ -294,13 +293,13 @@ class HttpProtocol(asyncio.Protocol):
             elif self.reading is not None:
                 self.reading.fail(self.body_error(400, "answered", "the request was answered before its body"))
                 self.linger()  # drop the rest of this body, then close
-            elif pipelined:
-                # requests sent behind this one would arrive at a closed socket, and the reset
-                # that answers them can destroy our answer before the client reads it
+            else:
+                # a lingering close, as nginx does: what the client sends after our answer (a
+                # request pipelined behind it, even one it should not send after "close") would
+                # reach a closed socket, and the reset that answers it can destroy our answer
+                # before the client reads it. Half-close, and let the client close first.
                 self.stopped = True
                 self.linger()
-            else:
-                self.close()
             return
         self.now = monotonic()
         if self.queue:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from beaconlake.dashboard.tables import Tables
+from beaconlake.serve.dashboard.tables import Tables
 
 NOT_READY = {"ready": False, "note": "no converted tables yet: the first convert run has not happened"}
 

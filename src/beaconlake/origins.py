@@ -6,6 +6,8 @@ the scheme is lowercased and must be http or https, the host is IDNA-encoded (UT
 browsers do before they send an Origin) and lowercased, and the port is explicit (80 or 443 by
 default). Anything else (``null``, a path, credentials, whitespace, an invalid label) has no
 canonical form and matches nothing but ``*``.
+
+Core: the config checks a tenant's origins with it at load, the collector a request's.
 """
 
 from __future__ import annotations

@@ -22,14 +22,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from beaconlake.config import Settings, TenantSettings
-from beaconlake.dashboard import funnel, live, people, pipeline, traffic
-from beaconlake.dashboard.tables import Tables
+from beaconlake.serve.dashboard import funnel, live, people, pipeline, traffic
+from beaconlake.serve.dashboard.tables import Tables
 from beaconlake.ingest import spool
 from beaconlake.schedule.state import RunLog
+from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.serve import params
-from beaconlake.serve.api import PERSON_ID, person_id_of
 from beaconlake.serve.auth import Caller, Forbidden, Keys, guarded
-from beaconlake.serve.params import BadParam
+from beaconlake.serve.params import PERSON_ID, BadParam, person_id_of
 from beaconlake.telemetry import Metrics
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -37,6 +37,7 @@ DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
 PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
 QUARANTINE_SHOWN = 50  # the Pipeline view lists at most this many quarantined raw files
+PARKED_SHOWN = 50  # and the server-wide view this many parked spool segments
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
@@ -55,11 +56,13 @@ def _timed(handler: Any) -> Any:
 
 
 class Dashboard:
-    def __init__(self, settings: Settings, metrics: Metrics, realtime: Any = None) -> None:
+    """``index``: the worker's high-level index, for the Live view's counts; None without realtime."""
+
+    def __init__(self, settings: Settings, keys: Keys, metrics: Metrics, index: HighLevelIndex | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self.keys = Keys(settings)
-        self.index = realtime.index if realtime is not None else None
+        self.keys = keys
+        self.index = index
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
         self._storage: Any = None  # the lake's storage, opened when a view first reads the lake
@@ -173,6 +176,8 @@ class Dashboard:
                              "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
                 "quarantined": self._quarantined(None),
+                # spool segments delivery parked (damaged, or failing): reports from spool/corrupt/
+                "parked": spool.parked_reports(self.settings.spool_path, PARKED_SHOWN),
             }
 
         return await run_in_threadpool(gather)

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from beaconlake.config import Settings
-from beaconlake.convert.settings import SqlCatalogSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +29,7 @@ class Tables:
         self._names: list[str] = []
         self._signature: Any = None
         self._reopening = False
-        cat = settings.catalog
-        self._watch: Path | None = None
-        if isinstance(cat, SqlCatalogSettings) and (not cat.uri or cat.uri.startswith("sqlite:///")):
-            self._watch = Path(cat.uri[len("sqlite:///"):]) if cat.uri else Path(settings.data_dir) / "catalog.db"
+        self._watch: Path | None = settings.catalog.local_file(settings.data_dir)
 
     def _current_signature(self) -> Any:
         if self._watch is not None:

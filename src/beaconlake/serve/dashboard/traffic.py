@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from beaconlake.dashboard.tables import Tables
+from beaconlake.serve.dashboard.tables import Tables
 
 # Bots are left out of every figure: a product owner asks about people.
 _RANGE = "tenant = ? AND start_ts >= make_timestamptz(? * 1000) AND start_ts < make_timestamptz(? * 1000) AND NOT is_bot"

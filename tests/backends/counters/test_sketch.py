@@ -1,6 +1,6 @@
 """The distinct-count sketch keeps its stated error, merges exactly, and round-trips."""
 
-from beaconlake.realtime.sketch import STANDARD_ERROR, HyperLogLog
+from beaconlake.backends.counters.sketch import STANDARD_ERROR, HyperLogLog
 
 
 def test_stated_error_is_that_of_16384_registers():

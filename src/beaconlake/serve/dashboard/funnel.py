@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from beaconlake.config import SequenceDefinition, SequenceStep, TenantSettings
-from beaconlake.dashboard.tables import Tables
+from beaconlake.serve.dashboard.tables import Tables
 from beaconlake.realtime.predicates import TOP_FIELDS, json_eq, test
 
 MAX_EVENTS_PER_PERSON = 500  # keeps the pairwise search bounded for a very busy person

@@ -1,5 +1,9 @@
 """Mergeable window aggregates: what a minute of one (tenant, event name, path) holds.
 
+The counters seam's data: the realtime stage folds events into these windows, and every
+counters backend stores, merges and rolls them up; so they live with the seam, which imports
+nothing of the stages.
+
 A window keeps the count, a distinct-count sketch of anonymous ids, and for each numeric
 property count / sum / sum of squares / min / max: every one of these merges by adding or
 by taking the min or max, so partials kept by several processes combine at read time into

@@ -11,7 +11,7 @@ import pytest
 from dashboard_support import FUNNEL
 
 from beaconlake.config import SequenceDefinition
-from beaconlake.dashboard.funnel import depth
+from beaconlake.serve.dashboard.funnel import depth
 
 VIEWS = ["live", "traffic", "sequences", "people", "pipeline"]
 
@@ -97,7 +97,7 @@ def test_before_the_first_convert_run_the_views_say_so(tmp_path):
     from support import free_port, write_config
 
     from beaconlake import config
-    from beaconlake.ingest.collector.app import create_app
+    from beaconlake.serve.app import create_app
 
     settings = config.load(write_config(tmp_path, free_port()))
     headers = {"authorization": f"Bearer {settings.tenants[0].read_key}"}

@@ -10,7 +10,7 @@ from support import AZURITE_ACCOUNT, AZURITE_KEY, azurite, moto_s3
 
 from beaconlake import config
 from beaconlake.backends.storage import open_storage
-from beaconlake.dashboard import live
+from beaconlake.serve.dashboard import live
 from beaconlake.ingest import spool
 from beaconlake.ingest.deliver import Deliverer
 from beaconlake.types import Rejection, SpoolRecord, UserAgent
