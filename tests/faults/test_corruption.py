@@ -152,13 +152,16 @@ def test_a_damaged_event_id_is_caught_by_its_page_checksum_not_converted(tmp_pat
              "sent_at": now, "received_at": now, "event_ts": now, "is_bot": False, "segment": "s"} for i in ids]
     clean = _parquet_bytes(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), 3)
     assert page_problem(pa.BufferReader(clean)) is None
-    path = tmp_path / "damaged.parquet"
+    # a connection of its own, and a file of its own per flip: nothing another test set on DuckDB's
+    # default connection, nor a cache of an earlier file at the same path, decides what is read
+    db = duckdb.connect()
     for at in range(8, len(clean) // 2):  # the first flip that an engine alone reads without a word
         data = bytearray(clean)
         data[at] ^= 0x01
+        path = tmp_path / f"damaged-{at}.parquet"
         path.write_bytes(bytes(data))
         try:
-            read = [r[0] for r in duckdb.sql(f"select event_id from read_parquet('{path}')").fetchall()]
+            read = [r[0] for r in db.sql(f"select event_id from read_parquet('{path}')").fetchall()]
         except duckdb.Error:
             continue
         if read != ids:

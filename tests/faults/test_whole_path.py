@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import msgspec
 import pytest
 from fault_checks import lake_ids, table_ids
 from hypothesis import HealthCheck, given, settings

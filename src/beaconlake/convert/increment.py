@@ -35,9 +35,8 @@ import pyarrow as pa
 
 from beaconlake.convert import bake, buckets, merge, tables
 from beaconlake.convert.catalog import DayFile, local_path
-from beaconlake.convert.job import BATCH_VIEWS
 from beaconlake.convert.lake import RawFile, day_ms, ms_day
-from beaconlake.convert.sessionize import Bounds
+from beaconlake.convert.sessionize import BATCH_VIEWS, Bounds
 from beaconlake.types import RAW_SCHEMA
 from beaconlake.units import DAY_MS
 

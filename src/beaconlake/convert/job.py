@@ -26,12 +26,13 @@ from beaconlake.convert import bake, sessionize, tables
 from beaconlake.convert.buckets import bucket_count
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
+from beaconlake.convert.increment import Increment
 from beaconlake.convert.lake import RawFile, RawLake, day_ms, ms_day
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import Promoted
 from beaconlake.convert.quarantine import Quarantine, problem, read_problem
 from beaconlake.convert.quarantine import keys as quarantined_keys
-from beaconlake.convert.sessionize import Bounds
+from beaconlake.convert.sessionize import BATCH_VIEWS, Bounds
 from beaconlake.convert.settings import ConvertSettings
 from beaconlake.lake import layout
 from beaconlake.types import RAW_SCHEMA
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # Only bots and kiosks get here; past it, their session cuts are anchored where the search stopped.
 MAX_CHAIN_LOOKBACK_DAYS = 31
 STORED_SESSION_COLUMNS = ("tenant", "anonymous_id", "session_id", "session_index", "start_ts")
-BATCH_VIEWS = ("batch_anons", "dups", "sess0", "pv", "sess", "stored_sessions")
 ID_SCHEMA = pa.schema([("anonymous_id", pa.string()), ("user_id", pa.string()), ("event_ts", pa.int64())])
 
 
@@ -87,8 +87,6 @@ class TenantJob:
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        from beaconlake.convert.increment import Increment
-
         self._surviving_bad_files(self._update_identities)
         pending: set[date] = set()
         for group in self._groups(self.new):
