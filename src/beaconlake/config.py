@@ -136,6 +136,9 @@ class TrackerSettings(Section):
     search_params: list[str] = msgspec.field(default_factory=lambda: ["q", "s", "search", "query"])
 
 
+AppId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
 class TenantSettings(Section):
     id: TenantId
     write_key: Key  # public: in the site's pages; it can only write
@@ -147,6 +150,9 @@ class TenantSettings(Section):
     schemas: list[SchemaRef] = []
     sequences: list[SequenceDefinition] = []
     tracker: TrackerSettings = msgspec.field(default_factory=TrackerSettings)
+    # Snowplow app ids (a tracker's appId, ``aid``) whose events are this tenant's; the write
+    # key works as an app id without being listed. Public, like the write key.
+    app_ids: list[AppId] = []
 
 
 class Settings(Section):
@@ -249,6 +255,7 @@ def _check(settings: Settings) -> None:
     if settings.server.admin_key is not None:
         seen[settings.server.admin_key] = "server.admin_key"
     ids: set[str] = set()
+    app_ids = {t.write_key: (t.id, f"tenant {t.id!r}'s write key") for t in settings.tenants}
     for t in settings.tenants:
         if t.id in ids:
             raise ConfigError(f"tenants: id {t.id!r} is declared twice")
@@ -260,6 +267,12 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"tenants.{t.id}.{kind}: the same key is already used as {seen[key]}; "
                                   "every key must be different (beaconlake init makes fresh ones)")
             seen[key] = f"tenants.{t.id}.{kind}"
+        for app_id in t.app_ids:
+            # an app id names one tenant: a second claim, or another tenant's write key, would split its events
+            owner, what = app_ids.get(app_id, (t.id, ""))
+            if owner != t.id:
+                raise ConfigError(f"tenants.{t.id}.app_ids: {app_id!r} is already {what}; an app id can name only one tenant")
+            app_ids[app_id] = (t.id, f"claimed by tenant {t.id!r}")
         for origin in t.allowed_origins:
             if origin != "*" and canonical_origin(origin) is None:
                 raise ConfigError(

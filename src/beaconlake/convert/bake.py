@@ -173,7 +173,7 @@ SELECT r.tenant, r.event_id, r.level, r.name, {ts('r.event_ts')} AS event_ts, {d
   r.url, r.referrer, r.title, r.props, r.context,
   {ts('r.client_ts')} AS client_ts, {ts('r.sent_at')} AS sent_at, {ts('r.received_at')} AS received_at,
   r.ip, r.user_agent, r.ua_browser, r.ua_browser_version, r.ua_os, r.ua_os_version, r.ua_device,
-  r.is_bot, r.segment{extra}
+  r.is_bot, r.segment, r.source{extra}
 FROM {raw} r
 JOIN (SELECT _row_key, session_id, session_index, stitched_user FROM evk WHERE {_day('event_ts', lo, hi)}) s
   ON s._row_key = r._row_key

@@ -131,6 +131,12 @@ def split_events(body: bytes) -> list[bytes] | None:
     return events if not openers else None
 
 
+def native_source(context: bytes) -> str:
+    """The ``source`` of an event of beaconlake's own ``/v1/events``: the browser tracker names
+    itself in ``context.library``; anything else posting there is a plain HTTP client."""
+    return "beaconlake.js" if b'"beaconlake.js"' in context else "http"
+
+
 def day_of(ms: int) -> tuple[int, int, int]:
     d = datetime.fromtimestamp(ms / 1000, UTC)
     return d.year, d.month, d.day
@@ -154,7 +160,8 @@ def _is_tenant_id(text: str) -> bool:
 
 
 def _check_record(rec: SpoolRecord) -> None:
-    if not _is_tenant_id(rec.tenant):
+    # A request no tenant claims (a Snowplow app id nobody declared) is kept as rejections only.
+    if not _is_tenant_id(rec.tenant) and not (rec.tenant == UNKNOWN_TENANT and not rec.body):
         raise ValueError(f"tenant {rec.tenant!r} is not a tenant id")
     _ms(rec.received_at, "received_at")
     _ms(rec.sent_at, "sent_at")
@@ -212,6 +219,7 @@ class SegmentRows:
         record_at = len(self.records)
         self.records.append((rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, ua.browser,
                              ua.browser_version, ua.os, ua.os_version, ua.device, ua.is_bot))
+        clients = rec.clients or {}
         sent_at, skew = rec.sent_at, rec.received_at - rec.sent_at
         for idx in range(len(events)) if rec.accepted is None else dict.fromkeys(rec.accepted):
             if not 0 <= idx < len(events):
@@ -220,15 +228,22 @@ class SegmentRows:
                 continue
             raw = events[idx]
             try:
-                self.rows.append(self._row(raw, sent_at, skew, rec_no, idx))
+                self.rows.append(self._row(raw, sent_at, skew, rec_no, idx, rec.source))
             except ROW_ERRORS as exc:
                 self.undeliverable_event(rec, rec.received_at, idx, f"spool record {rec_no}, events[{idx}]: {exc}", bytes(raw))
                 continue
             self.raw_events.append(raw)
             self.where.append((rec_no, idx))
-            self.owner.append(record_at)
+            client = clients.get(idx)
+            if client is None:
+                self.owner.append(record_at)
+            else:  # the event's own end user, not the server that sent it: a row of request fields of its own
+                self.owner.append(len(self.records))
+                cua = client.ua
+                self.records.append((rec.tenant, rec.received_at, rec.sent_at, client.ip, client.user_agent, cua.browser,
+                                     cua.browser_version, cua.os, cua.os_version, cua.device, cua.is_bot))
 
-    def _row(self, raw: msgspec.Raw, sent_at: int, skew: int, rec_no: int, idx: int) -> tuple:
+    def _row(self, raw: msgspec.Raw, sent_at: int, skew: int, rec_no: int, idx: int, source: str | None) -> tuple:
         # the hot path of delivery: checks inline, no call that the usual event does not need
         ev = stored_decoder.decode(raw)
         if ev.level not in LEVELS:
@@ -247,7 +262,8 @@ class SegmentRows:
         return (lake_event_id(ev.event_id, self.segment, rec_no, idx), ev.level, ev.name, ev.anonymous_id,
                 ev.user_id, ev.session_id, client_ts, event_ts, ev.url, ev.referrer, ev.title,
                 None if props == b"null" else _text(props, "props"),
-                None if context == b"null" else _text(context, "context"))
+                None if context == b"null" else _text(context, "context"),
+                source or native_source(context))
 
     def _bad_record(self, rec_no: int, payload: bytes, exc: BaseException) -> None:
         self.undeliverable += 1
@@ -285,7 +301,8 @@ class SegmentRows:
     def _raw_table(self, per_record: list[pa.Array], which: list[int] | None = None) -> pa.Table:
         """The raw table of every row, or of the rows ``which``."""
         rows = self.rows if which is None else [self.rows[i] for i in which]
-        event_id, level, name, anon, user_id, session_id, client_ts, event_ts, url, referrer, title, props, context = zip(*rows)
+        (event_id, level, name, anon, user_id, session_id, client_ts, event_ts, url, referrer, title, props, context,
+         source) = zip(*rows)
         rec_of = pa.array(self.owner if which is None else [self.owner[i] for i in which], pa.int32())
         spread = dict(zip(_PER_RECORD, (col.take(rec_of) for col in per_record)))
         text = pa.string()
@@ -296,7 +313,7 @@ class SegmentRows:
             "client_ts": pa.array(client_ts, pa.int64()), "event_ts": pa.array(event_ts, pa.int64()),
             "url": pa.array(url, text), "referrer": pa.array(referrer, text), "title": pa.array(title, text),
             "props": pa.array(props, text), "context": pa.array(context, text),
-            "segment": pa.array([self.segment] * len(rows), text), **spread,
+            "segment": pa.array([self.segment] * len(rows), text), "source": pa.array(source, text), **spread,
         }
         return pa.Table.from_pydict({f.name: columns[f.name] for f in RAW_SCHEMA}, schema=RAW_SCHEMA)
 

@@ -18,6 +18,9 @@ class CollectorSettings(Section):
     # every accepted event decodes within Python's recursion limit downstream.
     max_json_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_JSON_DEPTH_CEILING)] = 32
     anonymize_ip: bool = True
+    # Put in front of Snowplow's default paths (/com.snowplowanalytics.snowplow/tp2, /i), as a
+    # tracker configured with a custom post path or a collector behind a path-routing proxy needs.
+    snowplow_path_prefix: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)*$", max_length=256)] = ""
 
 
 class SpoolSettings(Section):
