@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 import msgspec
 
 from beaconlake.config import Settings
-from beaconlake.ingest.collector import enrich
+from beaconlake.ingest.collector import endusers, enrich
 from beaconlake.ingest.collector.validate import BatchError, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
@@ -172,6 +172,8 @@ class EventsEndpoint:
 
         checked = rules.check_batch(batch, 0 if batch.sent_at is None else received_at - batch.sent_at)
         record = self._record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
+        if endusers.mentions_end_user(checked.accepted):
+            record.body, record.clients = endusers.lift(checked.accepted, self.limits.anonymize_ip)
         await self._make_durable(Batch(record, checked.accepted))
 
         self.metrics.inc("beaconlake_events_received_total", n)

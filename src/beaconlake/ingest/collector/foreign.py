@@ -63,12 +63,7 @@ class ForeignDoor:
         return body.removeprefix(b"\xef\xbb\xbf")
 
     def client(self, ip: str | None, user_agent: str | None) -> Client:
-        if ip is not None:
-            parsed = enrich.parse_ip(ip)
-            ip = None if parsed is None else (enrich.anonymize_ip(str(parsed)) if self.anonymize else str(parsed))
-        if user_agent is not None:
-            user_agent = clean_text(user_agent)
-        return Client(ip, user_agent, enrich.user_agent(user_agent))
+        return enrich.end_user(ip, user_agent, self.anonymize)
 
     async def store(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
                     messages: list[tuple[int, Mapped | Unmappable, bytes]], source: str) -> Judged:
