@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps up demo test bench clean
+JS_FIXTURES := tests/ingest/protocols/browser
+JS_STAMP := $(JS_FIXTURES)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +19,12 @@ install: $(STAMP)
 # Debian packages the tests drive for real (headless Chromium for the tracker; Redis and
 # PostgreSQL for the realtime stage's server backends; Java for PySpark in local mode).
 system-deps:
-	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless
+	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless npm
+
+# Segment's and Snowplow's browser libraries, pinned by the committed lock file, for the
+# protocol doors' browser tests (never committed: npm ci installs exactly the locked versions).
+$(JS_STAMP): $(JS_FIXTURES)/package-lock.json
+	npm ci --prefix $(JS_FIXTURES) --no-audit --no-fund --silent
 
 up: install
 	@test -f beaconlake.toml || $(BIN)/beaconlake init
@@ -28,7 +35,7 @@ demo: install
 	-@scripts/system-deps chromium  # without it the demo runs, minus the real browser visitors
 	$(BIN)/beaconlake demo
 
-test: install system-deps
+test: install system-deps $(JS_STAMP)
 	$(BIN)/python -m pytest
 
 bench: install
@@ -36,4 +43,4 @@ bench: install
 	$(BIN)/python bench/ingest
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts beaconlake-demo
+	rm -rf $(VENV) .pytest_cache test-artifacts beaconlake-demo $(JS_FIXTURES)/node_modules
