@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from beaconlake.types import EPOCH_MS_MAX, EPOCH_MS_MIN, ID_MAX, NAME_MAX, TEXT_
 # Namespace of the event ids derived from a foreign message id that is not a UUID.
 FOREIGN_ID_NAMESPACE = uuid.UUID("0c8e7a55-1d2b-4f0e-8a63-4b3d8f6a2c91")
 _NOT_NAME = re.compile(r"[^a-z0-9_.:-]+")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class Unmappable(Exception):
@@ -41,6 +43,7 @@ class Mapped:
     user_agent: str | None = None  # the end user's agent, likewise
 
 
+@lru_cache(maxsize=4096)  # a site has a few hundred event names, sent over and over
 def canonical_name(text: str) -> str:
     """A free-text event name ("Order Completed", "Add to Cart!") as a canonical name
     (``[a-z0-9_.:-]{1,64}``): lower case, every run of other characters one ``_``."""
@@ -53,6 +56,8 @@ def event_id(tenant: str, protocol: str, message_id: Any) -> str | None:
     if message_id is None or message_id == "":
         return None
     text = str(message_id)
+    if _CANONICAL_UUID.fullmatch(text):  # what SDKs send: taken as is, without parsing it (hot path)
+        return text
     try:
         return str(uuid.UUID(text))
     except ValueError:

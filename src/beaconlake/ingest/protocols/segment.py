@@ -84,30 +84,31 @@ def map_message(msg: Any, tenant: str, route_type: str | None = None, sent_at_ms
     extra: dict[str, Any] = {"type": kind}
     if original is not None:
         extra["event"] = original
-    for key in ("name", "category", "groupId"):
-        if msg.get(key) is not None:
+    for key in ("name", "category", "groupId", "messageId"):
+        if key in msg and msg[key] is not None:
             extra[key] = msg[key]
-    if msg.get("messageId") is not None:
-        extra["messageId"] = msg["messageId"]
-    out_context = {k: v for k, v in context.items() if k not in _CONSUMED}
-    if context.get("timezone") is not None:
-        out_context["tz"] = context["timezone"]
+    if any(key in context for key in _CONSUMED):
+        out_context = {k: v for k, v in context.items() if k not in _CONSUMED}
+        if context.get("timezone") is not None:
+            out_context["tz"] = context["timezone"]
+    else:
+        out_context = dict(context)
     out_context["segment"] = extra
 
     event: dict[str, Any] = {"level": "mid", "name": name, "anonymous_id": anonymous_id, "props": props,
                              "context": out_context}
-    for key, value in (
-        ("event_id", event_id(tenant, "segment", msg.get("messageId"))),
-        ("user_id", user_id),
-        ("client_ts", client_ts),
-        ("url", text(props.get("url") if kind == "page" else None, "properties.url") or text(page.get("url"), "context.page.url")),
-        ("referrer", text(props.get("referrer") if kind == "page" else None, "properties.referrer")
-         or text(page.get("referrer"), "context.page.referrer")),
-        ("title", text(props.get("title") if kind == "page" else None, "properties.title")
-         or text(page.get("title"), "context.page.title")),
-    ):
+    message_id = event_id(tenant, "segment", msg.get("messageId"))
+    if message_id is not None:
+        event["event_id"] = message_id
+    if user_id is not None:
+        event["user_id"] = user_id
+    if client_ts is not None:
+        event["client_ts"] = client_ts
+    on_page = props if kind == "page" else {}
+    for key, field in (("url", "url"), ("referrer", "referrer"), ("title", "title")):
+        value = text(on_page.get(key), f"properties.{key}") or text(page.get(key), f"context.page.{key}")
         if value is not None:
-            event[key] = value
+            event[field] = value
     return Mapped(event, ip=text(context.get("ip"), "context.ip", 64),
                   user_agent=text(context.get("userAgent"), "context.userAgent", 512))
 
