@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from door_harness import WRITE_KEY
 from protocol_harness import JSON, ProtocolDoor, basic
 
 from beaconlake.ingest.protocols.common import canonical_name
@@ -70,3 +71,29 @@ def test_event_id_is_a_function_of_tenant_and_message(msg, tenant):
         assert type(exc).__name__ == "Unmappable"
         return
     assert first == again
+
+
+params_text = st.one_of(st.text(max_size=30), st.integers(-10**15, 10**15).map(str), st.just(""))
+snowplow_events = st.fixed_dictionaries(
+    {"e": st.sampled_from(["pv", "pp", "se", "ue", "tr", ""]), "aid": st.sampled_from([WRITE_KEY, "shop-web", "unclaimed"])},
+    optional={k: params_text for k in ("duid", "uid", "nuid", "sid", "eid", "dtm", "stm", "ttm", "url", "page", "refr",
+                                          "se_ac", "se_ca", "se_va", "pp_mix", "pp_may", "ue_pr", "ue_px", "co", "cx",
+                                          "res", "vp", "lang", "tz", "ua", "ip")})
+
+
+@given(st.lists(st.one_of(snowplow_events, json_values), min_size=1, max_size=8))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_every_snowplow_event_is_stored_or_rejected_once(events):
+    with tempfile.TemporaryDirectory() as folder:
+        door = ProtocolDoor(Path(folder), tenant={"app_ids": ["shop-web"]})
+        try:
+            body = msgspec.json.encode({"schema": "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4",
+                                        "data": events})
+            answer = door.call("/com.snowplowanalytics.snowplow/tp2", body, JSON)
+            assert answer.status in (200, 400, 401), answer.json
+            spooled = door.spooled()
+            assert sorted(r["index"] for r in spooled.rejected) == [r["index"] for r in answer.json["rejected"]]
+            assert len(spooled.rows) + len(spooled.rejected) == len(events) == answer.json["accepted"] + len(answer.json["rejected"])
+            assert all(r["source"] == "snowplow" for r in spooled.rows)
+        finally:
+            door.close()

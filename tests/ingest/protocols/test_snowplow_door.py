@@ -58,6 +58,7 @@ def test_event_types_map_to_canonical_events(tmp_path):
     ctx = msgspec.json.decode(pv["context"])
     assert (ctx["screen"], ctx["viewport"], ctx["locale"], ctx["tz"]) == ("1920x1080", "1200x800", "de-DE", "Europe/Berlin")
     assert ctx["snowplow"]["contexts"][0]["data"] == {"id": "pv-1"}
+    assert ctx["page_view_id"] == "pv-1"  # the web_page entity's id: convert ties the page's events to it
     assert pv["event_id"] == events[0]["eid"]
     assert pv["received_at"] - pv["event_ts"] == 2_000  # dtm -> stm interval, on the collector's clock
     assert msgspec.json.decode(rows["page_ping"]["props"]) == {"pp_mix": 0, "pp_max": 20, "pp_miy": 0, "pp_may": 840}

@@ -21,11 +21,12 @@ from typing import Any
 import msgspec
 
 from beaconlake.ingest.protocols.common import Mapped, Unmappable, canonical_name, event_id, ident, shown, text
-from beaconlake.types import EPOCH_MS_MAX, EPOCH_MS_MIN
+from beaconlake.types import EPOCH_MS_MAX, EPOCH_MS_MIN, ID_MAX
 
 TP2_PATH = "/com.snowplowanalytics.snowplow/tp2"
 TP1_PATH = "/i"
 PAYLOAD_SCHEMA_PREFIX = "iglu:com.snowplowanalytics.snowplow/payload_data/"
+WEB_PAGE_SCHEMA = "iglu:com.snowplowanalytics.snowplow/web_page/"
 EVENT_NAMES = {"pv": "page_view", "pp": "page_ping"}
 _PING_FIELDS = ("pp_mix", "pp_max", "pp_miy", "pp_may")
 _STRUCT_FIELDS = (("se_ca", "category"), ("se_ac", "action"), ("se_la", "label"), ("se_pr", "property"))
@@ -71,9 +72,11 @@ def map_event(params: Mapping[str, Any], tenant: str, sent_at_ms: int | None = N
         raise Unmappable("invalid_event", f"e: {shown(kind)} is not a supported event type (pv, pp, se, ue)")
 
     contexts = _json_param(params, "co", "cx")
+    page_view_id = None
     if contexts is not None:
-        contexts = _self_describing(contexts, "co")
-        extra["contexts"] = contexts.get("data")
+        entities = _self_describing(contexts, "co").get("data")
+        extra["contexts"] = entities
+        page_view_id = _web_page_id(entities)
     for key in ("aid", "p", "tv", "vid"):
         if params.get(key) not in (None, ""):
             extra[key] = params[key]
@@ -81,6 +84,8 @@ def map_event(params: Mapping[str, Any], tenant: str, sent_at_ms: int | None = N
     for key, field in (("res", "screen"), ("vp", "viewport"), ("lang", "locale"), ("tz", "tz")):
         if params.get(key) not in (None, ""):
             context[field] = params[key]
+    if page_view_id is not None:  # the browser tracker's page view id: how convert ties events to their page view
+        context["page_view_id"] = page_view_id
     context["snowplow"] = extra
 
     client_ts = _ms(params.get("ttm") or params.get("dtm"), "dtm")
@@ -120,6 +125,17 @@ def payload_events(body: Any) -> list[Any]:
     if not isinstance(schema, str) or not schema.startswith(PAYLOAD_SCHEMA_PREFIX):
         raise Unmappable("invalid_batch", f"schema: {shown(schema)} is not {PAYLOAD_SCHEMA_PREFIX}…")
     return body["data"]
+
+
+def _web_page_id(entities: Any) -> str | None:
+    """The id of the ``web_page`` entity the browser tracker attaches to every event of a page view."""
+    if not isinstance(entities, list):
+        return None
+    for entity in entities:
+        if (isinstance(entity, dict) and isinstance(entity.get("schema"), str) and isinstance(entity.get("data"), dict)
+                and entity["schema"].startswith(WEB_PAGE_SCHEMA) and isinstance(entity["data"].get("id"), str)):
+            return entity["data"]["id"][:ID_MAX]
+    return None
 
 
 def _schema_name(schema: str) -> str:
