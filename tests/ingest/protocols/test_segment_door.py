@@ -153,3 +153,12 @@ def test_browser_preflight_and_origin(door):
                        method="OPTIONS")
     assert answer.status == 204 and "authorization" in answer.headers["access-control-allow-headers"]
     assert answer.headers["access-control-allow-origin"] == "https://shop.example"
+
+
+def test_batch_over_max_batch_events_is_refused_and_kept(door):
+    many = [message(messageId=str(uuid.uuid4()), properties={}) for _ in range(501)]
+    answer = door.call("/v1/batch", batch(*many), {"authorization": basic(), **JSON})
+    assert answer.status == 413 and answer.json["code"] == "too_large"
+    assert "501 messages, limit 500 (collector.max_batch_events)" in answer.json["message"]
+    spooled = door.spooled()
+    assert spooled.rows == [] and [r["reason"] for r in spooled.rejected] == ["too_large"]

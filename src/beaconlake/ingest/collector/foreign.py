@@ -95,10 +95,10 @@ class ForeignDoor:
         judged.accepted = len(kept)
         if not kept and not judged.rejected:
             return judged
-        record = self.events._record(rules, req, received_at, sent_at, _encoder.encode(Accepted(kept)) if kept else b"",
+        record = self.events.record(rules, req, received_at, sent_at, _encoder.encode(Accepted(kept)) if kept else b"",
                                      None if kept else [], judged.rejected)
         record.source, record.clients = source, clients or None
-        await self.events._make_durable(Batch(record, accepted))
+        await self.events.make_durable(Batch(record, accepted))
         self.metrics.inc("beaconlake_events_received_total", len(messages))
         self.metrics.inc("beaconlake_events_accepted_total", judged.accepted)
         self.metrics.inc("beaconlake_source_events_accepted_total", judged.accepted, source=source)
@@ -112,7 +112,7 @@ class ForeignDoor:
         received_at = time.time_ns() // 1_000_000
         record = SpoolRecord(tenant, received_at, received_at, None, None, enrich.user_agent(None), b"", [],
                              rejections, source)
-        await self.events._make_durable(Batch(record, []))
+        await self.events.make_durable(Batch(record, []))
         events = [rej for rej in rejections if rej.index >= 0]  # a refusal of the whole request is counted as one
         self.metrics.inc("beaconlake_events_received_total", len(events))
         for rej in events:

@@ -45,12 +45,12 @@ class SegmentApi:
     def fast_routes(self) -> dict[str, Any]:
         routes: dict[str, Any] = {}
         for path in segment.BATCH_ROUTES:
-            routes[path] = self._handler(path, None)
+            routes[path] = self._handler(None)
         for path, kind in segment.ROUTE_TYPES.items():
-            routes[path] = self._handler(path, kind)
+            routes[path] = self._handler(kind)
         return routes
 
-    def _handler(self, path: str, kind: str | None) -> Any:
+    def _handler(self, kind: str | None) -> Any:
         async def handler(req: EventRequest) -> tuple[int, Headers, bytes]:
             return await self.handle(req, kind)
         return handler
@@ -114,6 +114,10 @@ class SegmentApi:
             messages = [doc]
         if not messages:
             raise Refused(400, "empty_batch", "the batch has no messages; send at least one")
+        if len(messages) > door.limits.max_batch_events:  # every SDK's default batch is far below it
+            error = f"batch has {len(messages)} messages, limit {door.limits.max_batch_events} (collector.max_batch_events); split it"
+            await door.keep_rejections(rules.tenant.id, [Rejection(-1, "too_large", error, excerpt(body))], SOURCE)
+            raise Refused(413, "too_large", error)
         try:
             sent_at = iso_ms(doc.get("sentAt"), "sentAt")
         except Unmappable as exc:
