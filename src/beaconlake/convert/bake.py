@@ -90,7 +90,9 @@ WITH base AS (
 ),
 stats AS (
   SELECT b.anonymous_id, b.page_view_id,
-    max(CASE WHEN e.name = 'page_leave' THEN {_number('e.engaged_text', '0', '1e12')} END) AS engaged,
+    -- the tracker's page_leave says; else a Snowplow page's last activity ping (docs/protocols.md)
+    coalesce(max(CASE WHEN e.name = 'page_leave' THEN {_number('e.engaged_text', '0', '1e12')} END),
+             max(CASE WHEN e.name = 'page_ping' THEN e.event_ts - b.view_ms END)) AS engaged,
     max({_number('e.scroll_text', '0', '100.5')}) AS max_scroll,
     min(CASE WHEN e.name IN ({interactions}) AND e.seq > b.view_seq THEN e.event_ts END) AS first_interaction_ms,
     count_if(e.name = 'click') AS clicks, count_if(e.name = 'rage_click') AS rage_clicks,

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from beaconlake.backends.engine.base import Dialect
 
 # Events whose page view matters for the pageviews table (their page_view_id is read from context).
-PAGE_EVENTS = ("page_view", "page_leave", "scroll", "click", "rage_click", "touch", "link_click", "form_submit")
+PAGE_EVENTS = ("page_view", "page_leave", "scroll", "click", "rage_click", "touch", "link_click", "form_submit",
+               "page_ping")  # page_ping: Snowplow's activity heartbeat (docs/protocols.md)
 # Ordering of duplicate copies: first received wins; the rest make the choice total.
 DUP_ORDER = "received_at, segment, event_ts, client_ts, level, name, anonymous_id, props NULLS FIRST, url NULLS FIRST"
 
@@ -115,7 +116,7 @@ SELECT r._row_key, r.event_id, r.anonymous_id, r.event_ts, r.name, r.level, r.is
   {only_pv(d.json_text('r.context', 'country'))} AS pv_country,
   CASE WHEN r.name = 'page_leave' THEN {d.json_text('r.props', 'engaged_ms')} END AS engaged_text,
   CASE WHEN r.name = 'page_leave' THEN {d.json_text('r.props', 'max_scroll_pct')}
-       WHEN r.name = 'scroll' THEN {d.json_text('r.props', 'depth_pct')} END AS scroll_text,
+       WHEN r.name IN ('scroll', 'page_ping') THEN {d.json_text('r.props', 'depth_pct')} END AS scroll_text,
   x.h IS NOT NULL AS maybe_dup, {kept}
 FROM ({batch_rows(b, cols + ', ' + dup_cols + ', ' + d.hash64('r.event_id') + ' AS h')}
 ) r

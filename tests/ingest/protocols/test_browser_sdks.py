@@ -150,6 +150,10 @@ def test_browser_libraries_end_to_end(tmp_path, browser, site, capsys):
     anon = {e["stitched_user"] for e in events if e["source"] == "segment" and e["name"] == "product_added"}
     assert anon == {"std-user", "bat-user"}  # the anonymous browsing, stitched by identify
     assert {e["stitched_user"] for e in events if e["anonymous_id"] in ("std-earlier", "bat-earlier")} == {"std-user", "bat-user"}
+    # the Snowplow page's pings give its page view an engaged time and a scroll depth
+    [sp_view] = run_query(open_store(settings, sections), "SELECT engaged_ms, max_scroll_pct, url FROM pageviews "
+                          "WHERE url LIKE '%snowplow.html%app=shop-web%'", settings.data_dir).to_pylist()
+    assert sp_view["engaged_ms"] >= 1000 and sp_view["max_scroll_pct"] > 20
     assert cli.main(["analyze", "--config", cfg]) == 0
     capsys.readouterr()
     profile = open_profiles(settings.profiles).get("demo", "std-user")

@@ -44,7 +44,7 @@ def test_event_types_map_to_canonical_events(tmp_path):
                   [sd("iglu:com.snowplowanalytics.snowplow/web_page/jsonschema/1-0-0", {"id": "pv-1"})])
     events = [
         sp_event("pv", co=msgspec.json.encode(contexts).decode()),
-        sp_event("pp", pp_mix="0", pp_max="20", pp_miy="0", pp_may="840"),
+        sp_event("pp", pp_mix="0", pp_max="20", pp_miy="0", pp_may="840", ds="1200x3200"),
         sp_event("se", se_ca="shop", se_ac="Add To Basket", se_la="A1", se_va="19.9"),
         sp_event("ue", ue_px=base64.urlsafe_b64encode(msgspec.json.encode(ue)).decode().rstrip("="), uid="user-7"),
     ]
@@ -61,7 +61,9 @@ def test_event_types_map_to_canonical_events(tmp_path):
     assert ctx["page_view_id"] == "pv-1"  # the web_page entity's id: convert ties the page's events to it
     assert pv["event_id"] == events[0]["eid"]
     assert pv["received_at"] - pv["event_ts"] == 2_000  # dtm -> stm interval, on the collector's clock
-    assert msgspec.json.decode(rows["page_ping"]["props"]) == {"pp_mix": 0, "pp_max": 20, "pp_miy": 0, "pp_may": 840}
+    # seen down to 840 + 800 (the viewport) of 3200 px: 51%
+    assert msgspec.json.decode(rows["page_ping"]["props"]) == {"pp_mix": 0, "pp_max": 20, "pp_miy": 0, "pp_may": 840,
+                                                                "depth_pct": 51}
     assert msgspec.json.decode(rows["add_to_basket"]["props"]) == {"category": "shop", "action": "Add To Basket",
                                                                      "label": "A1", "value": 19.9}
     assert msgspec.json.decode(rows["add_to_cart"]["props"]) == {"sku": "A1", "qty": 2}

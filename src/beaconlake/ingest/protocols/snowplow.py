@@ -51,6 +51,9 @@ def map_event(params: Mapping[str, Any], tenant: str, sent_at_ms: int | None = N
             for key in _PING_FIELDS:
                 if params.get(key) not in (None, ""):
                     props[key] = _int(params[key], key)
+            depth = _scroll_depth(props.get("pp_may"), params.get("vp"), params.get("ds"))
+            if depth is not None:
+                props["depth_pct"] = depth
     elif kind == "se":
         action = text(params.get("se_ac"), "se_ac")
         if action is None:
@@ -136,6 +139,19 @@ def _web_page_id(entities: Any) -> str | None:
                 and entity["schema"].startswith(WEB_PAGE_SCHEMA) and isinstance(entity["data"].get("id"), str)):
             return entity["data"]["id"][:ID_MAX]
     return None
+
+
+def _scroll_depth(max_y: Any, viewport: Any, document: Any) -> int | None:
+    """How far down the page the reader has seen, in percent (what convert's ``max_scroll_pct``
+    reads): the ping's deepest vertical offset plus the viewport's height, over the document's."""
+    try:
+        view_h = int(str(viewport).split("x")[1])
+        doc_h = int(str(document).split("x")[1])
+    except (IndexError, ValueError):
+        return None
+    if not isinstance(max_y, int) or doc_h <= 0 or view_h < 0:
+        return None
+    return max(0, min(100, round((max(max_y, 0) + view_h) * 100 / doc_h)))
 
 
 def _schema_name(schema: str) -> str:
