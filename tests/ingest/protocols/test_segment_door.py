@@ -162,3 +162,16 @@ def test_batch_over_max_batch_events_is_refused_and_kept(door):
     assert "501 messages, limit 500 (collector.max_batch_events)" in answer.json["message"]
     spooled = door.spooled()
     assert spooled.rows == [] and [r["reason"] for r in spooled.rejected] == ["too_large"]
+
+
+def test_mobile_message_is_the_devices_not_the_http_clients(door):
+    """Segment's Android library posts with okhttp's agent (a bot to the parser); its message says the device."""
+    msg = message(context={"library": {"name": "analytics-android", "version": "4.11.3"},
+                           "os": {"name": "Android", "version": "14.0.1"},
+                           "device": {"manufacturer": "Google", "model": "Pixel 8", "type": "android"},
+                           "app": {"name": "Shop", "version": "2.1"}})
+    answer = door.call("/v1/batch", batch(msg), {"authorization": basic(), "user-agent": "okhttp/4.12.0", **JSON})
+    assert answer.status == 200
+    row = door.spooled().rows[0]
+    assert (row["ua_os"], row["ua_os_version"], row["ua_device"], row["is_bot"]) == ("Android", "14", "Pixel 8", False)
+    assert row["user_agent"] is None and msgspec.json.decode(row["context"])["app"] == {"name": "Shop", "version": "2.1"}

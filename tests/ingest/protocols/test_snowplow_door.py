@@ -131,3 +131,17 @@ def test_app_id_claims_are_checked_in_config(tmp_path):
     tenants[1]["app_ids"] = ["bad app id"]
     with pytest.raises(ConfigError, match="app_ids"):
         config.parse({"tenants": tenants}, tmp_path, environ={})
+
+
+def test_mobile_tracker_event_is_the_devices(tmp_path):
+    door = make(tmp_path)
+    mobile = sd("iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-1", [
+        sd("iglu:com.snowplowanalytics.snowplow/mobile_context/jsonschema/1-0-3",
+           {"osType": "ios", "osVersion": "17.4", "deviceManufacturer": "Apple", "deviceModel": "iPhone15,2"})])
+    answer = door.call(TP2, payload(sp_event("se", p="mob", se_ca="app", se_ac="open", aid="shop-ios",
+                                             cx=base64.b64encode(msgspec.json.encode(mobile)).decode())),
+                       {**JSON, "user-agent": "Snowplow/4.1 CFNetwork/1490 Darwin/23.2.0"})
+    assert answer.status == 200
+    row = door.spooled().rows[0]
+    assert (row["ua_os"], row["ua_os_version"], row["ua_device"], row["is_bot"]) == ("ios", "17", "iPhone15,2", False)
+    door.close()

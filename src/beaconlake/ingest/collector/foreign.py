@@ -62,9 +62,6 @@ class ForeignDoor:
             raise Refused(400, "too_large", f"body is {len(body)} bytes, limit {max_bytes}")
         return body.removeprefix(b"\xef\xbb\xbf")
 
-    def client(self, ip: str | None, user_agent: str | None) -> Client:
-        return enrich.end_user(ip, user_agent, self.anonymize)
-
     async def store(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
                     messages: list[tuple[int, Mapped | Unmappable, bytes]], source: str) -> Judged:
         """Judge each (index, mapping, message bytes) and make the outcome durable."""
@@ -88,8 +85,8 @@ class ForeignDoor:
                 judged.rejected.append(Rejection(index, rej.reason if rej else "invalid_event",
                                                  f"message {index}, mapped to the canonical event: {error}", excerpt(raw)))
                 continue
-            if mapped.ip is not None or mapped.user_agent is not None:
-                clients[len(kept)] = self.client(mapped.ip, mapped.user_agent)
+            if mapped.end_user:
+                clients[len(kept)] = enrich.end_user(mapped.ip, mapped.user_agent, self.anonymize, mapped.device)
             kept.append(msgspec.Raw(data))
             accepted.append(ev)
         judged.accepted = len(kept)

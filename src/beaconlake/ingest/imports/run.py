@@ -206,8 +206,9 @@ class Importer:
                 self.summary.duplicate += 1
                 continue
             batch_ids.add(event_id)
-            if line.mapped.ip is not None or line.mapped.user_agent is not None:
-                clients[len(kept)] = end_user(line.mapped.ip, line.mapped.user_agent, self.settings.collector.anonymize_ip)
+            if line.mapped.end_user:
+                clients[len(kept)] = end_user(line.mapped.ip, line.mapped.user_agent, self.settings.collector.anonymize_ip,
+                                              line.mapped.device)
             kept.append(msgspec.Raw(data))
         body = _json.encode(Accepted(kept)) if kept else b""
         # sent_at = received_at: no clock-skew correction, the archive's times are the events' times

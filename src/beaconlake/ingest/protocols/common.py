@@ -20,7 +20,7 @@ from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Any
 
-from beaconlake.types import EPOCH_MS_MAX, EPOCH_MS_MIN, ID_MAX, NAME_MAX, TEXT_MAX
+from beaconlake.types import EPOCH_MS_MAX, EPOCH_MS_MIN, ID_MAX, NAME_MAX, TEXT_MAX, UserAgent
 
 # Namespace of the event ids derived from a foreign message id that is not a UUID.
 FOREIGN_ID_NAMESPACE = uuid.UUID("0c8e7a55-1d2b-4f0e-8a63-4b3d8f6a2c91")
@@ -41,6 +41,22 @@ class Mapped:
     event: dict[str, Any]  # a canonical event (ClientEvent's fields), ready to be JSON-encoded
     ip: str | None = None  # the end user's address, when the message carries it
     user_agent: str | None = None  # the end user's agent, likewise
+    device: UserAgent | None = None  # a mobile SDK's description of the device, when it sends no agent
+
+    @property
+    def end_user(self) -> bool:
+        """Whether the message names its end user's client (then it, not the sender's, is enriched)."""
+        return self.ip is not None or self.user_agent is not None or self.device is not None
+
+
+def device(os_name: Any, os_version: Any, model: Any) -> UserAgent | None:
+    """A mobile device as the lake's agent columns hold it (an app on a phone is not a bot)."""
+    fields = [str(v)[:64] if isinstance(v, (str, int, float)) and not isinstance(v, bool) and v != "" else None
+              for v in (os_name, os_version, model)]
+    if fields == [None, None, None]:
+        return None
+    major = fields[1].split(".")[0] if fields[1] else None
+    return UserAgent(os=fields[0], os_version=major, device=fields[2], is_bot=False)
 
 
 @lru_cache(maxsize=4096)  # a site has a few hundred event names, sent over and over

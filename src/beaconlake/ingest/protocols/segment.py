@@ -20,6 +20,7 @@ from beaconlake.ingest.protocols.common import (
     Mapped,
     Unmappable,
     canonical_name,
+    device,
     event_id,
     ident,
     iso_ms,
@@ -109,8 +110,14 @@ def map_message(msg: Any, tenant: str, route_type: str | None = None, sent_at_ms
         value = text(on_page.get(key), f"properties.{key}") or text(page.get(key), f"context.page.{key}")
         if value is not None:
             event[field] = value
+    os_info, hardware = context.get("os"), context.get("device")
+    mobile = None
+    if isinstance(os_info, dict) or isinstance(hardware, dict):  # Segment's mobile libraries: no agent, these instead
+        os_info = os_info if isinstance(os_info, dict) else {}
+        hardware = hardware if isinstance(hardware, dict) else {}
+        mobile = device(os_info.get("name"), os_info.get("version"), hardware.get("model") or hardware.get("type"))
     return Mapped(event, ip=text(context.get("ip"), "context.ip", 64),
-                  user_agent=text(context.get("userAgent"), "context.userAgent", 512))
+                  user_agent=text(context.get("userAgent"), "context.userAgent", 512), device=mobile)
 
 
 def merged(msg: Any, batch_context: Any) -> Any:

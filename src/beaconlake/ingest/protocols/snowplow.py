@@ -20,13 +20,14 @@ from typing import Any
 
 import msgspec
 
-from beaconlake.ingest.protocols.common import Mapped, Unmappable, canonical_name, event_id, ident, shown, text
+from beaconlake.ingest.protocols.common import Mapped, Unmappable, canonical_name, device, event_id, ident, shown, text
 from beaconlake.types import EPOCH_MS_MAX, EPOCH_MS_MIN, ID_MAX
 
 TP2_PATH = "/com.snowplowanalytics.snowplow/tp2"
 TP1_PATH = "/i"
 PAYLOAD_SCHEMA_PREFIX = "iglu:com.snowplowanalytics.snowplow/payload_data/"
 WEB_PAGE_SCHEMA = "iglu:com.snowplowanalytics.snowplow/web_page/"
+MOBILE_SCHEMA = "iglu:com.snowplowanalytics.snowplow/mobile_context/"  # what the mobile trackers attach
 EVENT_NAMES = {"pv": "page_view", "pp": "page_ping"}
 _PING_FIELDS = ("pp_mix", "pp_max", "pp_miy", "pp_may")
 _STRUCT_FIELDS = (("se_ca", "category"), ("se_ac", "action"), ("se_la", "label"), ("se_pr", "property"))
@@ -75,11 +76,12 @@ def map_event(params: Mapping[str, Any], tenant: str, sent_at_ms: int | None = N
         raise Unmappable("invalid_event", f"e: {shown(kind)} is not a supported event type (pv, pp, se, ue)")
 
     contexts = _json_param(params, "co", "cx")
-    page_view_id = None
+    page_view_id = mobile = None
     if contexts is not None:
         entities = _self_describing(contexts, "co").get("data")
         extra["contexts"] = entities
         page_view_id = _web_page_id(entities)
+        mobile = _entity(entities, MOBILE_SCHEMA)
     for key in ("aid", "p", "tv", "vid"):
         if params.get(key) not in (None, ""):
             extra[key] = params[key]
@@ -108,7 +110,8 @@ def map_event(params: Mapping[str, Any], tenant: str, sent_at_ms: int | None = N
     ):
         if value is not None:
             event[key] = value
-    return Mapped(event, ip=text(params.get("ip"), "ip", 64), user_agent=text(params.get("ua"), "ua", 512))
+    hardware = None if mobile is None else device(mobile.get("osType"), mobile.get("osVersion"), mobile.get("deviceModel"))
+    return Mapped(event, ip=text(params.get("ip"), "ip", 64), user_agent=text(params.get("ua"), "ua", 512), device=hardware)
 
 
 def sent_at(params: Mapping[str, Any]) -> int | None:
@@ -130,15 +133,21 @@ def payload_events(body: Any) -> list[Any]:
     return body["data"]
 
 
-def _web_page_id(entities: Any) -> str | None:
-    """The id of the ``web_page`` entity the browser tracker attaches to every event of a page view."""
+def _entity(entities: Any, schema: str) -> dict[str, Any] | None:
+    """The data of the first entity of ``schema`` (a URI prefix) among an event's contexts."""
     if not isinstance(entities, list):
         return None
     for entity in entities:
         if (isinstance(entity, dict) and isinstance(entity.get("schema"), str) and isinstance(entity.get("data"), dict)
-                and entity["schema"].startswith(WEB_PAGE_SCHEMA) and isinstance(entity["data"].get("id"), str)):
-            return entity["data"]["id"][:ID_MAX]
+                and entity["schema"].startswith(schema)):
+            return entity["data"]
     return None
+
+
+def _web_page_id(entities: Any) -> str | None:
+    """The id of the ``web_page`` entity the browser tracker attaches to every event of a page view."""
+    page = _entity(entities, WEB_PAGE_SCHEMA)
+    return page["id"][:ID_MAX] if page is not None and isinstance(page.get("id"), str) else None
 
 
 def _scroll_depth(max_y: Any, viewport: Any, document: Any) -> int | None:
