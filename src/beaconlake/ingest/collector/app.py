@@ -91,17 +91,24 @@ class Collector:
         self._task: asyncio.Task[None] | None = None
         self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
 
-    def _handlers(self) -> dict[str, Callable[[EventRequest], Awaitable[tuple[int, Headers, bytes]]]]:
-        """The event-taking paths: beaconlake's own, and the protocols it speaks (Segment, Snowplow)."""
-        return {"/v1/events": self.events.handle, **self.segment.fast_routes(), **self.snowplow.fast_routes()}
+    def _protocols(self) -> dict[str, Callable[[EventRequest], Awaitable[tuple[int, Headers, bytes]]]]:
+        """The event-taking paths of the protocols the collector also speaks (Segment, Snowplow)."""
+        return {**self.segment.fast_routes(), **self.snowplow.fast_routes()}
 
     def fast_routes(self) -> dict[str, Any]:
-        """The paths beaconlake's HTTP server answers without ASGI."""
-        return {path: _fast(handle) for path, handle in self._handlers().items()}
+        """The paths beaconlake's HTTP server answers without ASGI; ``/v1/events`` with no layer
+        between the server and its handler."""
+        return {"/v1/events": self._post_events, **{path: _fast(handle) for path, handle in self._protocols().items()}}
 
     def fast_asgi(self) -> dict[str, AsgiHandler]:
         """The same paths for an ASGI server, answered before any framework."""
-        return {path: _asgi(handle) for path, handle in self._handlers().items()}
+        return {"/v1/events": self._asgi_events, **{path: _asgi(handle) for path, handle in self._protocols().items()}}
+
+    async def _post_events(self, req: FastRequest) -> tuple[int, Headers, bytes]:
+        return await self.events.handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
+
+    async def _asgi_events(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asgi.serve_events(self.events.handle, scope, receive, send)
 
     def routes(self) -> list[Route]:
         """Every other path of the collector, for a framework to route."""
