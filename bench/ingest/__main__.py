@@ -75,12 +75,14 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
                 for label, col in servers.items():  # each collector alone on the machine while it is measured
                     path = f"/v1/events?k={col.write_key}"
                     with paused(*(other for other in servers.values() if other is not col)):
+                        col.wait_delivered()  # each run from an empty spool, not the last run's backlog
                         r = run_wrk(col.url + path, load.script(path), args, seconds,
                                     Run(label, workers, durability, c, run_no), roles[label])
                     block.runs.append(r)
                     show(r, args.runs)
                     if label == "beaconlake" and not args.no_segment:  # the same events through Segment's API
                         with paused(*(other for other in servers.values() if other is not col)):
+                            col.wait_delivered()
                             r = run_wrk(col.url + "/v1/batch", load.segment_script(col.write_key), args, seconds,
                                         Run("segment", workers, durability, c, run_no), roles[label])
                         block.runs.append(r)
