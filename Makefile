@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps up demo test bench clean
+.PHONY: install system-deps node-deps up demo test bench clean
 JS_FIXTURES := tests/ingest/protocols/browser
 JS_STAMP := $(JS_FIXTURES)/node_modules/.package-lock.json
 
@@ -17,12 +17,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Debian packages the tests drive for real (headless Chromium for the tracker; Redis and
-# PostgreSQL for the realtime stage's server backends; Java for PySpark in local mode).
+# PostgreSQL for the realtime stage's server backends; Java for PySpark in local mode; Node.js
+# for the Azure Blob Storage emulator).
 system-deps:
-	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless npm
+	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless nodejs npm
 
-# Segment's and Snowplow's browser libraries, pinned by the committed lock file, for the
-# protocol doors' browser tests (never committed: npm ci installs exactly the locked versions).
+# npm packages the tests run: Azurite, the Azure Blob Storage emulator the azure storage
+# backend is tested against; Segment's and Snowplow's browser libraries for the protocol doors'
+# browser tests, pinned by the committed lock file (npm ci installs exactly the locked versions;
+# node_modules is never committed). Without Node.js those tests skip, saying why.
+node-deps: system-deps
+	@scripts/node-deps $(VENV)/azurite azurite@3.37.0
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(JS_STAMP); fi
+
 $(JS_STAMP): $(JS_FIXTURES)/package-lock.json
 	npm ci --prefix $(JS_FIXTURES) --no-audit --no-fund --silent
 
@@ -35,7 +42,7 @@ demo: install
 	-@scripts/system-deps chromium  # without it the demo runs, minus the real browser visitors
 	$(BIN)/beaconlake demo
 
-test: install system-deps $(JS_STAMP)
+test: install system-deps node-deps
 	$(BIN)/python -m pytest
 
 bench: install

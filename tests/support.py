@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +81,7 @@ class Collector:
     log_path: Path
     proc: subprocess.Popen | None = None
     extra_args: list[str] = field(default_factory=list)
+    preexec_fn: Callable[[], None] | None = None  # run in the child before `up` starts (e.g. setrlimit)
 
     @property
     def url(self) -> str:
@@ -100,6 +101,7 @@ class Collector:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # so kill() reaches the workers and the deliverer too
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -168,6 +170,7 @@ def start_collector(
     config_overrides: dict[str, Any] | None = None,
     args: list[str] | None = None,
     ready_path: str = "/readyz",
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Collector:
     port = port or free_port()
     config_path = write_config(tmp_path, port, config_overrides)
@@ -175,7 +178,7 @@ def start_collector(
     tenant = raw["tenants"][0]
     collector = Collector(
         tmp_path, port, config_path, tenant["write_key"], tenant["read_key"], tmp_path / "collector.log",
-        extra_args=args or [],
+        extra_args=args or [], preexec_fn=preexec_fn,
     )
     return collector.start(ready_path=ready_path)
 
@@ -199,3 +202,49 @@ def moto_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# The Azurite version `make node-deps` installs (scripts/node-deps), and the well-known account
+# every Azurite serves: its key is public, published with the emulator.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+_AZURITE_INSTALLED = Path(__file__).resolve().parent.parent / ".venv" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+
+
+@contextmanager
+def azurite() -> Iterator[str]:
+    """Azurite's Blob service (the Azure Storage emulator, from npm) on a free local port, in
+    memory; yields its endpoint URL. Skips, saying how to get it, when it is not installed."""
+    pytest.importorskip("azure.storage.blob", reason="Azure tests need azure-storage-blob: pip install -e '.[test]'")
+    import shutil
+
+    exe = os.environ.get("AZURITE_BLOB") or (str(_AZURITE_INSTALLED) if _AZURITE_INSTALLED.exists() else None) \
+        or shutil.which("azurite-blob")
+    if exe is None:
+        pytest.skip("Azure tests need the Azurite emulator: `make node-deps` installs it (Node.js 18+ and npm), "
+                    "or set AZURITE_BLOB to an azurite-blob executable")
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--disableTelemetry",
+         "--skipApiVersionCheck", "--silent"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read().decode(errors="replace") if proc.poll() is not None else ""
+                    raise RuntimeError(f"Azurite did not start on port {port}: {out}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

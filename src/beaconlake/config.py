@@ -50,6 +50,7 @@ from beaconlake.backends.profiles.settings import (
     SqliteProfilesSettings,
 )
 from beaconlake.backends.storage.settings import (
+    AzureStorageSettings,
     LocalStorageSettings,
     S3StorageSettings,
     StorageSettings,
@@ -351,7 +352,7 @@ def load(path: str | Path | None = None, environ: dict[str, str] | None = None) 
 __all__ = [
     "DEFAULT_CONFIG_NAME", "ENV_PREFIX", "AnalyzeSettings", "CatalogSettings", "CollectorSettings", "ConvertSettings",
     "CountersSettings", "DeliverySettings", "DuckDBEngineSettings", "EngineSettings", "GlueCatalogSettings",
-    "HighLevelSettings", "Key", "Level", "LocalStorageSettings", "MemoryCountersSettings", "Name", "Port",
+    "AzureStorageSettings", "HighLevelSettings", "Key", "Level", "LocalStorageSettings", "MemoryCountersSettings", "Name", "Port",
     "PositiveFloat", "PositiveInt", "PostgresHighLevelSettings", "PostgresProfilesSettings", "Predicate",
     "ProfilesSettings", "RealtimeSettings", "RedisCountersSettings", "RestCatalogSettings", "S3StorageSettings",
     "ScheduleSettings", "SchemaRef", "SequenceDefinition", "SequenceNegation", "SequenceStep", "ServerSettings",

@@ -17,6 +17,12 @@ class SpoolCorrupt(BeaconlakeError):
     """A spool segment holds a frame that fails its length or checksum test."""
 
 
+class BackendUnavailable(BeaconlakeError):
+    """A store behind the read API (Redis counters, a PostgreSQL index or profile store) cannot
+    be reached now: the read routes answer 503 with Retry-After, not a 500 (nothing is wrong
+    with beaconlake, and the backends reconnect by themselves when the store is back)."""
+
+
 class NotInstalled(ConfigError):
     """A backend named by ``<seam>.type`` needs a package that is not installed."""
 

@@ -138,7 +138,11 @@ class Metrics:
                 for labels, v in series.items():
                     mine[labels] = mine.get(labels, 0.0) + v
             for name, series in other.gauges.items():
-                total.gauges.setdefault(name, {}).update(series)
+                mine = total.gauges.setdefault(name, {})
+                for labels, v in series.items():
+                    # a gauge this process sets is live; a snapshot's may be a second old, or be the
+                    # last word of a process that is gone
+                    mine.setdefault(labels, v)
             total.histogram_buckets = [a + b for a, b in zip(total.histogram_buckets, other.histogram_buckets)]
             total.histogram_sum += other.histogram_sum
             total.histogram_count += other.histogram_count

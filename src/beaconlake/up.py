@@ -9,7 +9,10 @@ The processes:
   ``realtime.enabled``; restarted within a second when it dies, so acknowledged events keep
   flowing to the lake.
 - **Scheduler** (``schedule.run``): convert + analyze in a process of its own, never in a
-  server worker's request path.
+  server worker's request path; restarted like the deliverer.
+
+The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``) that
+``ps``, ``top`` and the OOM killer's log show.
 
 Start-up order: build one app (a bad tenant schema stops us here, before anything serves), take
 the spool's lock (held until this process exits), recover the segments of an earlier run, clear
@@ -31,12 +34,14 @@ import multiprocessing
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
 from beaconlake.ingest import deliver, spool
 from beaconlake.ingest.deliver import Deliverer, PreDelivery
+from beaconlake.procname import set_process_name
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,7 @@ log = logging.getLogger(__name__)
 APP_FACTORY = "beaconlake.serve.app:create_app"  # what each server worker imports and calls
 # A convert run is crash-safe (its batches are redone), so shutdown need not wait for a long one.
 SCHEDULER_STOP_SECS = 20
-WATCH_SECS = 1.0  # how often the deliverer's liveness is checked
+WATCH_SECS = 1.0  # how often the helper processes' liveness is checked
 
 
 def pre_delivery(settings: Settings, storage: Storage, metrics: Metrics) -> list[PreDelivery]:
@@ -68,60 +73,54 @@ def run_deliverer(settings: Settings, log_level: str = "INFO") -> None:
     deliver.run_forever(functools.partial(build_deliverer, settings), log_level)
 
 
-class DelivererProcess:
-    """The deliverer process, restarted when it dies while we run."""
+class KeptAlive:
+    """A helper process of ``up`` (the deliverer, the scheduler), started again within
+    ``WATCH_SECS`` when it dies while we run (kill -9, the OOM killer, a crash): acknowledged
+    events must keep flowing to the lake, and convert runs must go on, without an operator."""
 
-    def __init__(self, settings: Settings, log_level: str) -> None:
+    def __init__(self, role: str, name: str, target: Callable[[Settings, str], None], settings: Settings,
+                 log_level: str) -> None:
+        self.role, self.name, self.target = role, name, target  # role: for the log; name: of the process
         self.settings = settings
         self.log_level = log_level
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()  # no restart may slip in between stop() and its terminate()
         self._stopped = threading.Event()
         self.proc = self._spawn()
+        threading.Thread(target=self._watch, name=f"{name}-watch", daemon=True).start()
 
     def _spawn(self) -> BaseProcess:
-        proc = self._ctx.Process(target=run_deliverer, args=(self.settings, self.log_level), name="beaconlake-deliver")
+        proc = self._ctx.Process(target=self.target, args=(self.settings, self.log_level), name=self.name)
         proc.start()
         return proc
-
-    def watch(self) -> None:
-        threading.Thread(target=self._watch, name="beaconlake-deliver-watch", daemon=True).start()
 
     def _watch(self) -> None:
         while not self._stopped.wait(WATCH_SECS):
             with self._lock:
                 if not self.proc.is_alive() and not self._stopped.is_set():
-                    log.error("lake delivery process exited with code %s; restarting it", self.proc.exitcode)
+                    log.error("%s process exited with code %s; restarting it", self.role, self.proc.exitcode)
                     self.proc = self._spawn()
 
-    def stop(self) -> None:
-        """SIGTERM: the deliverer drains what the workers sealed on shutdown, then exits."""
+    def stop(self, wait_secs: float) -> None:
+        """SIGTERM (the deliverer drains what the workers sealed; the scheduler ends the run in
+        progress), then SIGKILL after ``wait_secs`` (a convert run is crash-safe: the next redoes it)."""
         with self._lock:
             self._stopped.set()
             proc = self.proc
+        if not proc.is_alive():
+            return
+        proc.terminate()
+        proc.join(wait_secs)
         if proc.is_alive():
-            proc.terminate()
-            proc.join(self.settings.delivery.drain_timeout_secs + 5)
+            log.warning("the %s process did not stop within %d s of SIGTERM; killing it", self.role, wait_secs)
+            proc.kill()
+            proc.join()
 
 
-def start_scheduler(settings: Settings, log_level: str) -> BaseProcess:
-    from beaconlake.schedule.run import run_forever as run_scheduler
+def run_scheduler(settings: Settings, log_level: str = "INFO") -> None:
+    from beaconlake.schedule.run import run_forever
 
-    proc = multiprocessing.get_context("spawn").Process(target=run_scheduler, args=(settings, log_level),
-                                                        name="beaconlake-schedule")
-    proc.start()
-    return proc
-
-
-def stop_scheduler(proc: BaseProcess) -> None:
-    if not proc.is_alive():
-        return
-    proc.terminate()  # SIGTERM: it stops after the run in progress, if any
-    proc.join(SCHEDULER_STOP_SECS)
-    if proc.is_alive():
-        log.warning("the scheduler's run did not end within %d s; stopping it (the next run redoes it)",
-                    SCHEDULER_STOP_SECS)
-        proc.kill()
+    run_forever(settings, log_level)
 
 
 def prepare_counters_for_start(settings: Settings) -> None:
@@ -156,16 +155,16 @@ def run(settings: Settings) -> int:
     from beaconlake.serve.http.supervisor import Supervisor
 
     prepare(settings)
+    set_process_name("bl-up")
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-    deliverer = DelivererProcess(settings, level)
-    deliverer.watch()
+    deliverer = KeptAlive("lake delivery", "beaconlake-deliver", run_deliverer, settings, level)
     try:
-        scheduler = start_scheduler(settings, level)
+        scheduler = KeptAlive("scheduler", "beaconlake-schedule", run_scheduler, settings, level)
         try:
             log.info("collector on http://%s:%d (%d worker(s)), lake at %s",
                      settings.server.host, settings.server.port, settings.server.workers, settings.storage)
             return Supervisor(settings, APP_FACTORY, level).run()
         finally:
-            stop_scheduler(scheduler)
+            scheduler.stop(SCHEDULER_STOP_SECS)
     finally:
-        deliverer.stop()
+        deliverer.stop(settings.delivery.drain_timeout_secs + 5)

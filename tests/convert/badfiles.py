@@ -64,8 +64,19 @@ def corrupt_page(lake: Path, events: list[dict], segment: str) -> Path:
     return path
 
 
+def invalid_utf8(lake: Path, events: list[dict], segment: str) -> Path:
+    """Written uncompressed by another tool, with invalid UTF-8 in its strings: every page decodes
+    and checks out, so only the engine, reading the rows, stops on it."""
+    [path] = write_raw(lake, events, segment)
+    pq.write_table(pq.read_table(path), path, compression="none")
+    anon = events[0]["anonymous_id"].encode()
+    path.write_bytes(path.read_bytes().replace(anon, b"\xff" + anon[1:]))
+    return path
+
+
 BROKEN = {"truncated": truncated, "garbage": garbage, "wrong_type": wrong_type, "missing_column": missing_column,
           "corrupt_page": corrupt_page}
 REASONS = {"truncated": "unreadable Parquet footer", "garbage": "unreadable Parquet footer",
            "wrong_type": "column event_ts is string; the raw schema says int64",
-           "missing_column": "column anonymous_id is missing", "corrupt_page": "a data page does not decode"}
+           "missing_column": "column anonymous_id is missing", "corrupt_page": "a data page does not decode",
+           "invalid_utf8": "Invalid UTF8"}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from badfiles import BROKEN, REASONS, corrupt_page, good_events
+from badfiles import BROKEN, REASONS, corrupt_page, good_events, invalid_utf8
 from convert_lake import Lake, tenant
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -20,6 +20,7 @@ from beaconlake import cli, config
 from beaconlake.backends.storage import open_storage
 from beaconlake.convert import quarantine
 from beaconlake.convert.cli import EXIT_QUARANTINED
+from beaconlake.lake import layout
 
 T10, T11 = ms("2026-03-10T10:00:00"), ms("2026-03-11T10:00:00")
 
@@ -56,8 +57,9 @@ def test_bad_files_are_quarantined_and_the_rest_converts_exactly_once(tmp_path, 
     write_raw(src, good + blog, "seg-0001")
     bad = {kind: make(src, good_events(f"bad-{kind}", T10 + 3_600_000, 30), f"seg-{kind}")
            for kind, make in BROKEN.items() if kind != "corrupt_page"}
-    # only an engine reading the rows finds this one, in the next day's batch
     bad["corrupt_page"] = corrupt_page(src, good_events("bad-page", T11 + 3_600_000, 300), "seg-corrupt_page")
+    # only an engine reading the rows finds this one, in the next day's batch
+    bad["invalid_utf8"] = invalid_utf8(src, good_events("bad-utf8", T11 + 3_600_000, 300), "seg-invalid_utf8")
     bad_keys = {kind: p.relative_to(src).as_posix() for kind, p in bad.items()}
 
     lake = Lake(tmp_path, "duckdb", scratch, tenants=[tenant("shop"), tenant("blog")])
@@ -74,7 +76,8 @@ def test_bad_files_are_quarantined_and_the_rest_converts_exactly_once(tmp_path, 
     assert set(reasons) == set(bad_keys.values())
     for kind, key in bad_keys.items():
         assert REASONS[kind] in reasons[key], (kind, reasons[key])
-    assert "engine stopped on it" in reasons[bad_keys["corrupt_page"]]
+    assert "engine stopped on it" in reasons[bad_keys["invalid_utf8"]]
+    assert "engine stopped on it" not in reasons[bad_keys["corrupt_page"]]  # found before any engine read it
 
     # every good event once, nothing of a quarantined file
     rows = lake.rows("events")
@@ -85,8 +88,8 @@ def test_bad_files_are_quarantined_and_the_rest_converts_exactly_once(tmp_path, 
     # the bytes are kept under quarantine/<raw key>, with a reason record; raw/ no longer has them
     for key in bad_keys.values():
         assert not storage.exists(key)
-        assert storage.get(quarantine.PREFIX + key) == (src / key).read_bytes()
-        record = json.loads(storage.get(quarantine.PREFIX + key + quarantine.REASON_SUFFIX))
+        assert storage.get(layout.quarantine_key(key)) == (src / key).read_bytes()
+        record = json.loads(storage.get(layout.reason_key(key)))
         assert record["key"] == key and record["reason"] == reasons[key] and record["run_id"] == summary.run_id
     listed = quarantine.listing(storage, "shop")
     assert {r["key"] for r in listed} == set(bad_keys.values())

@@ -16,8 +16,9 @@ import pytest
 from beaconlake import config
 from beaconlake.backends.storage.local import LocalStorage
 from beaconlake.errors import StorageError
-from beaconlake.ingest import deliver, segment, spool
+from beaconlake.ingest import deliver, spool
 from beaconlake.ingest.deliver import PARK_AFTER_ATTEMPTS, Deliverer
+from beaconlake.lake import segment
 from beaconlake.types import Rejection, SpoolRecord, UserAgent
 from support import free_port, read_lake, write_config
 

@@ -23,8 +23,9 @@ import pyarrow.dataset as ds
 import pytest
 
 from beaconlake import config
-from beaconlake.ingest import segment, spool
+from beaconlake.ingest import spool
 from beaconlake.ingest.deliver import Deliverer
+from beaconlake.lake import segment
 from beaconlake.types import SpoolRecord, UserAgent
 from support import read_lake, start_collector
 

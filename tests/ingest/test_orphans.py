@@ -17,8 +17,9 @@ import msgspec
 import pytest
 
 from beaconlake import config
-from beaconlake.ingest import segment, spool
+from beaconlake.ingest import spool
 from beaconlake.ingest.deliver import Deliverer
+from beaconlake.lake import segment
 from support import read_lake, start_collector
 
 WRITER = r"""

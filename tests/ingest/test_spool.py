@@ -6,7 +6,8 @@ import shutil
 import pytest
 
 from beaconlake.config import SpoolSettings
-from beaconlake.ingest import segment, spool
+from beaconlake.ingest import spool
+from beaconlake.lake import segment
 
 
 def settings(**kw) -> SpoolSettings:

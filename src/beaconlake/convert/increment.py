@@ -35,10 +35,10 @@ import pyarrow as pa
 
 from beaconlake.convert import bake, buckets, merge, tables
 from beaconlake.convert.catalog import DayFile, local_path
-from beaconlake.convert.job import BATCH_VIEWS
-from beaconlake.convert.lake import DAY_MS, RawFile, day_ms, ms_day
-from beaconlake.convert.sessionize import Bounds
+from beaconlake.convert.lake import RawFile, day_ms, ms_day
+from beaconlake.convert.sessionize import BATCH_VIEWS, Bounds
 from beaconlake.types import RAW_SCHEMA
+from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
 

@@ -26,14 +26,17 @@ from beaconlake.convert import bake, sessionize, tables
 from beaconlake.convert.buckets import bucket_count
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
-from beaconlake.convert.lake import DAY_MS, RAW_KEY, RawFile, RawLake, day_ms, ms_day
+from beaconlake.convert.increment import Increment
+from beaconlake.convert.lake import RawFile, RawLake, day_ms, ms_day
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import Promoted
 from beaconlake.convert.quarantine import Quarantine, problem, read_problem
 from beaconlake.convert.quarantine import keys as quarantined_keys
-from beaconlake.convert.sessionize import Bounds
+from beaconlake.convert.sessionize import BATCH_VIEWS, Bounds
 from beaconlake.convert.settings import ConvertSettings
+from beaconlake.lake import layout
 from beaconlake.types import RAW_SCHEMA
+from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,6 @@ log = logging.getLogger(__name__)
 # Only bots and kiosks get here; past it, their session cuts are anchored where the search stopped.
 MAX_CHAIN_LOOKBACK_DAYS = 31
 STORED_SESSION_COLUMNS = ("tenant", "anonymous_id", "session_id", "session_index", "start_ts")
-BATCH_VIEWS = ("batch_anons", "dups", "sess0", "pv", "sess", "stored_sessions")
 ID_SCHEMA = pa.schema([("anonymous_id", pa.string()), ("user_id", pa.string()), ("event_ts", pa.int64())])
 
 
@@ -85,8 +87,6 @@ class TenantJob:
     # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> None:
-        from beaconlake.convert.increment import Increment
-
         self._surviving_bad_files(self._update_identities)
         pending: set[date] = set()
         for group in self._groups(self.new):
@@ -278,7 +278,7 @@ class TenantJob:
     def _check_complete(self, lo: date, hi: date, context: list[RawFile]) -> None:
         """Refuse to rewrite days from fewer raw files than they were converted from."""
         listed = {f.key for f in context}
-        prefix = f"raw/tenant={self.tenant}/"
+        prefix = layout.raw_prefix(self.tenant)
         gone = sorted(
             key for key, _size in self.ctx.known
             if key.startswith(prefix) and key not in listed and lo <= _day_of(key) <= hi
@@ -355,5 +355,5 @@ class TenantJob:
 
 
 def _day_of(key: str) -> date:
-    m = RAW_KEY.match(key)
-    return date(int(m["y"]), int(m["m"]), int(m["d"])) if m else date.min
+    parsed = layout.parse_raw(key)
+    return parsed.day if parsed else date.min

@@ -29,14 +29,15 @@ from beaconlake.config import Settings
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.job import RunContext, TenantJob
-from beaconlake.convert.lake import DAY_MS, RawFile, RawLake, day_ms
+from beaconlake.convert.lake import RawFile, RawLake, day_ms
 from beaconlake.convert.maintain import Maintenance, maintain
 from beaconlake.convert.progress import Progress
 from beaconlake.convert.promote import keep_existing_types, promoted_columns
-from beaconlake.convert.quarantine import Quarantine, Quarantined, footer_problem, problem
+from beaconlake.convert.quarantine import Quarantine, Quarantined, page_problem, problem
 from beaconlake.convert.settings import ConvertSettings, sections_of
 from beaconlake.convert.tables import EVENTS
 from beaconlake.locks import RunLock
+from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
 
@@ -117,16 +118,16 @@ def _maintain_if_due(store: TableStore, cs: ConvertSettings, run_dir: Path) -> M
     return done
 
 
-# Footers are checked a few at a time: on S3 each is a round trip or two.
-FOOTER_CHECK_THREADS = 8
+# New files are checked a few at a time: on S3 each is a round trip or two.
+FILE_CHECK_THREADS = 8
 
 
 def _unreadable(lake: RawLake, files: list[RawFile]) -> list[tuple[RawFile, str]]:
-    """The files whose footer says the engines cannot read them, with the reason."""
+    """The files the engines cannot read, or would read wrong, with the reason (``page_problem``)."""
     if not files:
         return []
-    with ThreadPoolExecutor(min(FOOTER_CHECK_THREADS, len(files))) as pool:
-        problems = list(pool.map(lambda f: problem(lake, f, footer_problem), files))
+    with ThreadPoolExecutor(min(FILE_CHECK_THREADS, len(files))) as pool:
+        problems = list(pool.map(lambda f: problem(lake, f, page_problem), files))
     return [(f, p) for f, p in zip(files, problems, strict=True) if p]
 
 
@@ -160,14 +161,15 @@ def convert(
         store.ensure(promoted)
         keep_existing_types(promoted, {f.name: f.type for f in store.arrow_schema(EVENTS.name)})
 
-        lake = RawLake(settings.storage)
+        storage = open_storage(settings.storage)
+        lake = RawLake(storage)
         files = lake.list(tenants)
         known = store.converted()
         new = files if full else [f for f in files if (f.key, f.size) not in known]
-        # a file the engines cannot read is moved aside before it can fail a batch
-        quarantine = Quarantine(open_storage(settings.storage), run_id)
+        # a file the engines cannot read (or would read wrong) is moved aside before it can fail a batch
+        quarantine = Quarantine(storage, run_id)
         for f, reason in _unreadable(lake, new):
-            quarantine.put(f, reason, footer_problem)
+            quarantine.put(f, reason, page_problem)
         if quarantine.moved:
             gone = {q.key for q in quarantine.moved}
             files = [f for f in files if f.key not in gone]

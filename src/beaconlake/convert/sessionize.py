@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from beaconlake.backends.engine.base import Dialect
 
 # Events whose page view matters for the pageviews table (their page_view_id is read from context).
+# The views a batch's sessionizing creates (dropped after each batch, by the whole-day and the
+# incremental path alike).
+BATCH_VIEWS = ("batch_anons", "dups", "sess0", "pv", "sess", "stored_sessions")
 PAGE_EVENTS = ("page_view", "page_leave", "scroll", "click", "rage_click", "touch", "link_click", "form_submit",
                "page_ping")  # page_ping: Snowplow's activity heartbeat (docs/protocols.md)
 # Ordering of duplicate copies: first received wins; the rest make the choice total.

@@ -1,6 +1,7 @@
 """Lake delivery: sealed spool segments become zstd Parquet files in the raw lake.
 
-Each segment is split by (tenant, level, UTC day of ``event_ts``) and written to::
+Each segment is split by (tenant, level, UTC day of ``event_ts``) and written to the keys
+``lake/layout.py`` builds::
 
     raw/tenant=T/level=L/year=YYYY/month=MM/day=DD/<segment>.parquet
     rejected/tenant=T/year=YYYY/month=MM/day=DD/<segment>.parquet
@@ -11,11 +12,11 @@ What delivery promises for every acknowledged event:
   name, so delivering a segment twice (a crash between writing its files and deleting it)
   rewrites the same files. A segment is deleted only after every one of its files is durable.
 * **One bad thing never stops the rest.** A record or event that cannot become a row goes to
-  ``rejected`` with reason ``undeliverable`` (``rows.py``); the rest of its segment is
+  ``rejected`` with reason ``undeliverable`` (``rows.py``, ``lake/records.py``); the rest of its segment is
   delivered. Any other failure of one segment is counted, retried with backoff while the other
   segments go on, and parked after ``PARK_AFTER_ATTEMPTS`` (an outage of the lake storage, or
   of the machine: full disk, no descriptors, is retried for ever, never parked).
-* **Nothing deleted that was not delivered.** A damaged segment (``segment.py``) has what can
+* **Nothing deleted that was not delivered.** A damaged segment (``lake/segment.py``) has what can
   be read delivered, then is parked in ``spool/corrupt/`` beside a JSON report of what could
   not be read; so is one that keeps failing, with its error.
 * **A stuck pipeline shows.** ``beaconlake_delivery_lag_seconds`` is the age of the oldest
@@ -38,7 +39,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -48,15 +49,20 @@ import pyarrow.parquet as pq
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
 from beaconlake.errors import StorageError
-from beaconlake.ingest import segment, spool
-from beaconlake.ingest.rows import DAY_MS, EVENT_ID_NAMESPACE, StoredEvent, lake_event_id, segment_rows
+from beaconlake.files import fsync_dir
+from beaconlake.ingest import spool
+from beaconlake.ingest.rows import segment_rows
+from beaconlake.lake import layout, segment
 from beaconlake.telemetry import Metrics
 
-__all__ = ["DAY_MS", "EVENT_ID_NAMESPACE", "Deliverer", "PreDelivery", "StoredEvent", "lake_event_id", "run_forever"]
+__all__ = ["Deliverer", "PreDelivery", "run_forever"]
 
 log = logging.getLogger(__name__)
 
 PARK_AFTER_ATTEMPTS = 5
+# Counters reach /metrics through a snapshot: written after every pass, and at least this often
+# during a long one (an outage makes each segment's attempt wait for the storage's timeouts).
+PUBLISH_SECS = 1.0
 # Failures of the machine rather than of one segment: retried for ever, never a reason to park.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 
@@ -94,17 +100,10 @@ class Delivery:
     unreadable_bytes: int = 0
 
 
-def raw_key(tenant: str, level: str, y: int, m: int, d: int, segment_name: str) -> str:
-    return f"raw/tenant={tenant}/level={level}/year={y:04d}/month={m:02d}/day={d:02d}/{segment_name}.parquet"
-
-
-def rejected_key(tenant: str, y: int, m: int, d: int, segment_name: str) -> str:
-    return f"rejected/tenant={tenant}/year={y:04d}/month={m:02d}/day={d:02d}/{segment_name}.parquet"
-
-
 def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level)
+    # page checksums: convert verifies them, the one way to tell a damaged page that still decodes
+    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level, write_page_checksum=True)
     return buf.getvalue()
 
 
@@ -122,6 +121,7 @@ class Deliverer:
         self.corrupt_dir = self.root / spool.CORRUPT
         self._failures: dict[str, tuple[int, float]] = {}  # segment -> (attempts, next try)
         self.parked: list[Path] = []  # parked by this deliverer
+        self._published = 0.0  # when the metrics snapshot was last written (monotonic)
         self.consumers = list(consumers)
 
     # -- one segment ---------------------------------------------------------------------
@@ -141,10 +141,10 @@ class Deliverer:
         level = self.settings.delivery.zstd_level
         out = Delivery(undeliverable=rows.undeliverable, unreadable_bytes=scan.unreadable_bytes)
         for (tenant, lvl, y, m, d), table in sorted(raw.items()):
-            self._put(raw_key(tenant, lvl, y, m, d, path.stem), _parquet_bytes(table, level))
+            self._put(layout.raw_key(tenant, lvl, date(y, m, d), path.stem), _parquet_bytes(table, level))
             out.events += table.num_rows
         for (tenant, y, m, d), table in sorted(rejected.items()):
-            self._put(rejected_key(tenant, y, m, d, path.stem), _parquet_bytes(table, level))
+            self._put(layout.rejected_key(tenant, date(y, m, d), path.stem), _parquet_bytes(table, level))
             out.rejections += table.num_rows
         if rows.undeliverable:
             log.warning("%s: %d record(s) or event(s) could not become lake rows; kept in lake/rejected as %r",
@@ -157,7 +157,7 @@ class Deliverer:
                 log.info("%s: %d bytes of a torn last write ignored (its writer died; never acknowledged)",
                          path.name, scan.torn_tail[1] - scan.torn_tail[0])
             path.unlink()
-            spool.fsync_dir(path.parent)
+            fsync_dir(path.parent)
         return out
 
     def _put(self, key: str, data: bytes) -> None:
@@ -185,8 +185,8 @@ class Deliverer:
             os.fsync(f.fileno())
         os.replace(tmp, report_path)
         os.replace(path, self.corrupt_dir / path.name)
-        spool.fsync_dir(self.corrupt_dir)
-        spool.fsync_dir(path.parent)
+        fsync_dir(self.corrupt_dir)
+        fsync_dir(path.parent)
         self.parked.append(self.corrupt_dir / path.name)
         self.metrics.inc("beaconlake_segments_parked_total", reason=reason)
         if scan is not None:
@@ -213,6 +213,8 @@ class Deliverer:
                 attempts, next_try = self._failures.get(path.name, (0, 0.0))
                 if next_try <= now and self._attempt(path, attempts):
                     done += 1
+                if time.monotonic() - self._published >= PUBLISH_SECS:
+                    self._publish()  # a pass through many failing segments takes a while
         finally:
             self._publish()
         return done
@@ -272,12 +274,10 @@ class Deliverer:
 
     def _publish(self) -> None:
         try:
-            oldest = spool.oldest_undelivered_ms(self.root)
-            lag = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
-            self.metrics.set("beaconlake_delivery_lag_seconds", lag)
-            self.metrics.set("beaconlake_spool_undelivered_bytes", spool.undelivered_bytes(self.root))
-            self.metrics.set("beaconlake_spool_parked_segments", len(spool.parked_segments(self.root)))
+            for name, value in spool.spool_gauges(self.root, time.time()).items():
+                self.metrics.set(name, value)
             self.metrics.write_snapshot()
+            self._published = time.monotonic()
         except OSError as exc:  # a full disk must not stop delivery, which is what frees it
             log.warning("cannot publish delivery metrics: %s", exc)
 
@@ -302,8 +302,10 @@ def run_forever(build: Callable[[], Deliverer], log_level: str = "INFO") -> None
     ``build`` makes the deliverer once logging and signals are set up, in this process: its
     consumers hold connections and files that do not cross a process boundary."""
     from beaconlake.logs import setup
+    from beaconlake.procname import set_process_name
 
     setup(log_level)  # a spawned process starts with no logging: ours, JSON lines, tracebacks included
+    set_process_name("bl-deliver")
     stop = False
 
     def _stop(signum: int, frame: object) -> None:

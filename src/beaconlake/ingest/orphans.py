@@ -18,8 +18,9 @@ import os
 import time
 from pathlib import Path
 
-from beaconlake.ingest import segment
-from beaconlake.ingest.spooldir import OPENING, SUFFIX, fsync_dir, spool_dirs
+from beaconlake.files import fsync_dir
+from beaconlake.ingest.spooldir import OPENING, SUFFIX, spool_dirs
+from beaconlake.lake import segment
 
 log = logging.getLogger(__name__)
 # A writer locks its ``.open`` file microseconds after creating it; one older than this whose

@@ -10,6 +10,7 @@ Adding one is a class with ``levels``, ``durable`` and ``deliver``, and a line i
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,11 +65,18 @@ class LakeDestination:
         await self.writer.commit(ticket)
 
 
+# A best-effort destination that fails, fails for every batch (its server is down): its errors
+# are logged once, then summed in a line at most this often, not a traceback per request.
+FAILURE_LOG_SECS = 10.0
+
+
 class Router:
     def __init__(self, destinations: list[Destination], metrics: Metrics) -> None:
         self.durable = [d for d in destinations if d.durable]
         self.best_effort = [d for d in destinations if not d.durable]
         self.metrics = metrics
+        self._unlogged: dict[str, int] = {}  # destination -> failures since its last log line
+        self._logged_at: dict[str, float] = {}
 
     async def route(self, batch: Batch) -> None:
         """Return once the batch is durable; raises what the durable destination raised."""
@@ -87,9 +95,23 @@ class Router:
                 continue
             try:
                 await dest.deliver(part)
-            except Exception:  # a best-effort destination must never fail an acknowledged request
+            except Exception as exc:  # a best-effort destination must never fail an acknowledged request
                 self.metrics.inc("beaconlake_destination_failures_total", destination=dest.name)
-                log.exception("destination %s failed on a batch of %d events", dest.name, len(part.events))
+                self._log_failure(dest.name, len(part.events), exc)
+
+    def _log_failure(self, name: str, events: int, exc: Exception) -> None:
+        now = time.monotonic()
+        self._unlogged[name] = self._unlogged.get(name, 0) + 1
+        last = self._logged_at.get(name)
+        if last is None:
+            log.error("destination %s failed on a batch of %d events", name, events, exc_info=exc)
+        elif now - last >= FAILURE_LOG_SECS:
+            log.error("destination %s failed on %d batch(es) in the last %.0f s; the last: %s: %s", name,
+                      self._unlogged[name], now - last, type(exc).__name__, exc)
+        else:
+            return
+        self._logged_at[name] = now
+        self._unlogged[name] = 0
 
 
 def build_router(writer: SegmentWriter, metrics: Metrics, extra: list[Destination] | None = None) -> Router:

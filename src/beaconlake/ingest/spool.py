@@ -37,20 +37,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beaconlake.config import SpoolSettings
-from beaconlake.ingest import segment
+from beaconlake.files import fsync_dir
 from beaconlake.ingest.budget import DiskBudget, SpoolFull, delivery_reserve_bytes
 from beaconlake.ingest.orphans import seal_orphans
-from beaconlake.ingest.segment import read_frames
 from beaconlake.ingest.spooldir import (
-    CORRUPT, NEW, OPENING, SEALED, SUFFIX, created_ms, free_disk_bytes, fsync_dir, lock_spool,
-    oldest_undelivered_ms, open_segments, parked_segments, sealed_segments, spool_dirs, undelivered_bytes,
+    CORRUPT, NEW, OPENING, SEALED, SUFFIX, created_ms, free_disk_bytes, lock_spool,
+    oldest_undelivered_ms, open_segments, parked_reports, parked_segments, sealed_segments, spool_dirs, spool_gauges,
+    undelivered_bytes,
 )
+from beaconlake.lake import segment
+from beaconlake.lake.segment import read_frames
 
 __all__ = [
     "CORRUPT", "NEW", "OPENING", "SEALED", "SUFFIX", "DiskBudget", "SegmentWriter", "SpoolFull", "created_ms",
     "delivery_reserve_bytes", "free_disk_bytes", "lock_spool", "oldest_undelivered_ms", "open_segments",
-    "parked_segments", "read_frames", "recover_orphans", "seal_orphans", "sealed_segments", "spool_dirs",
-    "undelivered_bytes", "write_sealed_segment",
+    "parked_reports", "parked_segments", "read_frames", "recover_orphans", "seal_orphans", "sealed_segments", "spool_dirs",
+    "spool_gauges", "undelivered_bytes", "write_sealed_segment",
 ]
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ undelivered segment (the delivery lag) needs no file read.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,14 +27,6 @@ OPENING = ".open"
 NEW = "new"
 SEALED = "sealed"
 CORRUPT = "corrupt"
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def spool_dirs(root: Path) -> tuple[Path, Path]:
@@ -53,6 +46,19 @@ def open_segments(root: Path) -> list[Path]:
 
 def parked_segments(root: Path) -> list[Path]:
     return sorted((root / CORRUPT).glob(f"*{SUFFIX}"))
+
+
+def parked_reports(root: Path, limit: int = 50) -> list[dict]:
+    """The reports of the parked segments (why, what was delivered, what could not be read),
+    newest first, at most ``limit``; a report that does not read says so in its place."""
+    reports = []
+    for path in sorted((root / CORRUPT).glob("*.json")):
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            reports.append({"segment": path.with_suffix(SUFFIX).name, "error": f"report unreadable: {exc}"})
+    reports.sort(key=lambda r: str(r.get("parked_at") or ""), reverse=True)
+    return reports[:limit]
 
 
 def created_ms(path: Path) -> int | None:
@@ -89,6 +95,20 @@ def undelivered_bytes(root: Path) -> int:
         except FileNotFoundError:
             pass
     return total
+
+
+def spool_gauges(root: Path, now_secs: float) -> dict[str, float]:
+    """The spool's gauges for ``/metrics``, read from its folders: the delivery lag (the age of
+    the oldest undelivered segment), the undelivered bytes and the parked segments. The
+    processes that serve ``/metrics`` read them themselves rather than taking the deliverer's
+    word: a deliverer hung inside a storage call, dead or restarting cannot say that it is
+    stuck, and its last snapshot would say it is not."""
+    oldest = oldest_undelivered_ms(root)
+    return {
+        "beaconlake_delivery_lag_seconds": 0.0 if oldest is None else max(0.0, now_secs - oldest / 1000),
+        "beaconlake_spool_undelivered_bytes": float(undelivered_bytes(root)),
+        "beaconlake_spool_parked_segments": float(len(parked_segments(root))),
+    }
 
 
 def free_disk_bytes(root: Path) -> int:

@@ -1,4 +1,5 @@
-"""Closed windows go to the lake: ``lake/stats/tenant=T/grain=G/year=/month=/day=/<from>.parquet``.
+"""Closed windows go to the lake: ``stats/tenant=T/grain=G/year=/month=/day=/<from>.parquet``
+(``lake/layout.py``).
 
 Runs in the deliverer (one process, so one writer). A minute window is closed once no
 process can still add to it: ``allowed_lateness_secs`` after its end, plus a margin for the
@@ -13,7 +14,7 @@ import io
 import json
 import logging
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +23,8 @@ import pyarrow.parquet as pq
 from beaconlake.backends.counters import Counters
 from beaconlake.backends.counters.windows import GRAINS, MINUTE_MS
 from beaconlake.backends.storage import Storage
+from beaconlake.lake import layout
+from beaconlake.units import day_of
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ class WindowCloser:
             since = until - self.retention_ms
         if until <= since:
             return 0
-        rows: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+        rows: dict[tuple[str, str, date], list[dict]] = defaultdict(list)
         for tenant, name in sorted(self.counters.series(since - GRAINS["day"], until)):
             for grain, size in GRAINS.items():
                 # buckets [b, b + size) whose end came into (since, until]: b in (since - size, until - size]
@@ -80,18 +83,15 @@ class WindowCloser:
                     for r in self.counters.query(tenant, name, first, last + size, grain, grouped):
                         if not first <= r["start"] <= last:
                             continue
-                        day = datetime.fromtimestamp(r["start"] / 1000, UTC)
-                        rows[(tenant, grain, day.year * 10000 + day.month * 100 + day.day)].append(
+                        rows[(tenant, grain, date(*day_of(r["start"])))].append(
                             {"tenant": tenant, "name": name, "grain": grain, "window_start": r["start"],
                              "path": r["path"], "count": r["count"],
                              "distinct_anonymous_ids": r["distinct_anonymous_ids"], "props": json.dumps(r["props"])})
         written = 0
-        for (tenant, grain, ymd), part in sorted(rows.items()):
-            y, m, d = ymd // 10000, ymd // 100 % 100, ymd % 100
+        for (tenant, grain, day), part in sorted(rows.items()):
             buf = io.BytesIO()
             pq.write_table(pa.Table.from_pylist(part, schema=STATS_SCHEMA), buf, compression="zstd")
-            key = f"stats/tenant={tenant}/grain={grain}/year={y:04d}/month={m:02d}/day={d:02d}/{since}.parquet"
-            self.storage.put(key, buf.getvalue())
+            self.storage.put(layout.stats_key(tenant, grain, day, since), buf.getvalue())
             written += len(part)
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")

@@ -25,10 +25,10 @@ from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
 from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt
-from beaconlake.ingest.rows import ROW_ERRORS
+from beaconlake.lake.records import ROW_ERRORS
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.emit import is_own, write_segment
-from beaconlake.realtime.feed import event_id_of, segment_events
+from beaconlake.realtime.feed import segment_events
 from beaconlake.realtime.sequences import Detector, Seen
 from beaconlake.realtime.stats import Folder
 from beaconlake.telemetry import Metrics
@@ -76,10 +76,11 @@ class RealtimeConsumer:
                 fed.extend((own_seg, *e) for e in segment_events(path))
             except (SpoolCorrupt, OSError) as exc:  # lake delivery parks it; go on
                 log.error("realtime: cannot read %s: %s", path.name, exc)
-        fed.sort(key=lambda x: x[4])  # event time; stable, so per-segment order holds within a ms
+        fed.sort(key=lambda x: x[2].event_ts)  # stable, so per-segment order holds within a ms
         highs, idents, own = [], set(), {}
         wanted = self.detector.names_by_tenant()
-        for own_seg, tenant, where, ev, ts in fed:
+        for own_seg, tenant, ev in fed:
+            ts = ev.event_ts
             if own_seg:
                 own.setdefault(tenant, []).append((ev, ts))
             if ev.user_id and (tenant, ev.anonymous_id, ev.user_id) not in self._known:
@@ -87,10 +88,10 @@ class RealtimeConsumer:
             if ev.level != "high" and ev.name not in wanted.get(tenant, ()):
                 continue  # most events: no definition mentions them
             try:
-                props = _props.decode(ev.props)
-            except ROW_ERRORS:  # not JSON the lake can keep either: delivery rejects the event
+                props = None if ev.props is None else _props.decode(ev.props)
+            except ROW_ERRORS:  # props are JSON text the lake keeps as it is; realtime needs them decoded
                 continue
-            event_id = event_id_of(ev, where)
+            event_id = ev.event_id
             self.detector.feed(tenant, Seen(event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id,
                                             ts, ev.url, ev.title, ev.referrer, props), now)
             if ev.level == "high":
@@ -100,7 +101,7 @@ class RealtimeConsumer:
                     session_id=ev.session_id, event_ts=ts, source=str(source or "client"),
                     matched_event_ids=[str(i) for i in (props or {}).get("matched_event_ids", [])]
                     if isinstance(props, dict) and isinstance(props.get("matched_event_ids"), list) else [],
-                    props=bytes(ev.props).decode() if props is not None else "{}",
+                    props=ev.props if props is not None else "{}",
                 ))
         if highs or idents:
             self.index.add(highs, sorted(idents))

@@ -79,8 +79,9 @@ class Folder:
     def fold(self, tenant: str, events: Iterable[tuple[Any, int]], now_ms: int, into: dict, new_sketch: Any) -> int:
         """Fold (event, event_ts) pairs of one tenant into the windows of ``into`` (keyed
         (tenant, name, group, minute)); return how many were too late. An event is anything
-        with ``name``, ``anonymous_id``, ``url`` and ``props`` (JSON). This is the per-event
-        hot path of every collector worker: plain tuples, no per-event objects but the window's."""
+        with ``name``, ``anonymous_id``, ``url`` and ``props`` (JSON bytes or text, or None). This
+        is the per-event hot path of every collector worker: plain tuples, no per-event objects
+        but the window's."""
         late = skipped = 0
         closed = now_ms - self.lateness_ms - MINUTE_MS  # a window starting here or before is closed
         path_events, max_numbers, get = self.path_events, self.max_numbers, into.get
@@ -91,7 +92,7 @@ class Folder:
                 continue
             name, anon, props = ev.name, ev.anonymous_id, ev.props
             nums = None
-            if len(props) > 4:  # "null" and "{}" hold no number: skip decoding them
+            if props is not None and len(props) > 4:  # None, "null" and "{}" hold no number: skip decoding
                 nums, out_of_range = numbers_of(decode_props(props), max_numbers)
                 skipped += out_of_range
             key = (tenant, name, ALL_PATHS, minute)
@@ -130,6 +131,18 @@ class Folder:
             del self._paths[k]
 
 
+# A fold into a server backend (Redis) runs in a thread. The request's answer waits for it at
+# most MAX_FOLD_WAIT_SECS, and while MAX_FOLDS_IN_FLIGHT are still running (the server is slow
+# or hung) a batch's statistics are skipped at once: a hung Redis must never hold up ingest.
+# (Found by the fault suite: with Redis stopped, every request waited for its socket timeout.)
+MAX_FOLD_WAIT_SECS = 0.5
+MAX_FOLDS_IN_FLIGHT = 4
+
+
+class CountersBusy(Exception):
+    """The counters backend is too slow to fold this batch now; its statistics are skipped."""
+
+
 class StatsDestination:
     """Router destination for mid- and high-level events (low-level ones are not counted)."""
 
@@ -144,6 +157,7 @@ class StatsDestination:
         self._skipped_reported = 0
         # Counters kept in this process are a dict update: cheaper inline than a hop to a thread.
         self.inline = counters.capabilities.in_process
+        self.in_flight = 0
 
     async def deliver(self, batch: Batch) -> None:
         rec = batch.record
@@ -154,7 +168,7 @@ class StatsDestination:
         if self.inline:
             late = self.counters.fold(self.folder, rec.tenant, pairs, now)
         else:
-            late = await asyncio.to_thread(self.counters.fold, self.folder, rec.tenant, pairs, now)
+            late = await self._fold_in_thread(rec.tenant, pairs, now)
         if late:
             self.metrics.inc("beaconlake_stats_late_events_total", late)
         self.metrics.inc("beaconlake_stats_events_total", len(pairs) - late)
@@ -162,3 +176,21 @@ class StatsDestination:
         if skipped > self._skipped_reported:
             self.metrics.inc("beaconlake_stats_skipped_values_total", skipped - self._skipped_reported)
             self._skipped_reported = skipped
+
+    async def _fold_in_thread(self, tenant: str, pairs: list, now: int) -> int:
+        if self.in_flight >= MAX_FOLDS_IN_FLIGHT:
+            raise CountersBusy(f"{self.in_flight} folds into the counters backend still running; "
+                               "this batch's statistics are skipped")
+        self.in_flight += 1
+        fold = asyncio.get_running_loop().run_in_executor(None, self.counters.fold, self.folder, tenant, pairs, now)
+        fold.add_done_callback(self._folded)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fold), MAX_FOLD_WAIT_SECS)
+        except TimeoutError:
+            raise CountersBusy(f"the counters backend took over {MAX_FOLD_WAIT_SECS}s; the answer did not wait "
+                               "(the fold goes on)") from None
+
+    def _folded(self, fold: asyncio.Future) -> None:
+        self.in_flight -= 1
+        if not fold.cancelled():
+            fold.exception()  # retrieved: a fold the answer stopped waiting for may fail unseen

@@ -143,8 +143,10 @@ class Scheduler:
 def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     """The scheduler process of ``beaconlake up``."""
     from beaconlake.logs import setup
+    from beaconlake.procname import set_process_name
 
     setup(log_level)
+    set_process_name("bl-schedule")
     scheduler = Scheduler(settings)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop

@@ -14,6 +14,7 @@ key matched. Missing or unknown key: 401; a known key without the right: 403.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from beaconlake.config import Settings, TenantSettings
+from beaconlake.errors import BackendUnavailable
 from beaconlake.serve.params import BadParam
 
+log = logging.getLogger(__name__)
+BACKEND_RETRY_AFTER_SECS = 5
 READ_KEY_HINT = "send the header Authorization: Bearer <the tenant's read_key>"
 
 
@@ -93,7 +97,8 @@ class Keys:
 def guarded(who: Callable[[Request], Any], handler: Any, headers: dict[str, str] | None = None) -> Any:
     """A route endpoint that finds the caller with ``who`` (``Keys.tenant``, ``Keys.caller`` or
     ``Keys.admin``), then answers ``handler(request, caller)`` as JSON (or the Response it
-    returns); 401, 403, 400 naming the parameter, or 404, each with a JSON body that says why."""
+    returns); 401, 403, 400 naming the parameter, 404, or 503 when a store it reads is down, each
+    with a JSON body that says why."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -109,5 +114,9 @@ def guarded(who: Callable[[Request], Any], handler: Any, headers: dict[str, str]
             return JSONResponse({"error": exc.error, "reason": "bad_parameter", "parameter": exc.param}, status_code=400)
         except NotFound as exc:
             return JSONResponse({"error": str(exc), "reason": "not_found"}, status_code=404)
+        except BackendUnavailable as exc:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            return JSONResponse({"error": str(exc), "reason": "backend_unavailable"}, status_code=503,
+                                headers={"retry-after": str(BACKEND_RETRY_AFTER_SECS)})
 
     return endpoint

@@ -18,9 +18,9 @@ import pyarrow as pa
 from beaconlake import config
 from beaconlake.ingest import spool
 from beaconlake.ingest.collector.events import EventRequest, EventsEndpoint, SpoolPressure
-from beaconlake.ingest import segment
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.ingest.route import build_router
+from beaconlake.lake import segment
 from beaconlake.realtime.feed import segment_events
 from beaconlake.telemetry import Metrics
 
@@ -47,7 +47,7 @@ class Spooled:
     rejected: list[dict[str, Any]]
     raw_tables: list[pa.Table]
     rejected_tables: list[pa.Table]
-    feed: list[tuple]  # what the realtime feed reads: (tenant, where, event, event_ts)
+    feed: list[tuple]  # what the realtime feed reads: (tenant, event)
 
 
 class Door:

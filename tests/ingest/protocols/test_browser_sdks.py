@@ -6,6 +6,7 @@ profiles."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import threading
 import time
@@ -28,6 +29,7 @@ from beaconlake.convert.run import open_store
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 FIXTURES = Path(__file__).parent / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu"]
 DESKTOP_UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 
@@ -47,15 +49,26 @@ def site() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Chromium from a Playwright of this module's own, closed at its end: an open sync Playwright
+    holds an event loop on the main thread, and the tests after this module (the protocol doors'
+    harness, the spool's) run their own. When the session's Playwright (tests/conftest.py) is
+    already open, it is used instead, as a second one cannot start beside it."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        with sync_playwright() as pw:
+            b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            yield b
+            b.close()
+        return
+    b = request.getfixturevalue("playwright").chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    yield b
+    b.close()
 
 
 def open_page(browser: Any, url: str, outside: list[str]) -> Any:

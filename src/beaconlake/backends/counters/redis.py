@@ -29,8 +29,10 @@ from beaconlake.backends.counters.base import Capabilities, Counters, row
 from beaconlake.backends.counters.settings import RedisCountersSettings
 from beaconlake.backends.counters.sketch import STANDARD_ERROR
 from beaconlake.backends.counters.windows import Agg, WindowKey, bucket_of, rollup
+from beaconlake.errors import BackendUnavailable
 
 SEP = "\x1f"
+TIMEOUT_SECS = 2.0  # a Redis on the network answers in milliseconds: one that takes this long is stuck
 _PARTS = {"n": 0, "s": 1, "q": 2, "lo": 3, "hi": 4}
 _ADD = """
 local ups = cjson.decode(ARGV[1])
@@ -78,7 +80,9 @@ class RedisCounters(Counters):
         return cls(settings.url, settings.key_prefix, retention_ms)
 
     def __init__(self, url: str, prefix: str, retention_ms: int) -> None:
-        self.r = redis.Redis.from_url(url, decode_responses=True)
+        # explicit: a hung Redis must fail a call, not hold a thread for ever (redis-py < 6 waits)
+        self.r = redis.Redis.from_url(url, decode_responses=True, socket_timeout=TIMEOUT_SECS,
+                                      socket_connect_timeout=TIMEOUT_SECS)
         self.prefix = prefix
         self.retention_ms = retention_ms
         self._add = self.r.register_script(_ADD)
@@ -124,6 +128,12 @@ class RedisCounters(Counters):
         return out
 
     def query(self, tenant: str, name: str, start_ms: int, end_ms: int, by: str, grouped: bool) -> list[dict[str, Any]]:
+        try:
+            return self._query(tenant, name, start_ms, end_ms, by, grouped)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise BackendUnavailable(f"Redis (counters.url) cannot be reached: {exc}") from exc
+
+    def _query(self, tenant: str, name: str, start_ms: int, end_ms: int, by: str, grouped: bool) -> list[dict[str, Any]]:
         windows = self._windows(tenant, name, bucket_of(start_ms, by), end_ms)
         buckets = sorted(rollup(windows, by, grouped, KeySet).items())
         pipe = self.r.pipeline(transaction=False)

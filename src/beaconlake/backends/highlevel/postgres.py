@@ -1,15 +1,14 @@
-"""The high-level index on PostgreSQL: the server backend, shared by every process and machine."""
+"""The high-level index on PostgreSQL: the server backend, shared by every process and machine.
+Its connection is made on first use and made again after the server restarts (``pgconn``)."""
 
 from __future__ import annotations
 
-import threading
-
 import msgspec
-import psycopg
 
 from beaconlake.backends.highlevel.base import Capabilities, HighLevelEvent, HighLevelIndex
 from beaconlake.backends.highlevel.settings import PostgresHighLevelSettings
 from beaconlake.backends.highlevel.sqlite import COLUMNS, _row, range_sql
+from beaconlake.backends.pgconn import PgConnection
 
 SCHEMA = """
 create table if not exists high_level_events (
@@ -37,12 +36,7 @@ class PostgresHighLevelIndex(HighLevelIndex):
         return cls(settings.dsn)
 
     def __init__(self, dsn: str) -> None:
-        self.conn = psycopg.connect(dsn, autocommit=True)
-        self._lock = threading.Lock()
-        with self._lock, self.conn.transaction():
-            # several processes may start at once: serialise the create-if-not-exists
-            self.conn.execute("select pg_advisory_xact_lock(7351)")
-            self.conn.execute(SCHEMA)
+        self.db = PgConnection(dsn, SCHEMA, lock_id=7351)
 
     def add(self, events: list[HighLevelEvent], identities: list[tuple[str, str, str]] = ()) -> None:
         rows = [
@@ -50,32 +44,35 @@ class PostgresHighLevelIndex(HighLevelIndex):
              msgspec.json.encode(e.matched_event_ids).decode(), e.props)
             for e in events
         ]
-        with self._lock, self.conn.transaction(), self.conn.cursor() as cur:
-            if rows:
-                cur.executemany(
-                    f"insert into high_level_events ({COLUMNS}) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) on conflict do nothing",
-                    rows,
-                )
-            if identities:
-                cur.executemany("insert into identities values (%s,%s,%s) on conflict do nothing",
-                                [(t, u, a) for t, a, u in identities])
+
+        def add(conn) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                if rows:
+                    cur.executemany(
+                        f"insert into high_level_events ({COLUMNS}) values (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                        "on conflict do nothing",
+                        rows,
+                    )
+                if identities:
+                    cur.executemany("insert into identities values (%s,%s,%s) on conflict do nothing",
+                                    [(t, u, a) for t, a, u in identities])
+
+        self.db.run(add)
 
     def search(self, tenant, name, start_ms, end_ms, limit):
         where, args = range_sql(name, start_ms, end_ms, "%s")
-        with self._lock:
-            rows = self.conn.execute(
-                f"select {COLUMNS} from high_level_events where tenant = %s{where} order by event_ts desc, event_id limit %s",
-                [tenant, *args, limit],
-            ).fetchall()
+        rows = self.db.run(lambda conn: conn.execute(
+            f"select {COLUMNS} from high_level_events where tenant = %s{where} order by event_ts desc, event_id limit %s",
+            [tenant, *args, limit],
+        ).fetchall())
         return [_row(r) for r in rows]
 
     def counts(self, tenant, name, start_ms, end_ms):
         where, args = range_sql(name, start_ms, end_ms, "%s")
-        with self._lock:
-            rows = self.conn.execute(
-                f"select name, count(*) from high_level_events where tenant = %s{where} group by name order by name",
-                [tenant, *args],
-            ).fetchall()
+        rows = self.db.run(lambda conn: conn.execute(
+            f"select name, count(*) from high_level_events where tenant = %s{where} group by name order by name",
+            [tenant, *args],
+        ).fetchall())
         return {n: int(c) for n, c in rows}
 
     def person(self, tenant, person_id, limit):
@@ -87,9 +84,9 @@ class PostgresHighLevelIndex(HighLevelIndex):
             select {COLUMNS} from high_level_events where tenant = %s and anonymous_id in
                 (select anonymous_id from identities where tenant = %s and user_id = %s)
             order by event_ts desc, event_id limit %s"""
-        with self._lock:
-            rows = self.conn.execute(sql, [tenant, person_id, tenant, person_id, tenant, tenant, person_id, limit]).fetchall()
+        args = [tenant, person_id, tenant, person_id, tenant, tenant, person_id, limit]
+        rows = self.db.run(lambda conn: conn.execute(sql, args).fetchall())
         return [_row(r) for r in rows]
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()

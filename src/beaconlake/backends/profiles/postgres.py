@@ -1,14 +1,15 @@
 """The profile store on PostgreSQL: JSONB documents, a GIN index over them and a tsvector for
-full text, shared by every process and machine (the scale-out backend)."""
+full text, shared by every process and machine (the scale-out backend). Its connection is made
+on first use and made again after the server restarts (``pgconn``)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import msgspec
-import psycopg
 from psycopg.types.json import Jsonb
+
+from beaconlake.backends.pgconn import PgConnection
 
 from beaconlake.backends.profiles.base import (
     TRAITS,
@@ -56,12 +57,7 @@ class PostgresProfileStore(ProfileStore):
         return cls(settings.dsn)
 
     def __init__(self, dsn: str) -> None:
-        self.conn = psycopg.connect(dsn, autocommit=True)
-        self._lock = threading.Lock()
-        with self._lock, self.conn.transaction():
-            # several processes may start at once: serialise the create-if-not-exists
-            self.conn.execute("select pg_advisory_xact_lock(7352)")
-            self.conn.execute(SCHEMA)
+        self.db = PgConnection(dsn, SCHEMA, lock_id=7352)
 
     def upsert(self, rows: list[Row]) -> None:
         if not rows:
@@ -69,34 +65,41 @@ class PostgresProfileStore(ProfileStore):
         cols = ", ".join(COLS)
         marks = ", ".join("%s" for _ in COLS)
         update = ", ".join(f"{c} = excluded.{c}" for c in (*COLS, "doc", "search"))
-        with self._lock, self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(
-                f"insert into profiles (tenant, person_id, {cols}, doc, search) "
-                f"values (%s, %s, {marks}, %s::jsonb, to_tsvector('simple', %s)) "
-                f"on conflict (tenant, person_id) do update set {update}",
-                [(r.tenant, r.person_id, *r.columns(), encode(r.doc), r.text()) for r in rows],
-            )
-            cur.executemany("delete from profile_ids where tenant = %s and person_id = %s",
-                            [(r.tenant, r.person_id) for r in rows])
-            cur.executemany(
-                "insert into profile_ids (tenant, id, person_id) values (%s, %s, %s) "
-                "on conflict (tenant, id) do update set person_id = excluded.person_id",
-                [(r.tenant, i, r.person_id) for r in rows for i in sorted(r.ids())],
-            )
+
+        def upsert(conn) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    f"insert into profiles (tenant, person_id, {cols}, doc, search) "
+                    f"values (%s, %s, {marks}, %s::jsonb, to_tsvector('simple', %s)) "
+                    f"on conflict (tenant, person_id) do update set {update}",
+                    [(r.tenant, r.person_id, *r.columns(), encode(r.doc), r.text()) for r in rows],
+                )
+                cur.executemany("delete from profile_ids where tenant = %s and person_id = %s",
+                                [(r.tenant, r.person_id) for r in rows])
+                cur.executemany(
+                    "insert into profile_ids (tenant, id, person_id) values (%s, %s, %s) "
+                    "on conflict (tenant, id) do update set person_id = excluded.person_id",
+                    [(r.tenant, i, r.person_id) for r in rows for i in sorted(r.ids())],
+                )
+
+        self.db.run(upsert)
 
     def delete(self, tenant: str, person_ids: list[str]) -> int:
         if not person_ids:
             return 0
-        with self._lock, self.conn.transaction():
-            self.conn.execute("delete from profile_ids where tenant = %s and person_id = any(%s)", (tenant, person_ids))
-            return self.conn.execute("delete from profiles where tenant = %s and person_id = any(%s)",
-                                     (tenant, person_ids)).rowcount
+
+        def delete(conn) -> int:
+            with conn.transaction():
+                conn.execute("delete from profile_ids where tenant = %s and person_id = any(%s)", (tenant, person_ids))
+                return conn.execute("delete from profiles where tenant = %s and person_id = any(%s)",
+                                    (tenant, person_ids)).rowcount
+
+        return self.db.run(delete)
 
     def get_json(self, tenant: str, any_id: str) -> str | None:
-        with self._lock:
-            row = self.conn.execute(
-                "select p.doc::text from profile_ids i join profiles p on p.tenant = i.tenant and p.person_id = i.person_id "
-                "where i.tenant = %s and i.id = %s", (tenant, any_id)).fetchone()
+        row = self.db.run(lambda conn: conn.execute(
+            "select p.doc::text from profile_ids i join profiles p on p.tenant = i.tenant and p.person_id = i.person_id "
+            "where i.tenant = %s and i.id = %s", (tenant, any_id)).fetchone())
         return None if row is None else row[0]
 
     def search(self, tenant: str, search: Search) -> tuple[list[dict[str, Any]], int]:
@@ -112,45 +115,54 @@ class PostgresProfileStore(ProfileStore):
             args.append(search.q)
         cond = " and ".join(where)
         order = f"{column(search.sort)} {'desc' if search.descending else 'asc'} nulls last, person_id"
-        with self._lock:
-            total = self.conn.execute(f"select count(*) from profiles where {cond}", args).fetchone()[0]
-            docs = self.conn.execute(f"select doc::text from profiles where {cond} order by {order} limit %s offset %s",
-                                     [*args, search.limit, search.offset]).fetchall()
+
+        def find(conn) -> tuple[int, list]:
+            total = conn.execute(f"select count(*) from profiles where {cond}", args).fetchone()[0]
+            docs = conn.execute(f"select doc::text from profiles where {cond} order by {order} limit %s offset %s",
+                                [*args, search.limit, search.offset]).fetchall()
+            return total, docs
+
+        total, docs = self.db.run(find)
         return [msgspec.json.decode(d[0]) for d in docs], total
 
     def person_ids(self, tenant: str) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self.conn.execute("select person_id from profiles where tenant = %s", (tenant,))]
+        return self.db.run(lambda conn: [r[0] for r in conn.execute(
+            "select person_id from profiles where tenant = %s", (tenant,))])
 
     def count(self, tenant: str) -> int:
-        with self._lock:
-            return self.conn.execute("select count(*) from profiles where tenant = %s", (tenant,)).fetchone()[0]
+        return self.db.run(lambda conn: conn.execute(
+            "select count(*) from profiles where tenant = %s", (tenant,)).fetchone()[0])
 
     def set_segments(self, tenant: str, segments: list[dict[str, Any]]) -> None:
-        with self._lock, self.conn.transaction():
-            self.conn.execute("delete from profile_segments where tenant = %s", (tenant,))
-            with self.conn.cursor() as cur:
-                cur.executemany("insert into profile_segments (tenant, segment_id, doc) values (%s, %s, %s)",
-                                [(tenant, s["id"], Jsonb(s)) for s in segments])
+        def replace(conn) -> None:
+            with conn.transaction():
+                conn.execute("delete from profile_segments where tenant = %s", (tenant,))
+                with conn.cursor() as cur:
+                    cur.executemany("insert into profile_segments (tenant, segment_id, doc) values (%s, %s, %s)",
+                                    [(tenant, s["id"], Jsonb(s)) for s in segments])
+
+        self.db.run(replace)
 
     def segments(self, tenant: str) -> list[dict[str, Any]]:
-        with self._lock:
-            sizes = dict(self.conn.execute(
+        def read(conn) -> tuple[dict, list]:
+            sizes = dict(conn.execute(
                 "select segment_id, count(*) from profiles where tenant = %s group by segment_id", (tenant,)).fetchall())
-            docs = [r[0] for r in self.conn.execute("select doc from profile_segments where tenant = %s", (tenant,))]
+            return sizes, [r[0] for r in conn.execute("select doc from profile_segments where tenant = %s", (tenant,))]
+
+        sizes, docs = self.db.run(read)
         for seg in docs:
             seg["size"] = sizes.get(seg["id"], 0)
         return sorted(docs, key=lambda s: (-s["size"], s["id"]))
 
     def get_meta(self, tenant: str, key: str) -> Any:
-        with self._lock:
-            row = self.conn.execute("select value from profile_meta where tenant = %s and key = %s", (tenant, key)).fetchone()
+        row = self.db.run(lambda conn: conn.execute(
+            "select value from profile_meta where tenant = %s and key = %s", (tenant, key)).fetchone())
         return None if row is None else row[0]
 
     def set_meta(self, tenant: str, key: str, value: Any) -> None:
-        with self._lock:
-            self.conn.execute("insert into profile_meta (tenant, key, value) values (%s, %s, %s) "
-                              "on conflict (tenant, key) do update set value = excluded.value", (tenant, key, Jsonb(value)))
+        self.db.run(lambda conn: conn.execute(
+            "insert into profile_meta (tenant, key, value) values (%s, %s, %s) "
+            "on conflict (tenant, key) do update set value = excluded.value", (tenant, key, Jsonb(value))))
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()

@@ -1,22 +1,45 @@
-"""The storage seam: where the lake's objects live (a local folder, or an S3 bucket).
+"""The storage seam: where the lake's objects live (a local folder, an S3 bucket, an Azure
+Blob container), and the only door to them.
 
-Keys are ``/``-separated paths relative to the lake root, e.g.
-``raw/tenant=demo/level=mid/year=2026/month=11/day=27/<segment>.parquet``.
+Keys are ``/``-separated paths relative to the lake root, built and parsed by
+``beaconlake.lake.layout`` (e.g. ``raw/tenant=demo/level=mid/year=2026/month=11/day=27/<segment>.parquet``).
+
+Writers use ``put``/``get``/``delete``; readers that scan (convert's listing and engines, the
+dashboard's Live view) use ``list_info``, ``arrow_filesystem`` and ``scan_paths``. No other
+module builds a filesystem object or opens a lake path of its own, so a new backend is one
+module here (plus its settings) and every reader works with it.
 """
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from beaconlake.errors import StorageError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+COPY_CHUNK_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a storage backend can do, asked by callers instead of its class."""
+    """What a backend can do, for callers that choose a way to read (never ``isinstance``)."""
 
-    # Every key's ``uri`` is a path on this machine's filesystem: readers may open it directly.
+    # ``scan_paths`` returns the objects' own local paths: an engine reads them in place, no copy.
     local_paths: bool
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # relative to the lake root
+    size: int  # bytes
+    mtime_ms: int  # last modified, ms since the epoch (the backend's clock)
 
 
 class Storage(ABC):
@@ -44,8 +67,12 @@ class Storage(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object under ``prefix`` (a plain string prefix of the key), sorted by key."""
+
     def list(self, prefix: str = "") -> list[str]:
         """Every key under ``prefix``, sorted."""
+        return [info.key for info in self.list_info(prefix)]
 
     @abstractmethod
     def delete(self, key: str) -> None:
@@ -53,4 +80,40 @@ class Storage(ABC):
 
     @abstractmethod
     def uri(self, key: str) -> str:
-        """Where a reader outside beaconlake (DuckDB, Spark) finds the object."""
+        """Where the object is, for people (logs, reports) and engines given ``scan_paths``."""
+
+    @abstractmethod
+    def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
+        """A pyarrow filesystem and the lake root inside it (``f"{root}/{key}"`` is a key's
+        path), for pyarrow datasets and Parquet readers, and DuckDB through Arrow."""
+
+    def open_input(self, key: str) -> pa.NativeFile:
+        """The object for random access (a Parquet footer is read from its end);
+        ``StorageError`` when it cannot be opened."""
+        fs, root = self.arrow_filesystem()
+        try:
+            return fs.open_input_file(f"{root}/{key}")
+        except OSError as exc:
+            raise StorageError(f"cannot open {self.uri(key)}: {exc}") from exc
+
+    def scan_paths(self, keys: list[str], cache_dir: Path) -> list[str]:
+        """Paths an engine (DuckDB, Spark) can read, one per key in order: the objects' own
+        paths when ``capabilities.local_paths``, else copies under ``cache_dir`` (engines then
+        need no support for the remote store; a copy already there is reused, and the caller
+        removes ``cache_dir``)."""
+        fs, root = self.arrow_filesystem()
+        paths = []
+        for key in keys:
+            dest = cache_dir / key
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(f".{dest.name}.tmp")
+                try:
+                    with fs.open_input_stream(f"{root}/{key}") as src, open(tmp, "wb") as out:
+                        while chunk := src.read(COPY_CHUNK_BYTES):
+                            out.write(chunk)
+                except OSError as exc:
+                    raise StorageError(f"cannot copy {self.uri(key)} to {tmp}: {exc}") from exc
+                os.replace(tmp, dest)
+            paths.append(str(dest))
+        return paths

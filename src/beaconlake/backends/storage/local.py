@@ -1,21 +1,16 @@
-"""Local-folder storage: the embedded default."""
+"""Local-folder storage: the embedded default. Engines read its files in place."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from beaconlake.backends.storage.base import Capabilities, Storage
+import pyarrow.fs as pafs
+
+from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
 from beaconlake.backends.storage.settings import LocalStorageSettings
 from beaconlake.errors import StorageError
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from beaconlake.files import fsync_dir
 
 
 class LocalStorage(Storage):
@@ -55,21 +50,38 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> list[str]:
-        base = self.root / prefix if prefix else self.root
-        start = base if base.is_dir() else base.parent
-        if not start.is_dir():
-            return []
-        keys = []
-        for path in start.rglob("*"):
-            if path.is_file() and not path.name.startswith("."):
-                key = path.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    keys.append(key)
-        return sorted(keys)
+    def list_info(self, prefix: str = "") -> list[ObjectInfo]:
+        # walk only the deepest folder the prefix names, not the whole lake
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self._path(folder) if folder else self.root
+        out = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel = "" if rel == "." else rel + "/"
+            dirnames[:] = [d for d in dirnames if (rel + d + "/").startswith(prefix) or prefix.startswith(rel + d + "/")]
+            for name in filenames:
+                key = rel + name
+                if name.startswith(".") or not key.startswith(prefix):
+                    continue  # a put's temporary file, or outside the prefix
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                out.append(ObjectInfo(key, st.st_size, st.st_mtime_ns // 1_000_000))
+        return sorted(out, key=lambda info: info.key)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
         return str(self._path(key))
+
+    def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
+        return pafs.LocalFileSystem(), str(self.root.resolve())
+
+    def scan_paths(self, keys: list[str], cache_dir: Path) -> list[str]:
+        root = self.root.resolve()
+        for key in keys:  # a lexical check: keys come from listings, a resolve() each would cost
+            if key.startswith("/") or ".." in key.split("/"):
+                raise StorageError(f"key {key!r} points outside the lake root {self.root}")
+        return [str(root / key) for key in keys]

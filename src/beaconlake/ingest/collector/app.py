@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gzip
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -172,7 +173,10 @@ class Collector:
         Retry-After) and ``/readyz`` answer. Re-checked every housekeeping tick, so both follow
         the spool back without a restart."""
         s = self.settings.spool
-        pending = spool.undelivered_bytes(self.settings.spool_path)
+        gauges = spool.spool_gauges(self.settings.spool_path, time.time())
+        for name, value in gauges.items():  # this process's own reading wins over the deliverer's snapshot
+            self.metrics.set(name, value)
+        pending = int(gauges["beaconlake_spool_undelivered_bytes"])
         if pending > s.max_undelivered_bytes:
             reason = f"{pending} undelivered spool bytes, limit spool.max_undelivered_bytes={s.max_undelivered_bytes}"
         else:

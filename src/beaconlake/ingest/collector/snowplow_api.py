@@ -29,7 +29,7 @@ from beaconlake.ingest.collector.foreign import ForeignDoor
 from beaconlake.ingest.collector.validate import TenantRules, clean_text, excerpt
 from beaconlake.ingest.protocols import snowplow
 from beaconlake.ingest.protocols.common import Mapped, Unmappable
-from beaconlake.ingest.rows import UNKNOWN_TENANT
+from beaconlake.lake.records import UNKNOWN_TENANT
 from beaconlake.types import Rejection
 
 log = logging.getLogger(__name__)

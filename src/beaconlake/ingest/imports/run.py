@@ -26,6 +26,7 @@ import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
+from datetime import date, timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,18 +40,22 @@ from beaconlake.config import Settings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.collector.enrich import end_user, user_agent
 from beaconlake.ingest.collector.validate import Accepted, TenantRules, excerpt
-from beaconlake.ingest.deliver import _parquet_bytes, raw_key, rejected_key
+from beaconlake.ingest.deliver import _parquet_bytes
 from beaconlake.ingest.imports import readers
 from beaconlake.ingest.protocols import segment, snowplow
 from beaconlake.ingest.protocols.common import FOREIGN_ID_NAMESPACE, Mapped, Unmappable
-from beaconlake.ingest.rows import DAY_MS, UNKNOWN_TENANT, day_of, segment_rows
+from beaconlake.ingest.rows import segment_rows
+from beaconlake.lake import layout
+from beaconlake.lake.records import UNKNOWN_TENANT
 from beaconlake.types import LEVELS, Client, Rejection, SpoolRecord
+from beaconlake.units import DAY_MS
 
 FORMATS = ("segment", "snowplow")
 CHUNK_EVENTS = 20_000
 CACHED_DAYS = 16  # days whose lake ids are kept between chunks: archives come roughly in time order
 _json = msgspec.json.Encoder()
 _record = msgspec.msgpack.Encoder()
+EPOCH = date(1970, 1, 1)
 
 
 @dataclass
@@ -171,11 +176,11 @@ class Importer:
         raw, rejected = rows.tables()
         level = self.settings.delivery.zstd_level
         for (tenant, lvl, y, m, d), table in sorted(raw.items()):
-            self.storage.put(raw_key(tenant, lvl, y, m, d, name), _parquet_bytes(table, level))
+            self.storage.put(layout.raw_key(tenant, lvl, date(y, m, d), name), _parquet_bytes(table, level))
             self._remember(tenant, table)
             self.summary.imported += table.num_rows
         for (tenant, y, m, d), table in sorted(rejected.items()):
-            self.storage.put(rejected_key(tenant, y, m, d, name), _parquet_bytes(table, level))
+            self.storage.put(layout.rejected_key(tenant, date(y, m, d), name), _parquet_bytes(table, level))
             self.summary.rejected.update(table.column("reason").to_pylist())
 
     def _record(self, tenant: str, lines: list[Line], file_name: str) -> SpoolRecord:
@@ -231,11 +236,10 @@ class Importer:
         if key in self.seen:
             self.seen.move_to_end(key)
             return self.seen[key]
-        y, m, d = day_of(day * DAY_MS)
         ids: set[str] = set()
         for level in LEVELS:
-            for file_key in self.storage.list(f"raw/tenant={tenant}/level={level}/year={y:04d}/month={m:02d}/day={d:02d}/"):
-                if file_key.endswith(".parquet"):
+            for file_key in self.storage.list(layout.raw_prefix(tenant, level, EPOCH + timedelta(days=day))):
+                if layout.parse_raw(file_key) is not None:
                     table = pq.read_table(pa.BufferReader(self.storage.get(file_key)), columns=["event_id"])
                     ids.update(table.column("event_id").to_pylist())
         self.seen[key] = ids

@@ -37,6 +37,7 @@ DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
 PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
 QUARANTINE_SHOWN = 50  # the Pipeline view lists at most this many quarantined raw files
+PARKED_SHOWN = 50  # and the server-wide view this many parked spool segments
 PIPELINE_METRICS = (
     "beaconlake_events_received_total", "beaconlake_events_accepted_total", "beaconlake_events_delivered_total",
     "beaconlake_rejections_delivered_total", "beaconlake_segments_delivered_total", "beaconlake_delivery_failures_total",
@@ -64,7 +65,7 @@ class Dashboard:
         self.index = index
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
-        self._storage: Any = None  # the lake's storage, opened when the Pipeline view first asks
+        self._storage: Any = None  # the lake's storage, opened when a view first reads the lake
 
     @property
     def runs(self) -> RunLog:
@@ -125,7 +126,7 @@ class Dashboard:
 
     async def live(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         counts = self.index.counts if self.index is not None else None
-        return await run_in_threadpool(live.live, self.settings, tenant.id, counts)
+        return await run_in_threadpool(lambda: live.live(self.storage, tenant.id, counts))
 
     async def traffic(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         start, end, by = self._range(request, 7)
@@ -175,19 +176,27 @@ class Dashboard:
                              "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
                 "quarantined": self._quarantined(None),
+                # spool segments delivery parked (damaged, or failing): reports from spool/corrupt/
+                "parked": spool.parked_reports(self.settings.spool_path, PARKED_SHOWN),
             }
 
         return await run_in_threadpool(gather)
 
+    @property
+    def storage(self) -> Any:
+        """The lake's storage, opened on first use (in the thread pool: opening may reach the network)."""
+        if self._storage is None:
+            from beaconlake.backends.storage import open_storage
+
+            self._storage = open_storage(self.settings.storage)
+        return self._storage
+
     def _quarantined(self, tenant: str | None) -> list[dict[str, Any]]:
         """The raw files (of ``tenant``; None: every tenant's) that convert moved to the lake's
         quarantine/, newest first."""
-        from beaconlake.backends.storage import open_storage
         from beaconlake.convert import quarantine
 
-        if self._storage is None:
-            self._storage = open_storage(self.settings.storage)
-        return quarantine.listing(self._storage, tenant, limit=QUARANTINE_SHOWN)
+        return quarantine.listing(self.storage, tenant, limit=QUARANTINE_SHOWN)
 
     async def request_run(self, request: Request, caller: Caller) -> dict[str, Any]:
         """A convert + analyze run now: of the admin key's tenant, or of every tenant for server.admin_key."""

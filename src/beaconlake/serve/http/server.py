@@ -5,7 +5,11 @@ Invariants:
 - **Bounded connections.** At most ``max_connections`` are open. A new one over the cap first
   sheds the connection that has been idle longest (one with nothing of ours in flight); only
   when none is idle is the new one refused, with a 503 and ``Retry-After``. So connections that
-  hold a slot doing nothing can never lock out a client that has a request to make.
+  hold a slot doing nothing can never lock out a client that has a request to make. A refused
+  connection is closed as an early answer is (a FIN after the 503, what the client still sends
+  dropped until its EOF, for at most ``REFUSED_LINGER_SECS``), so the client reads the 503
+  instead of a reset. At most ``max_connections // 8`` linger at once; past that the oldest is
+  closed (a live client has read its answer within the second; one that has not is a flood's).
 - **Deadlines.** Each connection carries its own deadline (see ``protocol``); a sweeper task
   closes the ones past it every ``tick_secs`` (a fraction of the shortest timeout), so a timeout
   fires at most one tick late and the hot path never touches a timer.
@@ -39,6 +43,7 @@ from beaconlake.telemetry import Metrics
 log = logging.getLogger(__name__)
 Route = Callable[[Request], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 BACKLOG = 2048
+REFUSED_LINGER_SECS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class HttpServer:
         self.body_error = body_error
         self.shares = shares
         self.conns: set[HttpProtocol] = set()
+        self.refusing: dict[HttpProtocol, None] = {}  # refused at the cap, closing once the client has read why
         self._idle: dict[HttpProtocol, None] = {}  # insertion order: the longest idle first
         self.tasks: set[asyncio.Task[None]] = set()
         self.date = response.date_header()
@@ -143,6 +149,7 @@ class HttpServer:
         return True
 
     def forget(self, conn: HttpProtocol) -> None:
+        self.refusing.pop(conn, None)
         if conn in self.conns:
             self.conns.discard(conn)
             if self.shares is not None:
@@ -161,11 +168,17 @@ class HttpServer:
         self.count_refusal(503)
         message = (f"this worker has {len(self.conns)} connections open, all busy, limit "
                    f"{self.limits.max_connections} (server.max_connections_per_worker); retry later")
-        conn.stopped = conn.closed = True
+        conn.stopped = True
         conn.transport.write(response.simple(503, [("retry-after", str(self.limits.retry_after_secs))],
                                              response.error_body("overloaded", message), response.JSON, self.date,
                                              response.CLOSE, False))
-        conn.transport.close()
+        if len(self.refusing) >= max(1, self.limits.max_connections // 8):
+            next(iter(self.refusing)).close()  # the oldest: descriptors are what the cap protects
+        # Closed at once, the request bytes the client already sent make the kernel answer a reset,
+        # which the client may read before the 503 (the fault suite saw 329 resets to 18 503s).
+        self.refusing[conn] = None
+        conn.linger()
+        conn.deadline = conn.linger_start + min(REFUSED_LINGER_SECS, self.limits.drain_timeout_secs)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a request's handler; shutdown waits for every one, even if its client left."""
@@ -196,7 +209,7 @@ class HttpServer:
         secs = int(time.time())
         if secs != self._date_secs:
             self._date_secs, self.date = secs, response.date_header()
-        for conn in [c for c in self.conns if 0.0 < c.deadline <= now]:
+        for conn in [c for c in (*self.conns, *self.refusing) if 0.0 < c.deadline <= now]:
             conn.now = now
             conn.expire()
 
@@ -208,6 +221,8 @@ class HttpServer:
             self.loop.remove_reader(self._sock.fileno())
             self._sock.close()  # this process's copy of the listening socket
             self._sock = None
+        for conn in list(self.refusing):
+            conn.close()
         for conn in list(self.conns):
             conn.shutdown()
         deadline = time.monotonic() + self.limits.shutdown_timeout_secs

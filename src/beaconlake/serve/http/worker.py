@@ -34,6 +34,7 @@ import uvloop
 
 from beaconlake import logs
 from beaconlake.config import Settings
+from beaconlake.procname import set_process_name
 from beaconlake.serve.http.balance import Shares
 from beaconlake.serve.http.server import HttpServer, Limits
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logs.setup(args.log_level)
+    set_process_name("bl-worker")
     settings: Settings = pickle.load(sys.stdin.buffer)
     sock = socket.socket(fileno=args.fd)
     app = load_factory(args.app)(settings)

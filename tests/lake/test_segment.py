@@ -1,4 +1,4 @@
-"""The segment format (ingest/segment.py): what a reader makes of whole, torn and damaged bytes."""
+"""The segment format (lake/segment.py): what a reader makes of whole, torn and damaged bytes."""
 
 import struct
 import zlib
@@ -6,7 +6,7 @@ import zlib
 import pytest
 
 from beaconlake.errors import SpoolCorrupt
-from beaconlake.ingest import segment
+from beaconlake.lake import segment
 
 SALT = b"saltsalt"
 SEED = segment.seed_of(SALT)

@@ -11,13 +11,15 @@ inserted, the file cut short), reading:
 
 import asyncio
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beaconlake.config import SpoolSettings
-from beaconlake.ingest import segment, spool
+from beaconlake.ingest import spool
+from beaconlake.lake import segment
 
 SALT = b"\x01\x02\x03\x04\x05\x06\x07\x08"
 SEED = segment.seed_of(SALT)
@@ -136,7 +138,9 @@ def test_what_a_writer_appends_is_what_a_reader_reads(items, max_segment_bytes):
                 await w.commit(w.append(p))
             await w.seal()
 
-        asyncio.run(go())
+        # on a thread of its own: a session's Playwright (the tracker tests) keeps a loop running on this one
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, go()).result()
         read = []
         for path in spool.sealed_segments(root):
             scan = segment.read(path)
