@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +58,7 @@ from beaconlake.backends.storage.settings import (
 )
 from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
-from beaconlake.ingest.settings import CollectorSettings, DeliverySettings, SpoolSettings
+from beaconlake.ingest.settings import PATH_PREFIX, CollectorSettings, DeliverySettings, SpoolSettings
 from beaconlake.origins import canonical_origin
 from beaconlake.realtime.settings import (
     Predicate,
@@ -137,7 +138,8 @@ class TrackerSettings(Section):
     search_params: list[str] = msgspec.field(default_factory=lambda: ["q", "s", "search", "query"])
 
 
-AppId = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+AppId = Annotated[str, msgspec.Meta(max_length=128)]  # checked by _check: APP_ID
+APP_ID = r"[A-Za-z0-9_.:-]+"
 
 
 class TenantSettings(Section):
@@ -251,6 +253,10 @@ def _check_server(server: ServerSettings) -> None:
 
 def _check(settings: Settings) -> None:
     _check_server(settings.server)
+    prefix = settings.collector.snowplow_path_prefix
+    if not re.fullmatch(PATH_PREFIX, prefix):
+        raise ConfigError(f"collector.snowplow_path_prefix: {prefix!r} is not a path prefix; write it as /name[/name...] "
+                          "with no trailing slash (letters, digits, . _ ~ -), e.g. \"/sp\", or \"\" for none")
     # One key, one power: a key used twice would let one of its holders act as the other.
     seen: dict[str, str] = {}
     if settings.server.admin_key is not None:
@@ -269,6 +275,9 @@ def _check(settings: Settings) -> None:
                                   "every key must be different (beaconlake init makes fresh ones)")
             seen[key] = f"tenants.{t.id}.{kind}"
         for app_id in t.app_ids:
+            if not re.fullmatch(APP_ID, app_id):
+                raise ConfigError(f"tenants.{t.id}.app_ids: {app_id!r} is not an app id; use the tracker's appId as it "
+                                  "sends it: letters, digits and _ . : - only")
             # an app id names one tenant: a second claim, or another tenant's write key, would split its events
             owner, what = app_ids.get(app_id, (t.id, ""))
             if owner != t.id:

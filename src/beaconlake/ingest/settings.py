@@ -10,6 +10,10 @@ from beaconlake.sections import PositiveFloat, PositiveInt, Section
 from beaconlake.types import MAX_JSON_DEPTH_CEILING
 
 
+# What collector.snowplow_path_prefix may be: "" or /segment[/segment...], no trailing slash.
+PATH_PREFIX = r"(/[A-Za-z0-9._~-]+)*"
+
+
 class CollectorSettings(Section):
     max_body_bytes: PositiveInt = 1024 * 1024
     max_batch_events: PositiveInt = 500
@@ -20,7 +24,7 @@ class CollectorSettings(Section):
     anonymize_ip: bool = True
     # Put in front of Snowplow's default paths (/com.snowplowanalytics.snowplow/tp2, /i), as a
     # tracker configured with a custom post path or a collector behind a path-routing proxy needs.
-    snowplow_path_prefix: Annotated[str, msgspec.Meta(pattern=r"^(/[A-Za-z0-9._~-]+)*$", max_length=256)] = ""
+    snowplow_path_prefix: Annotated[str, msgspec.Meta(max_length=256)] = ""  # checked by config: PATH_PREFIX
 
 
 class SpoolSettings(Section):

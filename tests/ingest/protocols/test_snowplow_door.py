@@ -129,8 +129,10 @@ def test_app_id_claims_are_checked_in_config(tmp_path):
     with pytest.raises(ConfigError, match="write key"):
         config.parse({"tenants": tenants}, tmp_path, environ={})
     tenants[1]["app_ids"] = ["bad app id"]
-    with pytest.raises(ConfigError, match="app_ids"):
+    with pytest.raises(ConfigError, match=r"tenants.b.app_ids: 'bad app id' is not an app id"):
         config.parse({"tenants": tenants}, tmp_path, environ={})
+    with pytest.raises(ConfigError, match=r"collector.snowplow_path_prefix: 'sp/' is not a path prefix.*\"/sp\""):
+        config.parse({"collector": {"snowplow_path_prefix": "sp/"}}, tmp_path, environ={})
 
 
 def test_mobile_tracker_event_is_the_devices(tmp_path):
