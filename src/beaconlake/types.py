@@ -101,7 +101,9 @@ class Client(msgspec.Struct, array_like=True):
     ua: UserAgent
 
 
-SOURCES = ("beaconlake.js", "http", "segment", "snowplow")
+# How an event arrived: the browser tracker, another client of /v1/events, the Segment or the
+# Snowplow door, or made by beaconlake itself (a server-detected high-level event).
+SOURCES = ("beaconlake.js", "http", "segment", "snowplow", "server")
 
 
 class SpoolRecord(msgspec.Struct, array_like=True):

@@ -58,7 +58,7 @@ EVENT_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("ua_device", S, ""),
     ("is_bot", B, ""),
     ("segment", S, "spool segment the event came from (lineage)"),
-    ("source", S, "how it arrived: beaconlake.js, http, segment or snowplow (NULL before the column existed)"),
+    ("source", S, "how it arrived: beaconlake.js, http, segment, snowplow or server (NULL before the column existed)"),
 ]
 
 SESSION_COLUMNS: list[tuple[str, pa.DataType, str]] = [
