@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 import pytest
 from support import read_lake, start_collector
 
