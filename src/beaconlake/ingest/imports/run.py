@@ -240,7 +240,8 @@ class Importer:
         for level in LEVELS:
             for file_key in self.storage.list(layout.raw_prefix(tenant, level, EPOCH + timedelta(days=day))):
                 if layout.parse_raw(file_key) is not None:
-                    table = pq.read_table(pa.BufferReader(self.storage.get(file_key)), columns=["event_id"])
+                    with self.storage.open_input(file_key) as source:  # the event_id column only, read in place
+                        table = pq.read_table(source, columns=["event_id"])
                     ids.update(table.column("event_id").to_pylist())
         self.seen[key] = ids
         while len(self.seen) > CACHED_DAYS:
