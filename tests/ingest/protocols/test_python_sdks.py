@@ -71,6 +71,10 @@ def test_segment_rudderstack_and_snowplow_sdks_end_to_end(tmp_path, capsys):
         tracker.track(snowplow_tracker.SelfDescribing(snowplow_tracker.SelfDescribingJson(
             "iglu:com.acme/refund/jsonschema/1-0-0", {"amount": 5})))
         emitter.flush()
+        pixel = Emitter("127.0.0.1", protocol="http", port=collector.port, method="get")  # tp1: GET /i, a GIF back
+        Tracker("sp-get", pixel, subject=Subject().set_domain_user_id("duid-get"), app_id="shop-backend").track(
+            snowplow_tracker.PageView(page_url="https://shop.example/pixel", page_title="Pixel"))
+        pixel.flush()
         failed: list = []
         stranger = Emitter("127.0.0.1", protocol="http", port=collector.port, method="get",
                            on_failure=lambda n, evs: failed.append(n))
@@ -89,10 +93,11 @@ def test_segment_rudderstack_and_snowplow_sdks_end_to_end(tmp_path, capsys):
         "page_view", "product_viewed", "screen_view", "identify", "group", "alias", "order_completed",
         "checkout_started", "signed_up"}
     assert {r["name"] for r in by_source["snowplow"]} == {"page_view", "add_to_basket", "refund"}
+    assert [r["url"] for r in by_source["snowplow"] if r["anonymous_id"] == "duid-get"] == ["https://shop.example/pixel"]
     assert sum(r["event_id"] == retried for r in raw) == 2  # both arrived; convert keeps one
     [phone] = [r for r in raw if r["name"] == "checkout_started"]
     assert (phone["user_agent"], phone["is_bot"], phone["ip"]) == (PHONE_UA, False, "198.51.100.0")
-    [sp_pv] = [r for r in by_source["snowplow"] if r["name"] == "page_view"]
+    [sp_pv] = [r for r in by_source["snowplow"] if r["name"] == "page_view" and r["anonymous_id"] == "duid-sp"]
     assert (sp_pv["anonymous_id"], sp_pv["user_id"], sp_pv["is_bot"]) == ("duid-sp", "user-sp", False)
     rejected = read_lake(collector.data_dir, "rejected")
     assert [(r["tenant"], r["reason"]) for r in rejected] == [("_unknown", "unknown_app_id")]
