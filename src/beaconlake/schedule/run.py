@@ -1,4 +1,4 @@
-"""One scheduled run (convert, then analyze when that stage is installed) and the loop around it.
+"""One scheduled run (convert, then analyze) and the loop around it.
 
 The loop runs in its own process, started by ``beaconlake up`` next to the lake deliverer, so a
 long convert never competes with the server workers' event loops. A run holds
@@ -22,7 +22,8 @@ import msgspec
 
 from beaconlake.config import Settings
 from beaconlake.locks import RunLock
-from beaconlake.schedule.state import RunLog, now_ms
+from beaconlake.schedule.state import RunLog
+from beaconlake.units import now_ms
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger("beaconlake.schedule")
