@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps node-deps up demo test bench clean
+JS_FIXTURES := tests/ingest/protocols/browser
+JS_STAMP := $(JS_FIXTURES)/node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +23,15 @@ system-deps:
 	@scripts/system-deps chromium redis-server postgresql openjdk-17-jre-headless nodejs npm
 
 # npm packages the tests run: Azurite, the Azure Blob Storage emulator the azure storage
-# backend is tested against (without Node.js those tests skip, saying why).
+# backend is tested against; Segment's and Snowplow's browser libraries for the protocol doors'
+# browser tests, pinned by the committed lock file (npm ci installs exactly the locked versions;
+# node_modules is never committed). Without Node.js those tests skip, saying why.
 node-deps: system-deps
 	@scripts/node-deps $(VENV)/azurite azurite@3.37.0
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory $(JS_STAMP); fi
+
+$(JS_STAMP): $(JS_FIXTURES)/package-lock.json
+	npm ci --prefix $(JS_FIXTURES) --no-audit --no-fund --silent
 
 up: install
 	@test -f beaconlake.toml || $(BIN)/beaconlake init
@@ -42,4 +50,4 @@ bench: install
 	$(BIN)/python bench/ingest
 
 clean:
-	rm -rf $(VENV) .pytest_cache test-artifacts beaconlake-demo
+	rm -rf $(VENV) .pytest_cache test-artifacts beaconlake-demo $(JS_FIXTURES)/node_modules

@@ -1,7 +1,9 @@
 """Ingest benchmark: a real ``beaconlake up`` against nginx writing every body to its log.
 
 Both servers get the same wrk load in the same run, on the same cores: POST /v1/events
-with batches of 10 tracker-like events (about 2 KB a body) at each connection count.
+with batches of 10 tracker-like events (about 2 KB a body) at each connection count. The
+collector also gets the same events as Segment ``/v1/batch`` requests right after each native
+run (``segment`` rows; ``--no-segment`` skips them): their ratio is the cost of the mapping.
 Runs alternate nginx / beaconlake so the machine's noise hits both alike; the collector is
 paused (SIGSTOP) while nginx is measured, so its lake delivery never takes nginx's CPU.
 Figures are medians of ``--runs`` runs. Afterwards every acknowledged event is accounted
@@ -73,10 +75,18 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
                 for label, col in servers.items():  # each collector alone on the machine while it is measured
                     path = f"/v1/events?k={col.write_key}"
                     with paused(*(other for other in servers.values() if other is not col)):
+                        col.wait_delivered()  # each run from an empty spool, not the last run's backlog
                         r = run_wrk(col.url + path, load.script(path), args, seconds,
                                     Run(label, workers, durability, c, run_no), roles[label])
                     block.runs.append(r)
                     show(r, args.runs)
+                    if label == "beaconlake" and not args.no_segment:  # the same events through Segment's API
+                        with paused(*(other for other in servers.values() if other is not col)):
+                            col.wait_delivered()
+                            r = run_wrk(col.url + "/v1/batch", load.segment_script(col.write_key), args, seconds,
+                                        Run("segment", workers, durability, c, run_no), roles[label])
+                        block.runs.append(r)
+                        show(r, args.runs)
         if nginx is not None:
             block.nginx_log = {"bytes": logged, "lines_estimated": round(logged / load.mean_line), "requests_2xx": nginx_ok}
         settled = {label: col.settled_metrics() for label, col in servers.items()}
@@ -87,7 +97,8 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
     for label, col in servers.items():
         t0 = time.monotonic()
         col.stop()
-        account = accounting([r for r in block.runs if r.server == label], settled[label], time.monotonic() - t0, col)
+        mine = (label, "segment") if label == "beaconlake" else (label,)
+        account = accounting([r for r in block.runs if r.server in mine], settled[label], time.monotonic() - t0, col)
         if label == "beaconlake":
             block.accounting = account
         else:
@@ -172,6 +183,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bodies", type=int, default=32, help="distinct request bodies, rotated per request")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated bodies")
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx reference (no ratio)")
+    p.add_argument("--no-segment", action="store_true", help="skip the Segment /v1/batch load (the same events through "
+                   "the Segment protocol door, measured after each native run)")
     p.add_argument("--baseline", type=Path, help="another beaconlake's src/ folder (e.g. a git archive of main), "
                    "measured in alternation with this one, same load; its dependencies must be installed here")
     p.add_argument("--keep", action="store_true", help="keep the temp folder: configs, logs, the lake")

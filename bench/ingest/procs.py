@@ -270,6 +270,18 @@ class Collector:
                 out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
         return out
 
+    def wait_delivered(self, timeout: float = 120.0, backlog_bytes: int = 128 << 20) -> float:
+        """Wait until lake delivery has caught up (at most ``backlog_bytes`` undelivered: the open
+        segments are sealed only every flush_interval_secs), so that a run does not start against
+        the previous runs' backlog (over ``spool.max_undelivered_bytes``, 1 GiB, the collector
+        answers 503). Returns the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.metrics().get("beaconlake_spool_undelivered_bytes", 0) <= backlog_bytes:
+                break
+            time.sleep(0.5)
+        return time.monotonic() - t0
+
     def settled_metrics(self) -> dict[str, float]:
         """Other workers' counters reach /metrics through snapshots written about once a second."""
         last = self.metrics()

@@ -23,7 +23,7 @@ def summarize(block: Block, connections: list[int]) -> list[dict]:
     rows = []
     for c in connections:
         counted = [r for r in block.runs if r.connections == c and r.run > 0]
-        by_server = {name: [r for r in counted if r.server == name] for name in ("nginx", "baseline", "beaconlake")}
+        by_server = {name: [r for r in counted if r.server == name] for name in ("nginx", "baseline", "beaconlake", "segment")}
         first = len(rows)
         for server, runs in by_server.items():
             if not runs:
@@ -42,9 +42,11 @@ def summarize(block: Block, connections: list[int]) -> list[dict]:
                 "cpu": {k: statistics.median(r.cpu.get(k, 0.0) for r in runs) for k in roles},
             })
         here = {r["server"]: r for r in rows[first:]}
-        for name in ("baseline", "beaconlake"):
+        for name in ("baseline", "beaconlake", "segment"):
             if name in here and "nginx" in here and here["nginx"]["rps"]:
                 here[name]["ratio"] = here[name]["rps"] / here["nginx"]["rps"]
+        if "segment" in here and "beaconlake" in here and here["beaconlake"]["rps"]:
+            here["segment"]["vs_native"] = here["segment"]["rps"] / here["beaconlake"]["rps"]
         if "baseline" in here and "beaconlake" in here and here["baseline"]["rps"]:
             here["beaconlake"]["vs_baseline"] = here["beaconlake"]["rps"] / here["baseline"]["rps"]
     return rows
@@ -72,6 +74,11 @@ def print_checks(block: Block, rows: list[dict], top: int) -> bool:
     for r in rows:
         if r.get("vs_baseline") is not None:
             print(f"  {label} c={r['connections']}: {r['vs_baseline']:.2f} x the baseline's req/s")
+        if r.get("vs_native") is not None:
+            cpu = r["cpu"]
+            print(f"  {label} c={r['connections']}: Segment /v1/batch at {r['vs_native']:.2f} x the native /v1/events "
+                  f"req/s (same events), {(cpu.get('server', 0) + cpu.get('workers', 0)) / r['rps'] * 1e6:.0f} us of "
+                  f"worker CPU a request" if r["rps"] else "")
     ok = _check_block(block, block.accounting, rows, top, label, "beaconlake")
     if block.baseline_accounting:
         ok = _check_block(block, block.baseline_accounting, rows, top, label + " baseline", "baseline") and ok
@@ -99,7 +106,7 @@ def _check_block(block: Block, a: dict, rows: list[dict], top: int, label: str, 
           f"accepted{f' (+{high:,} high-level detected by the server)' if high else ''}, "
           f"{a['spool_segments_left']} spool segments left (stop + drain {a['stop_and_drain_secs']} s): "
           f"{'ok' if stored else 'MISMATCH'}")
-    failed = sum(r.non2xx + r.socket_errors for r in block.runs if r.server in ("nginx", server))
+    failed = sum(r.non2xx + r.socket_errors for r in block.runs if r.server in ("nginx", server, "segment" if server == "beaconlake" else server))
     bad_codes = {k: v for k, v in a["requests"].items() if not k.startswith("2")}
     if failed or bad_codes or a["rejected"] or a["rejected_rows"]:
         print(f"  {label} !! FAILED REQUESTS: wrk saw {failed} non-2xx or socket errors (warm-up included); collector "

@@ -9,6 +9,7 @@ that the server's processes, wrk, and everything else on the machine used meanwh
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import random
 import re
@@ -77,14 +78,42 @@ def make_batch(rng: random.Random, now_ms: int) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def segment_body(native: bytes) -> bytes:
+    """The same events as a Segment ``/v1/batch`` body, as analytics.js would describe them: the
+    page view as a ``page`` call, every other event as a ``track`` call, same ids and times."""
+    body = json.loads(native)
+    batch = []
+    for ev in body["events"]:
+        context = ev.get("context") or {}
+        msg = {"messageId": ev["event_id"], "anonymousId": ev["anonymous_id"], "timestamp": _iso(ev["client_ts"]),
+               "context": {"library": {"name": "analytics.js", "version": "npm:next-1.84.3"},
+                           **({"locale": context["locale"], "timezone": context["tz"],
+                               "screen": dict(zip(("width", "height"), map(int, context["screen"].split("x"))))}
+                              if context else {})}}
+        if ev["name"] == "page_view":
+            msg.update(type="page", name=ev.get("title"),
+                       properties={**ev["props"], "url": ev.get("url"), "title": ev.get("title"), "referrer": ev.get("referrer")})
+        else:
+            msg.update(type="track", event=ev["name"], properties=ev["props"])
+        batch.append(msg)
+    out = {"batch": batch, "sentAt": _iso(body["sent_at"])}
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def make_bodies(count: int, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     now_ms = int(time.time() * 1000)
     return [make_batch(rng, now_ms) for _ in range(count)]
 
 
-def lua_script(bodies: list[bytes], path: str) -> str:
-    """wrk script: pre-formatted requests rotated per request; stats printed as one JSON line."""
+def lua_script(bodies: list[bytes], path: str, headers: dict[str, str] | None = None) -> str:
+    """wrk script: pre-formatted requests rotated per request; stats printed as one JSON line.
+    ``headers`` replace or add to the tracker's (a Segment load's content type and Basic auth)."""
+    headers = {"Content-Type": "text/plain;charset=UTF-8", "Origin": "https://shop.example", **(headers or {})}
     lines = ["local bodies = {"]
     for b in bodies:
         text = b.decode()
@@ -93,6 +122,7 @@ def lua_script(bodies: list[bytes], path: str) -> str:
     lines.append("}")
     lines.append("local agents = {" + ",".join(f'"{ua}"' for ua in USER_AGENTS) + "}")
     lines.append(f'local path = "{path}"')
+    lua_headers = ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items())
     lines.append(r'''
 local reqs, n, i, next_no = {}, 0, 0, 0
 function setup(thread)
@@ -101,11 +131,9 @@ function setup(thread)
 end
 function init(args)
   for j, body in ipairs(bodies) do
-    reqs[j] = wrk.format("POST", path, {
-      ["Content-Type"] = "text/plain;charset=UTF-8",  -- what navigator.sendBeacon sends
-      ["Origin"] = "https://shop.example",
-      ["User-Agent"] = agents[(j % #agents) + 1],
-    }, body)
+    local headers = {@HEADERS@}
+    headers["User-Agent"] = agents[(j % #agents) + 1]
+    reqs[j] = wrk.format("POST", path, headers, body)
   end
   n = #reqs
   i = ((no or 0) * 7) % n  -- threads start at different bodies
@@ -122,7 +150,7 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout, latency.max,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9)))
 end
-''')
+'''.replace("@HEADERS@", lua_headers))
     return "\n".join(lines)
 
 
@@ -132,6 +160,7 @@ class Load:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.args, self.tmp = args, tmp
         self.bodies = make_bodies(args.bodies, args.seed)
+        self.segment_bodies = [segment_body(b) for b in self.bodies]
         self.escaped = {b.replace(b"\\", b"\\\\").replace(b'"', b'\\"') for b in self.bodies}  # nginx escape=json
         self.mean_body = statistics.mean(map(len, self.bodies))
         self.mean_line = statistics.mean(len(e) + 1 for e in self.escaped)
@@ -143,10 +172,20 @@ class Load:
             self._scripts[path].write_text(lua_script(self.bodies, path))
         return self._scripts[path]
 
+    def segment_script(self, write_key: str) -> Path:
+        """The same events as Segment ``/v1/batch`` requests, authenticated as Segment's libraries do."""
+        key = f"segment:{write_key}"
+        if key not in self._scripts:
+            auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+            self._scripts[key] = self.tmp / f"wrk-{len(self._scripts)}.lua"
+            self._scripts[key].write_text(lua_script(self.segment_bodies, "/v1/batch",
+                                                     {"Content-Type": "application/json", "Authorization": auth}))
+        return self._scripts[key]
+
 
 @dataclass
 class Run:
-    server: str  # "nginx", "beaconlake" or "baseline"
+    server: str  # "nginx", "beaconlake", "segment" (beaconlake, Segment's /v1/batch) or "baseline"
     workers: int
     durability: str
     connections: int

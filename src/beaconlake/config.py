@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +58,7 @@ from beaconlake.backends.storage.settings import (
 )
 from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
-from beaconlake.ingest.settings import CollectorSettings, DeliverySettings, SpoolSettings
+from beaconlake.ingest.settings import PATH_PREFIX, CollectorSettings, DeliverySettings, SpoolSettings
 from beaconlake.origins import canonical_origin
 from beaconlake.realtime.settings import (
     Predicate,
@@ -137,6 +138,10 @@ class TrackerSettings(Section):
     search_params: list[str] = msgspec.field(default_factory=lambda: ["q", "s", "search", "query"])
 
 
+AppId = Annotated[str, msgspec.Meta(max_length=128)]  # checked by _check: APP_ID
+APP_ID = r"[A-Za-z0-9_.:-]+"
+
+
 class TenantSettings(Section):
     id: TenantId
     write_key: Key  # public: in the site's pages; it can only write
@@ -148,6 +153,9 @@ class TenantSettings(Section):
     schemas: list[SchemaRef] = []
     sequences: list[SequenceDefinition] = []
     tracker: TrackerSettings = msgspec.field(default_factory=TrackerSettings)
+    # Snowplow app ids (a tracker's appId, ``aid``) whose events are this tenant's; the write
+    # key works as an app id without being listed. Public, like the write key.
+    app_ids: list[AppId] = []
 
 
 class Settings(Section):
@@ -245,11 +253,16 @@ def _check_server(server: ServerSettings) -> None:
 
 def _check(settings: Settings) -> None:
     _check_server(settings.server)
+    prefix = settings.collector.snowplow_path_prefix
+    if not re.fullmatch(PATH_PREFIX, prefix):
+        raise ConfigError(f"collector.snowplow_path_prefix: {prefix!r} is not a path prefix; write it as /name[/name...] "
+                          "with no trailing slash (letters, digits, . _ ~ -), e.g. \"/sp\", or \"\" for none")
     # One key, one power: a key used twice would let one of its holders act as the other.
     seen: dict[str, str] = {}
     if settings.server.admin_key is not None:
         seen[settings.server.admin_key] = "server.admin_key"
     ids: set[str] = set()
+    app_ids = {t.write_key: (t.id, f"tenant {t.id!r}'s write key") for t in settings.tenants}
     for t in settings.tenants:
         if t.id in ids:
             raise ConfigError(f"tenants: id {t.id!r} is declared twice")
@@ -261,6 +274,15 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(f"tenants.{t.id}.{kind}: the same key is already used as {seen[key]}; "
                                   "every key must be different (beaconlake init makes fresh ones)")
             seen[key] = f"tenants.{t.id}.{kind}"
+        for app_id in t.app_ids:
+            if not re.fullmatch(APP_ID, app_id):
+                raise ConfigError(f"tenants.{t.id}.app_ids: {app_id!r} is not an app id; use the tracker's appId as it "
+                                  "sends it: letters, digits and _ . : - only")
+            # an app id names one tenant: a second claim, or another tenant's write key, would split its events
+            owner, what = app_ids.get(app_id, (t.id, ""))
+            if owner != t.id:
+                raise ConfigError(f"tenants.{t.id}.app_ids: {app_id!r} is already {what}; an app id can name only one tenant")
+            app_ids[app_id] = (t.id, f"claimed by tenant {t.id!r}")
         for origin in t.allowed_origins:
             if origin != "*" and canonical_origin(origin) is None:
                 raise ConfigError(

@@ -23,6 +23,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.
 HELP = {
     "beaconlake_events_received_total": ("counter", "Events of the batches the collector judged event by event: accepted + rejected."),
     "beaconlake_events_accepted_total": ("counter", "Events accepted and durable in the spool."),
+    "beaconlake_source_events_accepted_total": ("counter", "Events accepted through a protocol adapter, by source "
+                                                          "(segment, snowplow); included in beaconlake_events_accepted_total."),
     "beaconlake_events_rejected_total": ("counter", "Events rejected one by one (kept in lake/rejected), by reason."),
     "beaconlake_tenant_events_accepted_total": ("counter", "Events accepted and durable in the spool, by tenant."),
     "beaconlake_tenant_events_rejected_total": ("counter", "Rejections kept in lake/rejected (an event, or a "

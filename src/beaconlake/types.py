@@ -91,8 +91,24 @@ class Rejection(msgspec.Struct, array_like=True):
     excerpt: str  # the start of what was sent, for the analyst who reads lake/rejected
 
 
+class Client(msgspec.Struct, array_like=True):
+    """The end user's agent and address for one event, when the event carries them itself
+    (``context.userAgent`` / ``context.ip``: a server or a mobile SDK sending on the user's
+    behalf); they, not the sending server's, are what the lake records for that event."""
+
+    ip: str | None  # anonymised unless collector.anonymize_ip = false
+    user_agent: str | None
+    ua: UserAgent
+
+
+# How an event arrived: the browser tracker, another client of /v1/events, the Segment or the
+# Snowplow door, or made by beaconlake itself (a server-detected high-level event).
+SOURCES = ("beaconlake.js", "http", "segment", "snowplow", "server")
+
+
 class SpoolRecord(msgspec.Struct, array_like=True):
-    """One acknowledged request, as it sits in a spool segment."""
+    """One acknowledged request, as it sits in a spool segment. The last two fields are optional
+    so that records written before they existed still decode."""
 
     tenant: str
     received_at: int
@@ -103,6 +119,8 @@ class SpoolRecord(msgspec.Struct, array_like=True):
     body: bytes  # an Envelope: the request body as received (after gzip), or the accepted events only
     accepted: list[int] | None  # indexes of the accepted events in body; None: all of them
     rejected: list[Rejection]
+    source: str | None = None  # the protocol it came in (SOURCES); None: beaconlake's own /v1/events
+    clients: dict[int, Client] | None = None  # per event of body (by index): its own end user's agent and address
 
 
 RAW_SCHEMA = pa.schema(
@@ -132,6 +150,7 @@ RAW_SCHEMA = pa.schema(
         pa.field("ua_device", pa.string()),
         pa.field("is_bot", pa.bool_(), nullable=False),
         pa.field("segment", pa.string(), nullable=False),  # spool segment it came from: lineage
+        pa.field("source", pa.string()),  # SOURCES; null in files written before the column existed
     ]
 )
 

@@ -91,6 +91,9 @@ def test_two_workers_one_pipeline(tmp_path):
 
         lake = [r for r in read_lake(c.data_dir) if r["level"] == "high"]
         assert sorted(r["anonymous_id"] for r in lake) == sorted(f"p{i}" for i in range(PEOPLE))
+        # the lake's source column: what the server detected is the server's, the browser's reports plain HTTP
+        assert {r["anonymous_id"]: r["source"] for r in lake} == {
+            f"p{i}": "http" if i % 2 == 0 else "server" for i in range(PEOPLE)}
 
         c.start()  # recovery: statistics and the index are still there
         assert stats_count(c, "page_view") == PEOPLE

@@ -18,6 +18,7 @@ from beaconlake.serve.app import create_app
 READ_API = ["/v1/stats", "/v1/high-level", "/v1/people/{person_id:any_path}/high-level"]
 EVERY_PATH = [
     "/healthz", "/readyz", "/metrics", "/beaconlake.js", "/v1/config",  # the collector's side routes
+    "/i",  # Snowplow's pixel (docs/protocols.md)
     *READ_API,
     "/v1/profiles", "/v1/profiles/{person_id:any_path}", "/v1/segments",
     "/", "/dashboard/static", "/v1/dashboard/session", "/v1/dashboard/live", "/v1/dashboard/traffic",
@@ -37,7 +38,11 @@ def test_one_route_table_for_every_part(tmp_path, realtime):
     app = create_app(settings)
     expected = EVERY_PATH if realtime else [p for p in EVERY_PATH if p not in READ_API]
     assert paths(app) == expected  # each once, the URLs they always had
-    assert list(app.fast_routes()) == ["/v1/events"]  # not in the framework's table: answered before it
+    # not in the framework's table: answered before it (the event endpoint and the protocol doors)
+    assert list(app.fast_routes()) == ["/v1/events", "/v1/batch", "/v1/b", "/v1/track", "/v1/page", "/v1/screen",
+                                       "/v1/identify", "/v1/group", "/v1/alias", "/v1/t", "/v1/p", "/v1/s", "/v1/i",
+                                       "/v1/g", "/v1/a", "/com.snowplowanalytics.snowplow/tp2"]
+    assert list(app.fast_routes()) == list(app._fast_asgi)  # the same paths over ASGI
 
 
 def test_the_event_endpoint_is_the_collectors_own_handler(tmp_path):

@@ -90,7 +90,9 @@ WITH base AS (
 ),
 stats AS (
   SELECT b.anonymous_id, b.page_view_id,
-    max(CASE WHEN e.name = 'page_leave' THEN {_number('e.engaged_text', '0', '1e12')} END) AS engaged,
+    -- the tracker's page_leave says; else a Snowplow page's last activity ping (docs/protocols.md)
+    coalesce(max(CASE WHEN e.name = 'page_leave' THEN {_number('e.engaged_text', '0', '1e12')} END),
+             max(CASE WHEN e.name = 'page_ping' THEN e.event_ts - b.view_ms END)) AS engaged,
     max({_number('e.scroll_text', '0', '100.5')}) AS max_scroll,
     min(CASE WHEN e.name IN ({interactions}) AND e.seq > b.view_seq THEN e.event_ts END) AS first_interaction_ms,
     count_if(e.name = 'click') AS clicks, count_if(e.name = 'rage_click') AS rage_clicks,
@@ -173,7 +175,7 @@ SELECT r.tenant, r.event_id, r.level, r.name, {ts('r.event_ts')} AS event_ts, {d
   r.url, r.referrer, r.title, r.props, r.context,
   {ts('r.client_ts')} AS client_ts, {ts('r.sent_at')} AS sent_at, {ts('r.received_at')} AS received_at,
   r.ip, r.user_agent, r.ua_browser, r.ua_browser_version, r.ua_os, r.ua_os_version, r.ua_device,
-  r.is_bot, r.segment{extra}
+  r.is_bot, r.segment, r.source{extra}
 FROM {raw} r
 JOIN (SELECT _row_key, session_id, session_index, stitched_user FROM evk WHERE {_day('event_ts', lo, hi)}) s
   ON s._row_key = r._row_key

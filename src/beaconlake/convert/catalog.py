@@ -116,12 +116,14 @@ class TableStore:
                     tx.set_properties(TABLE_PROPERTIES)
         events = self.table(tables.EVENTS.name)
         have = {f.name for f in events.schema().fields}
-        missing = [p for p in promoted if p.column not in have]
+        # columns of a newer version (``source``) first, then the promoted ones, in that order
+        missing = [(name, dtype) for name, dtype, _doc in tables.EVENT_COLUMNS if name not in have]
+        missing += [(p.column, p.type) for p in promoted if p.column not in have]
         if missing:
             with events.update_schema() as update:
-                for p in missing:
-                    update.add_column(p.column, iceberg_schema(pa.schema([pa.field(p.column, p.type)])).fields[0].field_type)
-            log.info("events: added promoted column(s) %s", ", ".join(p.column for p in missing))
+                for name, dtype in missing:
+                    update.add_column(name, iceberg_schema(pa.schema([pa.field(name, dtype)])).fields[0].field_type)
+            log.info("events: added column(s) %s", ", ".join(name for name, _ in missing))
 
     def arrow_schema(self, name: str) -> pa.Schema:
         return self.table(name).schema().as_arrow()

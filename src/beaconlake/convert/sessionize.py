@@ -32,7 +32,8 @@ from beaconlake.backends.engine.base import Dialect
 # The views a batch's sessionizing creates (dropped after each batch, by the whole-day and the
 # incremental path alike).
 BATCH_VIEWS = ("batch_anons", "dups", "sess0", "pv", "sess", "stored_sessions")
-PAGE_EVENTS = ("page_view", "page_leave", "scroll", "click", "rage_click", "touch", "link_click", "form_submit")
+PAGE_EVENTS = ("page_view", "page_leave", "scroll", "click", "rage_click", "touch", "link_click", "form_submit",
+               "page_ping")  # page_ping: Snowplow's activity heartbeat (docs/protocols.md)
 # Ordering of duplicate copies: first received wins; the rest make the choice total.
 DUP_ORDER = "received_at, segment, event_ts, client_ts, level, name, anonymous_id, props NULLS FIRST, url NULLS FIRST"
 
@@ -118,7 +119,7 @@ SELECT r._row_key, r.event_id, r.anonymous_id, r.event_ts, r.name, r.level, r.is
   {only_pv(d.json_text('r.context', 'country'))} AS pv_country,
   CASE WHEN r.name = 'page_leave' THEN {d.json_text('r.props', 'engaged_ms')} END AS engaged_text,
   CASE WHEN r.name = 'page_leave' THEN {d.json_text('r.props', 'max_scroll_pct')}
-       WHEN r.name = 'scroll' THEN {d.json_text('r.props', 'depth_pct')} END AS scroll_text,
+       WHEN r.name IN ('scroll', 'page_ping') THEN {d.json_text('r.props', 'depth_pct')} END AS scroll_text,
   x.h IS NOT NULL AS maybe_dup, {kept}
 FROM ({batch_rows(b, cols + ', ' + dup_cols + ', ' + d.hash64('r.event_id') + ' AS h')}
 ) r

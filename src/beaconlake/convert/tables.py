@@ -58,6 +58,7 @@ EVENT_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("ua_device", S, ""),
     ("is_bot", B, ""),
     ("segment", S, "spool segment the event came from (lineage)"),
+    ("source", S, "how it arrived: beaconlake.js, http, segment, snowplow or server (NULL before the column existed)"),
 ]
 
 SESSION_COLUMNS: list[tuple[str, pa.DataType, str]] = [
@@ -111,8 +112,8 @@ PAGEVIEW_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("path", S, ""),
     ("title", S, ""),
     ("referrer", S, ""),
-    ("engaged_ms", I64, "from page_leave; NULL when the page never reported leaving"),
-    ("max_scroll_pct", I32, "deepest of page_leave.max_scroll_pct and scroll.depth_pct"),
+    ("engaged_ms", I64, "from page_leave, else to the last Snowplow page_ping; NULL when the page reported neither"),
+    ("max_scroll_pct", I32, "deepest of page_leave.max_scroll_pct, scroll.depth_pct and page_ping.depth_pct"),
     ("time_to_first_interaction_ms", I64, "to the first click, touch, scroll, link click or form submit"),
     ("clicks", I32, ""),
     ("rage_clicks", I32, ""),

@@ -37,7 +37,7 @@ class Batch:
         positions = rec.accepted if rec.accepted is not None else range(len(self.events))
         record = SpoolRecord(
             rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, rec.ua, rec.body,
-            [positions[i] for i in keep], [],
+            [positions[i] for i in keep], [], rec.source, rec.clients,
         )
         return Batch(record, [self.events[i] for i in keep])
 

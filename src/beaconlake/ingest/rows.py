@@ -25,6 +25,7 @@ from beaconlake.ingest.collector.validate import excerpt
 from beaconlake.lake.records import (
     MAX_MS,
     ROW_ERRORS,
+    UNKNOWN_TENANT,
     LakeEvent,
     event_bytes,
     is_tenant_id,
@@ -36,9 +37,6 @@ from beaconlake.types import RAW_SCHEMA, REJECTED_SCHEMA, SpoolRecord
 from beaconlake.units import DAY_MS, day_of
 
 UNDELIVERABLE = "undeliverable"
-# The tenant of a rejected row whose record does not say (or names no possible tenant): tenant
-# ids start with [a-z0-9] (sections.TenantId), so it is never a real one.
-UNKNOWN_TENANT = "_unknown"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 ARROW_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError, UnicodeError)
 
@@ -58,6 +56,7 @@ class SegmentRows:
         self.owner: list[int] = []  # index in self.records of each row
         self.records: list[tuple] = []  # the per-request columns of each record with rows
         self.bodies: list[tuple[int, bytes]] = []  # (record number, body) of each: for excerpts
+        self.sources: list[str] = []  # per row: how it arrived (types.SOURCES)
         self.rejected: dict[tuple, dict[str, list]] = defaultdict(lambda: {f.name: [] for f in REJECTED_SCHEMA})
         self.undeliverable = 0  # accepted events (or records) that went to rejected instead
 
@@ -93,7 +92,23 @@ class SegmentRows:
         self.records.append((rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, ua.browser,
                              ua.browser_version, ua.os, ua.os_version, ua.device, ua.is_bot))
         self.bodies.append((rec_no, rec.body))
+        first = len(self.rows)
         self.rows += events
+        self.sources += [rec.source] * len(events) if rec.source else [native_source(ev.context) for ev in events]
+        if rec.clients:
+            self._end_users(rec, rec_no, first)
+
+    def _end_users(self, rec: SpoolRecord, rec_no: int, first: int) -> None:
+        """Events that named their own end user (``SpoolRecord.clients``) get that user's agent and
+        address, not the sending server's: a record's worth of request columns of their own."""
+        for row in range(first, len(self.rows)):
+            client = rec.clients.get(self.rows[row].index)
+            if client is not None:
+                self.owner[row] = len(self.records)
+                cua = client.ua
+                self.records.append((rec.tenant, rec.received_at, rec.sent_at, client.ip, client.user_agent, cua.browser,
+                                     cua.browser_version, cua.os, cua.os_version, cua.device, cua.is_bot))
+                self.bodies.append((rec_no, rec.body))
 
     def _bad_record(self, rec_no: int, payload: bytes, exc: BaseException) -> None:
         self.undeliverable += 1
@@ -142,7 +157,8 @@ class SegmentRows:
             "client_ts": pa.array(client_ts, pa.int64()), "event_ts": pa.array(event_ts, pa.int64()),
             "url": pa.array(url, text), "referrer": pa.array(referrer, text), "title": pa.array(title, text),
             "props": pa.array(props, text), "context": pa.array(context, text),
-            "segment": pa.array([self.segment] * len(rows), text), **spread,
+            "segment": pa.array([self.segment] * len(rows), text),
+            "source": pa.array(self.sources if which is None else [self.sources[i] for i in which], text), **spread,
         }
         return pa.Table.from_pydict({f.name: columns[f.name] for f in RAW_SCHEMA}, schema=RAW_SCHEMA)
 
@@ -162,6 +178,12 @@ class SegmentRows:
             else:
                 good.append(i)
         return self._raw_table(per_record, good) if good else None
+
+
+def native_source(context: str | None) -> str:
+    """The ``source`` of an event of beaconlake's own ``/v1/events``: the browser tracker names
+    itself in ``context.library``; anything else posting there is a plain HTTP client."""
+    return "beaconlake.js" if context is not None and '"beaconlake.js"' in context else "http"
 
 
 def _partition(table: pa.Table) -> dict[tuple, pa.Table]:

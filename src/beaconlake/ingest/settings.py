@@ -10,6 +10,10 @@ from beaconlake.sections import PositiveFloat, PositiveInt, Section
 from beaconlake.types import MAX_JSON_DEPTH_CEILING
 
 
+# What collector.snowplow_path_prefix may be: "" or /segment[/segment...], no trailing slash.
+PATH_PREFIX = r"(/[A-Za-z0-9._~-]+)*"
+
+
 class CollectorSettings(Section):
     max_body_bytes: PositiveInt = 1024 * 1024
     max_batch_events: PositiveInt = 500
@@ -18,6 +22,9 @@ class CollectorSettings(Section):
     # every accepted event decodes within Python's recursion limit downstream.
     max_json_depth: Annotated[int, msgspec.Meta(ge=1, le=MAX_JSON_DEPTH_CEILING)] = 32
     anonymize_ip: bool = True
+    # Put in front of Snowplow's default paths (/com.snowplowanalytics.snowplow/tp2, /i), as a
+    # tracker configured with a custom post path or a collector behind a path-routing proxy needs.
+    snowplow_path_prefix: Annotated[str, msgspec.Meta(max_length=256)] = ""  # checked by config: PATH_PREFIX
 
 
 class SpoolSettings(Section):

@@ -36,6 +36,10 @@ MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last day a lake pa
 # What decoding or checking one record or event may raise; anything else is a bug, and fails
 # the segment's delivery (retried, then parked) rather than hiding as rejected rows.
 ROW_ERRORS = (msgspec.DecodeError, RecursionError, ValueError, OverflowError, UnicodeError)
+# The tenant of a rejected row whose record does not say (or names no possible tenant), and of
+# a request no tenant claims (a Snowplow app id nobody declared): tenant ids start with [a-z0-9]
+# (sections.TenantId), so it is never a real one.
+UNKNOWN_TENANT = "_unknown"
 _TENANT_META = TenantId.__metadata__[0]  # the config's own rule for a tenant id: one home
 _TENANT_RE = re.compile(_TENANT_META.pattern)
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -169,7 +173,8 @@ def read_record(payload: bytes) -> SpoolRecord:
     """A frame's record, checked for what names a lake partition (tenant, clocks). Raises one
     of ``ROW_ERRORS``; then none of the record's events can be stored."""
     rec = record_decoder.decode(payload)
-    if not is_tenant_id(rec.tenant):
+    # rejections of a request no tenant claims are kept under UNKNOWN_TENANT (they hold no event)
+    if not is_tenant_id(rec.tenant) and not (rec.tenant == UNKNOWN_TENANT and not rec.body):
         raise ValueError(f"tenant {rec.tenant!r} is not a tenant id")
     _ms(rec.received_at, "received_at")
     _ms(rec.sent_at, "sent_at")

@@ -52,5 +52,5 @@ def write_segment(root: Path, matches: list[Match]) -> Path | None:
     for tenant, events in sorted(by_tenant.items()):
         body = _json.encode({"sent_at": now, "events": events})
         # client_ts is the last step's time; sent_at = received_at makes event_ts equal it
-        payloads.append(_record.encode(SpoolRecord(tenant, now, now, None, None, UserAgent(), body, None, [])))
+        payloads.append(_record.encode(SpoolRecord(tenant, now, now, None, None, UserAgent(), body, None, [], "server")))
     return spool.write_sealed_segment(root, f"{now:013d}{OWN_MARK}{os.getpid()}-{secrets.token_hex(3)}", payloads)

@@ -1,7 +1,8 @@
 """The collector: the event endpoint plus the small routes around it, and the worker's spool.
 
-``POST /v1/events`` is dispatched before any framework sees the request: it is the hot path
-and needs none of a framework's request objects. The collector hands its routes to the
+``POST /v1/events``, and the routes of the protocols the collector also speaks (Segment's HTTP API,
+``segment_api``; Snowplow's tracker protocol, ``snowplow_api``), are dispatched before any framework
+sees the request: they are the hot path and need none of a framework's request objects. The collector hands its routes to the
 composition root (``serve.app``), which mounts them beside the read APIs and the dashboard:
 ``fast_routes()`` for beaconlake's own HTTP server (``serve/http``, no ASGI), ``fast_asgi()``
 for the same paths over ASGI (in-process tests, other servers), ``routes()`` for the rest.
@@ -32,6 +33,9 @@ from beaconlake.config import Settings
 from beaconlake.ingest import spool
 from beaconlake.ingest.collector import asgi
 from beaconlake.ingest.collector.events import EventRequest, EventsEndpoint, Headers, Refused, SpoolPressure
+from beaconlake.ingest.collector.foreign import ForeignDoor
+from beaconlake.ingest.collector.segment_api import SegmentApi
+from beaconlake.ingest.collector.snowplow_api import SnowplowApi
 from beaconlake.ingest.route import Destination, build_router
 from beaconlake.telemetry import Metrics
 
@@ -80,18 +84,32 @@ class Collector:
         self.router = build_router(self.writer, self.metrics, list(destinations))
         self.companions = list(companions)
         self.events = EventsEndpoint(settings, self.router, self.metrics, self.pressure)
+        door = ForeignDoor(self.events)
+        self.segment = SegmentApi(door)
+        self.snowplow = SnowplowApi(door, settings)
         self.tenants_by_write_key = settings.tenant_by_write_key()
         self.ready = False
         self._task: asyncio.Task[None] | None = None
         self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
 
+    def _protocols(self) -> dict[str, Callable[[EventRequest], Awaitable[tuple[int, Headers, bytes]]]]:
+        """The event-taking paths of the protocols the collector also speaks (Segment, Snowplow)."""
+        return {**self.segment.fast_routes(), **self.snowplow.fast_routes()}
+
     def fast_routes(self) -> dict[str, Any]:
-        """The paths beaconlake's HTTP server answers without ASGI."""
-        return {"/v1/events": self._post_events}
+        """The paths beaconlake's HTTP server answers without ASGI; ``/v1/events`` with no layer
+        between the server and its handler."""
+        return {"/v1/events": self._post_events, **{path: _fast(handle) for path, handle in self._protocols().items()}}
 
     def fast_asgi(self) -> dict[str, AsgiHandler]:
         """The same paths for an ASGI server, answered before any framework."""
-        return {"/v1/events": self._asgi_events}
+        return {"/v1/events": self._asgi_events, **{path: _asgi(handle) for path, handle in self._protocols().items()}}
+
+    async def _post_events(self, req: FastRequest) -> tuple[int, Headers, bytes]:
+        return await self.events.handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
+
+    async def _asgi_events(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asgi.serve_events(self.events.handle, scope, receive, send)
 
     def routes(self) -> list[Route]:
         """Every other path of the collector, for a framework to route."""
@@ -101,13 +119,9 @@ class Collector:
             Route("/metrics", self.metrics_text),
             Route("/beaconlake.js", self.tracker_js),
             Route("/v1/config", self.tracker_config, methods=["GET", "OPTIONS"]),
+            Route(self.snowplow.get_path, self.snowplow.get, methods=["GET", "HEAD", "OPTIONS"]),
         ]
 
-    async def _post_events(self, req: FastRequest) -> tuple[int, Headers, bytes]:
-        return await self.events.handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
-
-    async def _asgi_events(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await asgi.serve_events(self.events, scope, receive, send)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -222,3 +236,15 @@ class Collector:
             "sequences": msgspec.to_builtins(tenant.sequences),
         }
         return JSONResponse(body, headers={**headers, "cache-control": "public, max-age=60"})
+
+
+def _fast(handle: Callable[[EventRequest], Awaitable[tuple[int, Headers, bytes]]]) -> Callable[[FastRequest], Awaitable[Any]]:
+    async def route(req: FastRequest) -> tuple[int, Headers, bytes]:
+        return await handle(EventRequest(req.method, req.query, req.header, req.peer, req.read_body))
+    return route
+
+
+def _asgi(handle: Callable[[EventRequest], Awaitable[tuple[int, Headers, bytes]]]) -> AsgiHandler:
+    async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await asgi.serve_events(handle, scope, receive, send)
+    return route

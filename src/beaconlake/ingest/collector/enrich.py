@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from ua_parser import parse as parse_ua
 
-from beaconlake.types import UserAgent
+from beaconlake.types import Client, UserAgent
 
 # Automation that ua-parser does not file under its "Spider" device family.
 _BOT_RE = re.compile(
@@ -118,3 +118,16 @@ def client_ip(peer: str | None, forwarded_for: str | None, proxies: TrustedProxi
         if not proxies.trusts(addr):
             break
     return str(addr)
+
+
+def end_user(ip: str | None, ua: str | None, anonymize: bool, device: UserAgent | None = None) -> Client:
+    """The enrichment of an end user named by the event itself (a server or a mobile app sending
+    on their behalf): the address anonymised as the request's would be (dropped when it is not an
+    address), the agent parsed and bot-flagged; ``device``, what a mobile SDK says of the device
+    instead of an agent, is taken when there is no agent."""
+    if ip is not None:
+        addr = parse_ip(ip)
+        ip = None if addr is None else (anonymize_ip(str(addr)) if anonymize else str(addr))
+    if ua is not None and not ua.isascii():
+        ua = ua.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return Client(ip, ua, device if ua is None and device is not None else user_agent(ua))

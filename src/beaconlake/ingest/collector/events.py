@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus
 import msgspec
 
 from beaconlake.config import Settings
-from beaconlake.ingest.collector import enrich
+from beaconlake.ingest.collector import endusers, enrich
 from beaconlake.ingest.collector.validate import BatchError, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
@@ -171,8 +171,10 @@ class EventsEndpoint:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
         checked = rules.check_batch(batch, 0 if batch.sent_at is None else received_at - batch.sent_at)
-        record = self._record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
-        await self._make_durable(Batch(record, checked.accepted))
+        record = self.record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
+        if endusers.mentions_end_user(checked.accepted):
+            record.body, record.clients = endusers.lift(checked.accepted, self.limits.anonymize_ip)
+        await self.make_durable(Batch(record, checked.accepted))
 
         self.metrics.inc("beaconlake_events_received_total", n)
         self.metrics.inc("beaconlake_events_accepted_total", len(checked.accepted))
@@ -185,8 +187,9 @@ class EventsEndpoint:
             return 400, _json.encode({"error": "no event in the batch is valid", "reason": "invalid_events", **answer})
         return 200, _json.encode(answer)
 
-    def _record(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
+    def record(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
                 body: bytes, accepted: list[int] | None, rejected: list[Rejection]) -> SpoolRecord:
+        """The spool record of a request of ``rules``' tenant: its clocks and the request's enrichment."""
         ip = enrich.client_ip(req.peer, req.header("x-forwarded-for"), self.proxies)
         if ip is not None and self.limits.anonymize_ip:
             ip = enrich.anonymize_ip(ip)
@@ -197,7 +200,8 @@ class EventsEndpoint:
             rules.tenant.id, received_at, sent_at or received_at, ip, ua, enrich.user_agent(ua), body, accepted, rejected
         )
 
-    async def _make_durable(self, batch: Batch) -> None:
+    async def make_durable(self, batch: Batch) -> None:
+        """Return once ``batch`` is in the spool (the router's durable destination); a 503 when it cannot be."""
         try:
             await self.router.route(batch)
         except OSError as exc:
@@ -209,8 +213,8 @@ class EventsEndpoint:
     async def _keep_refusal(self, rules: TenantRules, req: EventRequest, received_at: int, reason: str, error: str,
                             body: bytes) -> None:
         """A refused batch of a known tenant is kept in lake/rejected like a rejected event."""
-        record = self._record(rules, req, received_at, None, b"", [], [Rejection(-1, reason, error, excerpt(body))])
-        await self._make_durable(Batch(record, []))
+        record = self.record(rules, req, received_at, None, b"", [], [Rejection(-1, reason, error, excerpt(body))])
+        await self.make_durable(Batch(record, []))
 
 
 def query_key(qs: str) -> str | None:
