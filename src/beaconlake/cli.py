@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     from beaconlake.analyze.cli import register as register_analyze
 
     register_analyze(sub)
+    from beaconlake.privacy.cli import register as register_forget
+
+    register_forget(sub)
     from beaconlake.demo.cli import register as register_demo
 
     register_demo(sub)

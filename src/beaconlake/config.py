@@ -59,6 +59,7 @@ from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.settings import CollectorSettings, DeliverySettings, SpoolSettings
 from beaconlake.origins import canonical_origin
+from beaconlake.privacy.settings import PrivacySettings
 from beaconlake.realtime.settings import (
     Predicate,
     RealtimeSettings,
@@ -166,6 +167,7 @@ class Settings(Section):
     analyze: AnalyzeSettings = msgspec.field(default_factory=AnalyzeSettings)
     profiles: ProfilesSettings = msgspec.field(default_factory=SqliteProfilesSettings)
     schedule: ScheduleSettings = msgspec.field(default_factory=ScheduleSettings)
+    privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
     base_dir: str = ""

@@ -43,6 +43,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,8 +52,10 @@ from beaconlake.config import Settings
 from beaconlake.errors import StorageError
 from beaconlake.files import fsync_dir
 from beaconlake.ingest import spool
+from beaconlake.ingest.forget import scrub_spool
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout, segment
+from beaconlake.lake.privacy import SuppressionList
 from beaconlake.telemetry import Metrics
 
 __all__ = ["Deliverer", "PreDelivery", "run_forever"]
@@ -123,6 +126,9 @@ class Deliverer:
         self.parked: list[Path] = []  # parked by this deliverer
         self._published = 0.0  # when the metrics snapshot was last written (monotonic)
         self.consumers = list(consumers)
+        privacy = settings.privacy
+        self.suppression = SuppressionList(self.storage, None, privacy.id_salt or None,
+                                           privacy.suppression_refresh_secs)
 
     # -- one segment ---------------------------------------------------------------------
 
@@ -203,6 +209,8 @@ class Deliverer:
         try:
             self._seal_orphans()
             segments = spool.sealed_segments(self.root)
+            if segments and not self._suppress():
+                segments = []  # the list cannot be read: deliver nothing that might be on it
             for consumer in self.consumers:  # before delivery deletes them
                 if segments:
                     self._guarded(consumer, consumer.process, segments)
@@ -218,6 +226,38 @@ class Deliverer:
         finally:
             self._publish()
         return done
+
+    def _suppress(self) -> bool:
+        """Take the events of forgotten people (the suppression list, ``lake/privacy.py``) out of
+        the sealed segments before anything reads them: neither the lake nor the realtime
+        consumers ever see them."""
+        try:
+            hashes = self.suppression.refresh()
+        except (StorageError, OSError, msgspec.DecodeError) as exc:
+            log.error("cannot read the suppression list (%s); delivery waits for it", exc)
+            self.metrics.inc("beaconlake_delivery_failures_total")
+            return False
+        if not hashes:
+            return True
+        cache: dict[str, bool] = {}
+        hasher = self.suppression.hasher
+
+        def forgotten(tenant: str, *ids: str | None) -> bool:
+            mine = hashes.get(tenant, ())
+            for person_id in ids:
+                if person_id is None:
+                    continue
+                if person_id not in cache:
+                    cache[person_id] = hasher(person_id) in mine
+                if cache[person_id]:
+                    return True
+            return False
+
+        removed, _damaged = scrub_spool(self.root, set(hashes), lambda t, a, u: forgotten(t, a, u))
+        if removed:
+            log.info("suppression list: %d event(s) of forgotten people dropped before delivery", removed)
+            self.metrics.inc("beaconlake_events_suppressed_total", removed)
+        return True
 
     def _guarded(self, consumer: PreDelivery, call: Callable[..., None], *args: object) -> None:
         try:

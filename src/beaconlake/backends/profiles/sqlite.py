@@ -138,6 +138,15 @@ class SqliteProfileStore(ProfileStore):
                 raise
         return gone
 
+    def purge(self) -> None:
+        # deleted rows live on in free pages and in the WAL until overwritten: rebuild the file
+        # (VACUUM) and empty the WAL, so no byte of them is left in either
+        db = self._db()
+        with self._write_lock:
+            db.execute("pragma wal_checkpoint(truncate)")
+            db.execute("vacuum")
+            db.execute("pragma wal_checkpoint(truncate)")
+
     # -- reading -------------------------------------------------------------------------------
 
     def get_json(self, tenant: str, any_id: str) -> str | None:
