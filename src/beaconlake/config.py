@@ -59,7 +59,7 @@ from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.settings import CollectorSettings, DeliverySettings, SpoolSettings
 from beaconlake.origins import canonical_origin
-from beaconlake.privacy.settings import PrivacySettings
+from beaconlake.privacy.settings import PrivacySettings, RetentionSettings
 from beaconlake.realtime.settings import (
     Predicate,
     RealtimeSettings,
@@ -149,6 +149,7 @@ class TenantSettings(Section):
     schemas: list[SchemaRef] = []
     sequences: list[SequenceDefinition] = []
     tracker: TrackerSettings = msgspec.field(default_factory=TrackerSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
 
 
 class Settings(Section):

@@ -23,3 +23,23 @@ class PrivacySettings(Section):
         if self.id_salt and len(self.id_salt) < 16:
             raise ValueError(f"privacy.id_salt holds {len(self.id_salt)} characters: use at least 16 "
                              "(e.g. the output of `openssl rand -hex 32`)")
+
+
+class RetentionSettings(Section):
+    """``[tenants.retention]``: how long each kind of a tenant's data is kept, in days; unset
+    keeps it for ever (the default). Enforced by the scheduler at the start of each run
+    (``privacy/retention.py``), by whole days."""
+
+    raw_days: int | None = None  # raw lake files, by the day of their events
+    tables_days: int | None = None  # rows of events, sessions, pageviews, high_level_events, by their day
+    rejected_days: int | None = None  # rejected-area files, by the day they were received
+    profiles_inactive_days: int | None = None  # profiles of people unseen this long
+    # Iceberg snapshots older than this are expired and the files only they need deleted. The
+    # tables are shared by every tenant, so the smallest value over all tenants applies.
+    snapshots_days: int | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("raw_days", "tables_days", "rejected_days", "profiles_inactive_days", "snapshots_days"):
+            value = getattr(self, key)
+            if value is not None:
+                check_range(f"retention.{key}", value, 1, 36_500, "days (leave it out to keep for ever)")

@@ -1,4 +1,4 @@
-"""One scheduled run (pending erasures, convert, then analyze) and the loop around it.
+"""One scheduled run (pending erasures, retention, convert, then analyze) and the loop around it.
 
 The loop runs in its own process, started by ``beaconlake up`` next to the lake deliverer, so a
 long convert never competes with the server workers' event loops. A run holds
@@ -53,6 +53,7 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     from beaconlake.analyze.run import analyze
     from beaconlake.convert.run import convert
     from beaconlake.privacy.forget import carry_out
+    from beaconlake.privacy.retention import enforce
 
     runs = runs or RunLog(settings.run_path, settings.schedule.keep_runs)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
@@ -73,6 +74,9 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
         runs.update(run_id, erasures=len(erased.carried), erasures_waiting=erased.waiting)
         if metrics is not None and erased.carried:
             metrics.inc("beaconlake_erasures_carried_out_total", len(erased.carried))
+        stage = "retention"
+        runs.update(run_id, stage=stage)
+        enforce(settings, now_ms(), only)
         stage = "convert"
         runs.update(run_id, stage=stage)
         summary = convert(settings, progress=False, tenants=only)

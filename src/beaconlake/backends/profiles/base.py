@@ -154,6 +154,11 @@ class ProfileStore(ABC):
         return found, sorted(set(persons))
 
     @abstractmethod
+    def delete_inactive(self, tenant: str, last_seen_before_ms: int) -> int:
+        """Remove the profiles of people last seen before ``last_seen_before_ms`` (retention);
+        returns how many there were."""
+
+    @abstractmethod
     def purge(self) -> None:
         """Make deleted profiles unrecoverable from the store's own files (free pages, journals)."""
 

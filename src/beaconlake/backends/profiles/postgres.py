@@ -96,6 +96,11 @@ class PostgresProfileStore(ProfileStore):
 
         return self.db.run(delete)
 
+    def delete_inactive(self, tenant: str, last_seen_before_ms: int) -> int:
+        pids = [r[0] for r in self.db.run(lambda conn: conn.execute(
+            "select person_id from profiles where tenant = %s and last_seen < %s", (tenant, last_seen_before_ms)).fetchall())]
+        return self.delete(tenant, pids)
+
     def purge(self) -> None:
         # dead row versions stay in the table's pages until VACUUM FULL rewrites them
         self.db.run(lambda conn: conn.execute("vacuum full profiles, profile_ids"))
