@@ -59,7 +59,7 @@ from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.settings import CollectorSettings, DeliverySettings, SpoolSettings
 from beaconlake.origins import canonical_origin
-from beaconlake.privacy.settings import PrivacySettings, RetentionSettings
+from beaconlake.privacy.settings import PiiSettings, PrivacySettings, RetentionSettings
 from beaconlake.realtime.settings import (
     Predicate,
     RealtimeSettings,
@@ -150,6 +150,7 @@ class TenantSettings(Section):
     sequences: list[SequenceDefinition] = []
     tracker: TrackerSettings = msgspec.field(default_factory=TrackerSettings)
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
+    pii: PiiSettings = msgspec.field(default_factory=PiiSettings)
 
 
 class Settings(Section):

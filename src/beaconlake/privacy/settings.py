@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from beaconlake.sections import Section, check_range
 
 
@@ -43,3 +45,36 @@ class RetentionSettings(Section):
             value = getattr(self, key)
             if value is not None:
                 check_range(f"retention.{key}", value, 1, 36_500, "days (leave it out to keep for ever)")
+
+
+# Query parameters dropped from page and referrer URLs unless a tenant says otherwise: where
+# sign-up forms, password resets and OAuth redirects put personal data and secrets.
+DEFAULT_DROP_QUERY_PARAMS = ["email", "e-mail", "mail", "token", "access_token", "id_token", "refresh_token",
+                             "password", "passwd", "pwd", "secret", "api_key", "apikey", "auth"]
+
+
+class PiiSettings(Section):
+    """``[tenants.pii]``: personal data taken out at the collector, before anything is written
+    (``ingest/collector/scrub.py``). On by default, for every tenant."""
+
+    enabled: bool = True
+    # URL query (and fragment) parameters of url and referrer, by name (case-insensitive): the
+    # parameter goes / its value becomes a salted hash (a stable pseudonym: "h_" + 16 hex digits).
+    drop_query_params: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_DROP_QUERY_PARAMS))
+    hash_query_params: list[str] = []
+    # Keys of props / context, at any depth, by name: the key goes / its value becomes a salted hash.
+    drop_props: list[str] = []
+    hash_props: list[str] = []
+    drop_context: list[str] = []
+    hash_context: list[str] = []
+    # Detected in url, referrer, title and every string of props (and rejected excerpts): replaced
+    # by "[email]", "[phone]", "[card]". Card numbers are 13 to 19 digits that pass the Luhn check.
+    redact_emails: bool = True
+    redact_phones: bool = False  # numbers of 9 to 15 digits with an optional +: off, ids look alike
+    redact_cards: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("drop_query_params", "hash_query_params", "drop_props", "hash_props", "drop_context", "hash_context"):
+            for name in getattr(self, key):
+                if not name or len(name) > 128:
+                    raise ValueError(f"pii.{key}: {name!r} is not a key name (1 to 128 characters)")

@@ -29,6 +29,7 @@ import msgspec
 
 from beaconlake.config import Settings
 from beaconlake.ingest.collector import enrich
+from beaconlake.ingest.collector.scrub import scrubbers
 from beaconlake.ingest.collector.validate import BatchError, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
@@ -84,6 +85,17 @@ class EventsEndpoint:
         self.rules = {t.write_key: TenantRules.compile(t, settings.collector) for t in settings.tenants}
         self.retry_after = [("retry-after", str(settings.spool.retry_after_secs))]
         self.proxies = enrich.TrustedProxies(settings.server.trusted_proxies, settings.server.trust_forwarded_for)
+        self.scrubbers = scrubbers(settings.tenants, self._hasher)  # [tenants.pii], before the spool
+        self._id_hasher = None
+
+    def _hasher(self):
+        """The keyed id hash that pseudonyms use, made on first use (it may read the lake's salt)."""
+        if self._id_hasher is None:
+            from beaconlake.backends.storage import open_storage
+            from beaconlake.lake.privacy import id_hasher
+
+            self._id_hasher = id_hasher(open_storage(self.settings.storage), self.settings.privacy.id_salt or None)
+        return self._id_hasher
 
     async def handle(self, req: EventRequest) -> tuple[int, Headers, bytes]:
         start = time.perf_counter()
@@ -171,6 +183,11 @@ class EventsEndpoint:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
         checked = rules.check_batch(batch, 0 if batch.sent_at is None else received_at - batch.sent_at)
+        scrubber = self.scrubbers.get(rules.tenant.id)
+        if scrubber is not None:
+            checked = scrubber.batch(checked, body)
+            for rule, times in scrubber.take_counts().items():
+                self.metrics.inc("beaconlake_pii_scrubbed_total", times, rule=rule)
         record = self._record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
         await self._make_durable(Batch(record, checked.accepted))
 
@@ -209,7 +226,10 @@ class EventsEndpoint:
     async def _keep_refusal(self, rules: TenantRules, req: EventRequest, received_at: int, reason: str, error: str,
                             body: bytes) -> None:
         """A refused batch of a known tenant is kept in lake/rejected like a rejected event."""
-        record = self._record(rules, req, received_at, None, b"", [], [Rejection(-1, reason, error, excerpt(body))])
+        shown = excerpt(body)
+        if rules.tenant.id in self.scrubbers:
+            shown = self.scrubbers[rules.tenant.id].text(shown)
+        record = self._record(rules, req, received_at, None, b"", [], [Rejection(-1, reason, error, shown)])
         await self._make_durable(Batch(record, []))
 
 
