@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyiceberg.expressions import In
+from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.manifest import DataFile, ManifestContent
 
 from beaconlake.convert import tables
@@ -67,6 +69,31 @@ def _mine(t: pa.Table, wanted: pa.Array) -> pa.Array:
     return mask
 
 
+def _holding(table, locations: list[str], cols: list[str], wanted: pa.Array) -> set[str]:
+    """The data files (of ``locations``) whose id columns hold one of ``wanted``: one Arrow scan of
+    those columns over them all, read ahead in parallel, through the table's own file system."""
+    if not locations:
+        return set()
+    scheme, netloc, _path = PyArrowFileIO.parse_location(locations[0])
+    fs = table.io.fs_by_scheme(scheme, netloc) if isinstance(table.io, PyArrowFileIO) else None
+    if fs is None:  # another FileIO: file by file
+        found = set()
+        for location in locations:
+            with table.io.new_input(location).open() as f:
+                if pc.any(_mine(pq.read_table(f, columns=cols), wanted)).as_py():
+                    found.add(location)
+        return found
+    by_path = {PyArrowFileIO.parse_location(loc)[2]: loc for loc in locations}
+    schema = pa.schema([(c, pa.string()) for c in cols])
+    dataset = ds.dataset(list(by_path), schema=schema, filesystem=fs, format="parquet")
+    found = set()
+    for tagged in ds.Scanner.from_dataset(dataset, columns=cols).scan_batches():
+        path = tagged.fragment.path
+        if path not in found and pc.any(_mine(pa.Table.from_batches([tagged.record_batch]), wanted)).as_py():
+            found.add(path)
+    return {by_path[p] for p in found}
+
+
 def forget_table(store: TableStore, tdef: TableDef, tenant: str, ids: set[str], staging: Path, run_id: str) -> int:
     """Rewrite the data files of ``tdef`` holding ``ids`` (of ``tenant``); returns rows removed."""
     table = store.table(tdef.name)
@@ -75,10 +102,10 @@ def forget_table(store: TableStore, tdef: TableDef, tenant: str, ids: set[str], 
     deleted: list[DataFile] = []
     written: list[str] = []
     removed = 0
-    for found in _data_files(store, tdef, tenant):
-        with table.io.new_input(found.file.file_path).open() as f:
-            ids_only = pq.read_table(f, columns=cols)
-        if not pc.any(_mine(ids_only, wanted)).as_py():
+    files = _data_files(store, tdef, tenant)
+    holding = _holding(table, [f.file.file_path for f in files], cols, wanted)
+    for found in files:
+        if found.file.file_path not in holding:
             continue
         with table.io.new_input(found.file.file_path).open() as f:
             whole = pq.read_table(f)
