@@ -62,3 +62,31 @@ def test_a_request_too_recent_waits_for_the_next_run(tmp_path):
     assert record["status"] == "ok" and (record["erasures"], record["erasures_waiting"]) == (0, 1), record
     assert status(storage, "shop", req.id).state == "pending"
     assert "person-1" in {r["anonymous_id"] for r in read_lake(settings.data_path)}
+
+
+def test_a_pass_cut_short_is_finished_by_the_next_one(tmp_path, monkeypatch):
+    """Every step is idempotent and the request stays pending until its done record: a pass that
+    dies after rewriting the raw lake (here: the table step raises) leaves the request pending,
+    and the next pass finishes it."""
+    from beaconlake.privacy import forget, tables
+
+    settings = _lake(tmp_path, refresh_secs=0)
+    storage = open_storage(settings.storage)
+    req = request(storage, id_hasher(storage, None), settings, "shop", ["person-1"], "cli")
+
+    def dies(*args, **kwargs):
+        raise OSError("the machine went away")
+
+    monkeypatch.setattr(tables, "forget_table", dies)
+    try:
+        forget.carry_out(settings)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("the pass should have died")
+    assert status(storage, "shop", req.id).state == "pending"
+    assert "person-1" not in {r["anonymous_id"] for r in read_lake(settings.data_path)}  # the raw step ran
+    monkeypatch.undo()
+    [carried] = forget.carry_out(settings).carried
+    assert status(storage, "shop", req.id).state == "done"
+    assert carried.removed["raw"] == 0 and carried.removed["table_events"] == 1  # the raw lake was done already
