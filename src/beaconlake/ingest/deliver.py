@@ -110,6 +110,16 @@ def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
     return buf.getvalue()
 
 
+def _readable(path: Path) -> bool:
+    """Whether a segment the scrub left alone reads whole (so its rewrite failed: it waits for the
+    next pass). One that is damaged or cannot be read goes on to delivery, which parks it."""
+    try:
+        scan = segment.read(path)
+    except OSError:
+        return False
+    return not (scan.corrupt or scan.version is None)
+
+
 def _machine_trouble(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS
 
@@ -209,8 +219,9 @@ class Deliverer:
         try:
             self._seal_orphans()
             segments = spool.sealed_segments(self.root)
-            if segments and not self._suppress():
-                segments = []  # the list cannot be read: deliver nothing that might be on it
+            if segments:
+                held = self._suppress()
+                segments = [p for p in segments if p.name not in held]
             for consumer in self.consumers:  # before delivery deletes them
                 if segments:
                     self._guarded(consumer, consumer.process, segments)
@@ -227,18 +238,20 @@ class Deliverer:
             self._publish()
         return done
 
-    def _suppress(self) -> bool:
+    def _suppress(self) -> set[str]:
         """Take the events of forgotten people (the suppression list, ``lake/privacy.py``) out of
         the sealed segments before anything reads them: neither the lake nor the realtime
-        consumers ever see them."""
+        consumers ever see them. When the list cannot be read again (the storage is down, and so
+        is delivery, most likely), the last one read is used and the next pass tries again.
+        Returns the names of the segments that could not be scrubbed now and are not damaged:
+        they wait for the next pass (a damaged one goes on to delivery, which parks it)."""
         try:
             hashes = self.suppression.refresh()
         except (StorageError, OSError, msgspec.DecodeError) as exc:
-            log.error("cannot read the suppression list (%s); delivery waits for it", exc)
-            self.metrics.inc("beaconlake_delivery_failures_total")
-            return False
+            log.error("cannot read the suppression list again (%s); the last one read is used", exc)
+            hashes = self.suppression.hashes
         if not hashes:
-            return True
+            return set()
         cache: dict[str, bool] = {}
         hasher = self.suppression.hasher
 
@@ -253,11 +266,11 @@ class Deliverer:
                     return True
             return False
 
-        removed, _damaged = scrub_spool(self.root, set(hashes), lambda t, a, u: forgotten(t, a, u))
+        removed, left = scrub_spool(self.root, set(hashes), lambda t, a, u: forgotten(t, a, u))
         if removed:
             log.info("suppression list: %d event(s) of forgotten people dropped before delivery", removed)
             self.metrics.inc("beaconlake_events_suppressed_total", removed)
-        return True
+        return {name for name in left if _readable(self.root / spool.SEALED / name)}
 
     def _guarded(self, consumer: PreDelivery, call: Callable[..., None], *args: object) -> None:
         try:

@@ -138,14 +138,17 @@ def _rewrite(path: Path, frames: list[bytes]) -> None:
 def scrub_spool(root: Path, tenants: set[str], drops: Drops, clear_ids: frozenset[str] = frozenset()
                 ) -> tuple[int, list[str]]:
     """``scrub_segment`` over every sealed segment of the spool at ``root``: (events and
-    rejections removed, names of the damaged segments left as they are). A segment delivered
-    meanwhile is skipped."""
+    rejections removed, names of the segments left as they are: damaged, or unreadable now).
+    A segment delivered meanwhile is skipped."""
     removed, damaged = 0, []
     for path in sealed_segments(root):
         try:
             gone = scrub_segment(path, tenants, drops, clear_ids)
         except FileNotFoundError:
             continue
+        except OSError as exc:  # cannot be read or rewritten now: named like a damaged one
+            log.error("cannot scrub %s: %s", path.name, exc)
+            gone = None
         if gone is None:
             damaged.append(path.name)
         else:
