@@ -105,8 +105,11 @@ class Faults:
         sealed = self.t.data_dir / "spool" / "sealed"
         os.kill(deliverer, signal.SIGSTOP)
         try:
-            [victim] = wait_until(lambda: sorted(sealed.glob("*.seg"))[:1], self.t.flush_secs * 3 + 10,
-                                  "a sealed segment to damage")
+            # a segment sealed after the pause: one sealed before may be in the stopped deliverer's
+            # hands already (read, not yet deleted), and damaging it on disk would prove nothing
+            before = set(sealed.glob("*.seg"))
+            [victim] = wait_until(lambda: sorted(set(sealed.glob("*.seg")) - before)[:1], self.t.flush_secs * 3 + 10,
+                                  "a segment sealed after delivery was paused, to damage")
             out.destroyed = damage(victim, self.rng, "flip")
             out.detail = f"{victim.name}: {len(out.destroyed)} events in the damaged frame"
         finally:

@@ -31,7 +31,9 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import os
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 APP_FACTORY = "beaconlake.serve.app:create_app"  # what each server worker imports and calls
 # A convert run is crash-safe (its batches are redone), so shutdown need not wait for a long one.
 SCHEDULER_STOP_SECS = 20
+PARENT_CHECK_SECS = 1.0  # how often a helper process checks that up is still there
 WATCH_SECS = 1.0  # how often the helper processes' liveness is checked
 
 
@@ -68,8 +71,25 @@ def build_deliverer(settings: Settings) -> Deliverer:
     return Deliverer(settings, storage, metrics, pre_delivery(settings, storage, metrics))
 
 
+def stop_with_parent(role: str) -> None:
+    """SIGTERM ourselves once the ``up`` that started us is gone (kill -9, the OOM killer), as
+    the server workers stop when their supervisor is: a helper left running would go on beside
+    the next ``up``'s own, two deliverers and two schedulers on one spool and one warehouse.
+    SIGTERM is the clean stop: the deliverer drains, the scheduler ends its run."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECS)
+        log.error("beaconlake up (pid %d) is gone; the %s process (pid %d) stops", parent, role, os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def run_deliverer(settings: Settings, log_level: str = "INFO") -> None:
     """The deliverer process's target (picklable: ``spawn`` starts it in a fresh interpreter)."""
+    stop_with_parent("lake delivery")
     deliver.run_forever(functools.partial(build_deliverer, settings), log_level)
 
 
@@ -120,6 +140,7 @@ class KeptAlive:
 def run_scheduler(settings: Settings, log_level: str = "INFO") -> None:
     from beaconlake.schedule.run import run_forever
 
+    stop_with_parent("scheduler")
     run_forever(settings, log_level)
 
 

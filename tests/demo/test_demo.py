@@ -1,5 +1,5 @@
 """``beaconlake demo`` for a short while: events from simulated and real browser visitors reach
-every table, the scheduler's runs are recorded, and profiles appear (when analyze is installed)."""
+every table, the scheduler's runs are recorded, and profiles appear."""
 
 from __future__ import annotations
 

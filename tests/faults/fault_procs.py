@@ -29,6 +29,11 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return name, int(fields[1])
 
 
+def alive(pid: int) -> bool:
+    """The process runs (a zombie, dead but not reaped, does not)."""
+    return _stat(pid) is not None
+
+
 def descendants(root: int) -> dict[int, str]:
     """pid -> name of every live process below ``root``."""
     parents: dict[int, tuple[str, int]] = {}

@@ -29,7 +29,7 @@ from fault_checks import (
     wait_until,
 )
 from loadgen import Load
-from fault_procs import kill9, role_pids, wait_role
+from fault_procs import alive, kill9, role_pids, wait_role
 
 pytestmark = pytest.mark.slow
 
@@ -114,3 +114,25 @@ def test_kill_9_of_each_role_under_load_loses_nothing_and_heals_itself(up):
     assert_exactly_once(acked, collections.Counter({i: n for i, n in events.items() if i in ours}),
                         where="the Iceberg events table")
     assert events.keys() == raw.keys(), "the events table and the raw lake hold different events"
+
+
+def test_kill_9_of_up_itself_leaves_no_process_behind_and_the_next_up_delivers_everything(up, tmp_path):
+    """Found while writing docs/operations.md: after kill -9 of ``bl-up``, its deliverer and
+    scheduler went on running, adopted by init, beside the next ``up``'s own. Every process of
+    the group must stop by itself, and a new ``up`` on the same folder delivers what was left."""
+    collector = up(workers=2)
+    root = collector.proc.pid
+    load = Load(collector.url, collector.write_key, connections=6).start()
+    try:
+        load.wait_acked(1000)
+        helpers = wait_role(root, "bl-deliver") + wait_role(root, "bl-schedule") + wait_role(root, "bl-worker", 2)
+        kill9(root)
+    finally:
+        load.stop()
+    collector.proc.wait(10)
+    wait_until(lambda: not [pid for pid in helpers if alive(pid)], 30, "every process of the killed up stopped by itself")
+    again = up(workers=2, folder=tmp_path)  # the same data folder: the spool's lock is free again
+    assert_recovered(again.url, again.write_key)
+    again.stop()
+    ours = collections.Counter({i: n for i, n in lake_ids(again.data_dir).items() if load.ledger.number(i) is not None})
+    assert_exactly_once(load.ledger.acked_ids(), ours, ledger=load.ledger)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from beaconlake.analyze.settings import AnalyzeSettings, Goal
 from beaconlake.backends.engine.base import Dialect
+from beaconlake.units import DAY_MS
 
-DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 
 # What each numeric feature is, in its unit: the docs and the API's segment centroids use these names.

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +35,7 @@ from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.run import open_store
 from beaconlake.convert.tables import ALL as TABLES
 from beaconlake.errors import ConfigError
+from beaconlake.units import iso
 
 log = logging.getLogger(__name__)
 WATERMARK = "watermark_received_ms"
@@ -66,8 +66,8 @@ class AnalyzeSummary:
         return sum(t.updated for t in self.tenants)
 
 
-def iso(ms: int | None) -> str | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else iso(ms)
 
 
 def connect(engine: Engine, store: TableStore) -> list[str]:
@@ -79,12 +79,7 @@ def connect(engine: Engine, store: TableStore) -> list[str]:
         if tdef.name not in existing:
             engine.register_arrow(tdef.name, tdef.arrow.empty_table())
             continue
-        schema = store.arrow_schema(tdef.name)
-        paths = store.data_files(tdef.name)
-        if paths is None:  # remote files: pyiceberg reads them
-            engine.register_arrow(tdef.name, store.table(tdef.name).scan().to_arrow())
-        else:
-            engine.read_parquet(tdef.name, paths, schema)
+        store.register(engine, tdef.name)
         names.append(tdef.name)
     return names
 
@@ -229,7 +224,7 @@ class TenantRun:
             seg = seg_by_index[label] if label is not None else None
             doc = {
                 "person_id": pid, "tenant": self.tenant, "user_id": user, "anonymous_ids": anons,
-                "first_seen": iso(f["first_seen"]), "last_seen": iso(f["last_seen"]),
+                "first_seen": _iso(f["first_seen"]), "last_seen": _iso(f["last_seen"]),
                 "features": features, "traits": traits(f),
                 "segment": {"id": seg["id"], "label": seg["label"]} if seg else None,
                 "interests": interests.get(pid, []),

@@ -33,6 +33,7 @@ from pyiceberg.io.pyarrow import parquet_file_to_data_file
 from pyiceberg.manifest import DataFile, ManifestContent
 from pyiceberg.table import Table, TableProperties
 
+from beaconlake.backends.engine.base import Engine
 from beaconlake.convert import tables
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.lake import EPOCH, ms_day
@@ -138,6 +139,15 @@ class TableStore:
                 return None
             paths.append(path)
         return paths
+
+    def register(self, engine: Engine, name: str) -> None:
+        """Make table ``name`` readable in ``engine`` under its name: its data files read in place
+        when they are local, else the table read through pyiceberg (remote files, delete files)."""
+        paths = self.data_files(name)
+        if paths is None:
+            engine.register_arrow(name, self.table(name).scan().to_arrow())
+        else:
+            engine.read_parquet(name, paths, self.arrow_schema(name))
 
     def converted(self) -> set[tuple[str, int]]:
         """(raw key, size) of every raw file a committed run converted."""

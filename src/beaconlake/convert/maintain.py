@@ -31,9 +31,9 @@ from pyiceberg.table import Table
 
 from beaconlake.convert import tables
 from beaconlake.convert.catalog import TableStore
+from beaconlake.units import HOUR_MS
 
 log = logging.getLogger(__name__)
-HOUR_MS = 3_600_000
 
 
 @dataclass

@@ -33,11 +33,7 @@ def connect(store: TableStore, data_dir: str) -> tuple[DuckDBEngine, list[str]]:
     except NoSuchNamespaceError:
         names = []  # nothing converted yet
     for name in names:
-        paths = store.data_files(name)
-        if paths is None:  # remote files: pyiceberg reads them
-            engine.register_arrow(name, store.table(name).scan().to_arrow())
-        else:
-            engine.read_parquet(name, paths, store.arrow_schema(name))
+        store.register(engine, name)
     return engine, names
 
 

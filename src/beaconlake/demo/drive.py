@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from beaconlake import simulate
+from beaconlake.units import DAY_MS
 
 log = logging.getLogger("beaconlake.demo")
 
-DAY_MS = 86_400_000
 MAX_BATCH = 500  # collector.max_batch_events
 
 

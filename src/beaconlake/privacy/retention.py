@@ -40,7 +40,7 @@ from beaconlake.lake import privacy as records
 from beaconlake.lake.privacy import AuditEntry
 from beaconlake.locks import RunLock
 from beaconlake.privacy.forget import Busy
-from beaconlake.units import DAY_MS
+from beaconlake.units import DAY_MS, HOUR_MS
 
 log = logging.getLogger(__name__)
 
@@ -124,5 +124,5 @@ def _expire_snapshots(store: TableStore, days: int, orphan_min_age_hours: float,
     """Expire snapshots older than ``days`` on every table; returns how many were expired."""
     done = Maintenance()
     for tdef in tables.ALL:
-        maintain_table(store.table(tdef.name), days * DAY_MS, int(orphan_min_age_hours * 3_600_000), now_ms, done)
+        maintain_table(store.table(tdef.name), days * DAY_MS, int(orphan_min_age_hours * HOUR_MS), now_ms, done)
     return done.snapshots_expired

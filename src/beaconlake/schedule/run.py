@@ -22,7 +22,8 @@ import msgspec
 
 from beaconlake.config import Settings
 from beaconlake.locks import RunLock
-from beaconlake.schedule.state import RunLog, now_ms
+from beaconlake.schedule.state import RunLog
+from beaconlake.units import now_ms
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger("beaconlake.schedule")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
+
+from beaconlake.units import now_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -38,10 +39,6 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 ADDED_COLUMNS = (("quarantined", "INTEGER"), ("tenants", "TEXT"), ("erasures", "INTEGER"),
                  ("erasures_waiting", "INTEGER"))
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RunLog:

@@ -10,7 +10,6 @@ character, ``/`` included: the routes take the rest of the path, decoded once by
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -25,16 +24,13 @@ from beaconlake.config import TenantSettings
 from beaconlake.serve import params
 from beaconlake.serve.auth import Keys, guarded
 from beaconlake.serve.params import PERSON_ID, BadParam, person_id_of
+from beaconlake.units import iso, now_ms
 
 __all__ = ["ReadApi"]
 
 MAX_BUCKETS = 10_000
 MAX_LIMIT = 1000
 PERSON_ROUTE = f"/v1/people/{PERSON_ID}/high-level"
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
 class ReadApi:
@@ -62,7 +58,7 @@ class ReadApi:
         name = params.name(q.get("name"))
         by = params.choice(q.get("by"), "by", tuple(GRAINS), "minute")
         group = params.choice(q.get("group"), "group", ("path",), None)
-        now = params.now_ms()
+        now = now_ms()
         end = params.when(q.get("to"), "to", now)
         start = params.when(q.get("from"), "from", end - GRAINS[by] * 60)
         if start >= end:

@@ -4,7 +4,6 @@ value becomes a 400 naming the value and what is allowed."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 from urllib.parse import unquote_to_bytes
 
@@ -65,10 +64,6 @@ def integer(value: str | None, param: str, lo: int, hi: int, default: int) -> in
     if not value.isdigit() or not lo <= int(value) <= hi:
         raise BadParam(param, f"{param}={value[:80]!r} must be a whole number from {lo} to {hi}")
     return int(value)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class AnyPathConvertor(Convertor[str]):

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from beaconlake.simulate.personas import PERSONAS, PRICES, SEARCHES, Persona
+from beaconlake.units import DAY_MS
 
-DAY_MS = 86_400_000
 SHOP = "https://shop.example"
 DESKTOP_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
               "Chrome/131.0.0.0 Safari/537.36")

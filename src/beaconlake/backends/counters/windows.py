@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Protocol
 
-MINUTE_MS = 60_000
-GRAINS = {"minute": MINUTE_MS, "hour": 3_600_000, "day": 86_400_000}
+from beaconlake.units import DAY_MS, HOUR_MS, MINUTE_MS
+
+GRAINS = {"minute": MINUTE_MS, "hour": HOUR_MS, "day": DAY_MS}
 ALL_PATHS = ""  # the group that counts every path: the total for the event name
 OTHER_PATHS = "(other)"  # paths past realtime.max_paths_per_window in one window
 # Squared, and summed over more events than any window holds (1e108 of them), it stays finite.

@@ -15,8 +15,8 @@ from typing import Any
 
 from beaconlake.config import Settings
 from beaconlake.schedule.state import RunLog
-from beaconlake.serve import params
 from beaconlake.telemetry import Snapshot
+from beaconlake.units import now_ms
 
 ACCEPTED = "beaconlake_tenant_events_accepted_total"
 REJECTED = "beaconlake_tenant_events_rejected_total"
@@ -80,7 +80,7 @@ def tenant_view(settings: Settings, snap: Snapshot, runs: RunLog, tenant: str, c
     state = runs.state()
     history = [r for r in (run_for(r, tenant) for r in runs.runs(settings.schedule.keep_runs)) if r is not None]
     return {
-        "scope": "tenant", "tenant": tenant, "now": params.now_ms(), "can_run": can_run,
+        "scope": "tenant", "tenant": tenant, "now": now_ms(), "can_run": can_run,
         "counters": {ACCEPTED: mine["accepted"], REJECTED: sum(mine["rejected"].values())},
         "rejected": mine["rejected"],
         "schedule": {"enabled": settings.schedule.enabled, "interval_mins": settings.schedule.convert_interval_mins,

@@ -31,9 +31,9 @@ from beaconlake.serve import params
 from beaconlake.serve.auth import Caller, Forbidden, Keys, guarded
 from beaconlake.serve.params import PERSON_ID, BadParam, person_id_of
 from beaconlake.telemetry import Metrics
+from beaconlake.units import DAY_MS, now_ms
 
 STATIC = Path(__file__).resolve().parent / "static"
-DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 400
 PERSON_ROUTE = f"/v1/dashboard/people/{PERSON_ID}"
 QUARANTINE_SHOWN = 50  # the Pipeline view lists at most this many quarantined raw files
@@ -97,7 +97,7 @@ class Dashboard:
 
     def _range(self, request: Request, default_days: int) -> tuple[int, int, str]:
         q = request.query_params
-        now = params.now_ms()
+        now = now_ms()
         end = params.when(q.get("to"), "to", now)
         start = params.when(q.get("from"), "from", end - default_days * DAY_MS)
         if start >= end:
@@ -169,7 +169,7 @@ class Dashboard:
             return {
                 "scope": "server", "can_run": True,
                 "tenants": {t.id: tenants.get(t.id, {"accepted": 0, "rejected": {}}) for t in self.settings.tenants},
-                "now": params.now_ms(), "counters": counters, "rejected": rejected, "delivery_lag_seconds": lag,
+                "now": now_ms(), "counters": counters, "rejected": rejected, "delivery_lag_seconds": lag,
                 "spool_undelivered_bytes": spool.undelivered_bytes(self.settings.spool_path),
                 "schedule": {"enabled": self.settings.schedule.enabled,
                              "interval_mins": self.settings.schedule.convert_interval_mins,
