@@ -24,7 +24,7 @@ from beaconlake.backends.counters import open_counters
 from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
 from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
-from beaconlake.errors import SpoolCorrupt
+from beaconlake.errors import SpoolCorrupt, StorageError
 from beaconlake.lake.privacy import SuppressionList
 from beaconlake.lake.records import ROW_ERRORS
 from beaconlake.realtime.closer import WindowCloser
@@ -144,7 +144,11 @@ class RealtimeConsumer:
         """Drop the detector state of people an erasure names (the suppression list), whenever the
         list changes: an erasure carried out while this process runs must not be undone by its
         next checkpoint."""
-        hashes = self.suppression.refresh()
+        try:
+            hashes = self.suppression.refresh()
+        except (StorageError, OSError, msgspec.DecodeError) as exc:  # the lake is down: detection goes on
+            log.warning("realtime: cannot read the suppression list again (%s)", exc)
+            return 0
         if hashes == self._suppressed:
             return 0
         self._suppressed = hashes
