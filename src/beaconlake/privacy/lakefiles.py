@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -24,6 +25,9 @@ import pyarrow.parquet as pq
 
 from beaconlake.backends.storage import Storage
 from beaconlake.lake import layout
+
+# Files rewritten at once: their reads and writes (pyarrow, outside the GIL) overlap.
+REWRITE_THREADS = 4
 
 
 @dataclass
@@ -96,11 +100,11 @@ def forget_raw(storage: Storage, keys: list[str], ids: set[str], zstd_level: int
         return pc.invert(mine)
 
     removed, sizes = 0, {}
-    for key in keys:
-        gone, size = _rewrite(storage, key, keep, zstd_level)
-        if gone:
-            removed += gone
-            sizes[key] = size
+    with ThreadPoolExecutor(REWRITE_THREADS) as pool:  # pyarrow reads and writes outside the GIL
+        for key, (gone, size) in zip(keys, pool.map(lambda k: _rewrite(storage, k, keep, zstd_level), keys)):
+            if gone:
+                removed += gone
+                sizes[key] = size
     return removed, sizes
 
 

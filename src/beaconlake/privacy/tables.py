@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from beaconlake.convert.tables import TableDef
 
 ID_COLUMNS = ("anonymous_id", "user_id", "stitched_user")
 FORGETTABLE = (*tables.BAKED, tables.IDENTITIES)
+REWRITE_THREADS = 4  # data files rewritten at once: pyarrow reads and writes outside the GIL
 
 
 @dataclass(frozen=True)
@@ -104,19 +106,25 @@ def forget_table(store: TableStore, tdef: TableDef, tenant: str, ids: set[str], 
     removed = 0
     files = _data_files(store, tdef, tenant)
     holding = _holding(table, [f.file.file_path for f in files], cols, wanted)
-    for found in files:
-        if found.file.file_path not in holding:
-            continue
+
+    def rewrite(found: Found) -> tuple[int, str | None]:
         with table.io.new_input(found.file.file_path).open() as f:
             whole = pq.read_table(f)
         kept = whole.filter(pc.invert(_mine(whole, wanted)))
-        removed += whole.num_rows - kept.num_rows
-        deleted.append(found.file)
-        if kept.num_rows:
-            dest = staging / tdef.name / Path(found.relative).parent / f"{uuid.uuid4().hex}.parquet"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(kept, dest, compression="zstd")
-            written.append(str(dest))
+        if not kept.num_rows:
+            return whole.num_rows, None
+        dest = staging / tdef.name / Path(found.relative).parent / f"{uuid.uuid4().hex}.parquet"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(kept, dest, compression="zstd")
+        return whole.num_rows - kept.num_rows, str(dest)
+
+    hit = [f for f in files if f.file.file_path in holding]
+    with ThreadPoolExecutor(REWRITE_THREADS) as pool:  # pyarrow reads and writes outside the GIL
+        for found, (gone, dest) in zip(hit, pool.map(rewrite, hit)):
+            removed += gone
+            deleted.append(found.file)
+            if dest is not None:
+                written.append(dest)
     store.replace_files(tdef, deleted, written, run_id)
     return removed
 
