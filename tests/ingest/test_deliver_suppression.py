@@ -53,3 +53,15 @@ def test_suppressed_people_never_reach_the_lake(tmp_path, monkeypatch):
     assert d.run_once() == 1
     assert "gone-anon" not in {r["anonymous_id"] for r in read_lake(settings.data_path)}
     assert "kept-2" in {r["anonymous_id"] for r in read_lake(settings.data_path)}
+
+
+def test_expired_entries_are_pruned_and_live_ones_kept(tmp_path):
+    from beaconlake.privacy.requests import prune_suppressions
+
+    settings = config.parse({"tenants": [TENANT]}, tmp_path, environ={})
+    storage = open_storage(settings.storage)
+    now = int(time.time() * 1000)
+    for request, until in (("live", now + 1000), ("over", now - 1)):
+        records.put(storage, layout.suppress_key("shop", request), Suppression(request=request, id_hashes=[], until_ms=until))
+    assert prune_suppressions(storage, now) == 1
+    assert storage.list(layout.SUPPRESS) == [layout.suppress_key("shop", "live")]

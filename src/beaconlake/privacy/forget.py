@@ -49,7 +49,7 @@ from beaconlake.locks import RunLock
 from beaconlake.privacy import lakefiles
 from beaconlake.privacy import tables as privacy_tables
 from beaconlake.privacy.graph import Graph
-from beaconlake.privacy.requests import pending
+from beaconlake.privacy.requests import pending, prune_suppressions
 from beaconlake.realtime.consumer import forget_in_checkpoint
 from beaconlake.units import DAY_MS, now_ms
 
@@ -171,8 +171,11 @@ def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = 
     """Carry out every pending erasure request (of ``tenants``), batched per tenant.
 
     A request younger than ``privacy.suppression_refresh_secs`` may not be in every deliverer's
-    suppression list yet: with ``wait`` the pass waits for it, else it is left for the next pass."""
+    suppression list yet: with ``wait`` the pass waits for it, else it is left for the next pass.
+    A pass over every tenant also deletes the suppression entries whose time is over."""
     storage = open_storage(settings.storage)
+    if tenants is None:
+        prune_suppressions(storage)
     todo = pending(storage, tenants)
     result = Pass()
     if not todo:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
-from beaconlake.errors import ConfigError
+from beaconlake.errors import BeaconlakeError
 from beaconlake.lake import layout
 from beaconlake.lake import privacy as records
 from beaconlake.lake.privacy import AuditEntry, ErasureDone, ErasureRequest, IdHasher, Suppression
@@ -24,7 +24,7 @@ from beaconlake.units import DAY_MS, now_ms
 MAX_IDS_PER_REQUEST = 100
 
 
-class BadErasure(ConfigError):
+class BadErasure(BeaconlakeError):
     """An erasure request that cannot be accepted, with what was wrong."""
 
 
@@ -93,3 +93,18 @@ def pending(storage: Storage, tenants: set[str] | None = None) -> list[ErasureRe
         if req is not None:
             out.append(req)
     return sorted(out, key=lambda r: (r.requested_at_ms, r.id))
+
+
+def prune_suppressions(storage: Storage, now: int | None = None) -> int:
+    """Delete the suppression entries whose time is over (delivery skips them already), so the
+    list delivery reads stays as long as the live entries; returns how many went."""
+    now = now_ms() if now is None else now
+    gone = 0
+    for key in storage.list(layout.SUPPRESS):
+        if layout.parse_suppress(key) is None:
+            continue
+        entry = records.get(storage, key, Suppression)
+        if entry is not None and entry.until_ms <= now:
+            storage.delete(key)
+            gone += 1
+    return gone
