@@ -18,10 +18,11 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "beaconlake"
 
 LAYERS = {"core": 0, "backends": 1, "config": 2, "stage": 3, "serve": 4, "top": 5}
-STAGES = ("ingest", "realtime", "convert", "analyze", "schedule", "simulate")
+STAGES = ("ingest", "realtime", "convert", "analyze", "schedule", "simulate", "privacy")
 # stage -> the other stages it may import
 STAGE_EDGES = {
-    "schedule": {"convert", "analyze"},
+    "schedule": {"convert", "analyze", "privacy"},
+    "privacy": {"convert", "ingest", "realtime"},
     "analyze": {"convert"},
     "realtime": {"ingest"},
     "simulate": {"ingest"},

@@ -47,6 +47,9 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
     servers = {}
     if args.baseline:
         servers["baseline"] = Collector(load.tmp / f"baseline-{name}", workers, durability, source=args.baseline)
+    elif args.baseline_pii_off:  # this code, the demo tenant's PII scrubbing off
+        servers["baseline"] = Collector(load.tmp / f"baseline-{name}", workers, durability,
+                                        env={"BEACONLAKE__TENANTS__DEMO__PII__ENABLED": "false"})
     servers["beaconlake"] = Collector(load.tmp / f"collector-{name}", workers, durability)
     for label, col in servers.items():
         print(f"\n== {label}: beaconlake up --workers {workers}, spool.durability = {durability!r}  (port {col.port})",
@@ -185,6 +188,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-nginx", action="store_true", help="skip the nginx reference (no ratio)")
     p.add_argument("--no-segment", action="store_true", help="skip the Segment /v1/batch load (the same events through "
                    "the Segment protocol door, measured after each native run)")
+    p.add_argument("--baseline-pii-off", action="store_true",
+                   help="the baseline is this code with PII scrubbing off ([tenants.pii] enabled = false): "
+                        "the cost of the default rules, measured in alternation")
     p.add_argument("--baseline", type=Path, help="another beaconlake's src/ folder (e.g. a git archive of main), "
                    "measured in alternation with this one, same load; its dependencies must be installed here")
     p.add_argument("--keep", action="store_true", help="keep the temp folder: configs, logs, the lake")

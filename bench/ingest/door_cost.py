@@ -10,6 +10,8 @@ with other work disturbs much less than wall time. Prints the median and the min
     python bench/ingest/door_cost.py            # about 10 s
     python bench/ingest/door_cost.py --number 2000 --repeat 9
     python bench/ingest/door_cost.py --hostile  # 1 MB hostile bodies against a valid 1 MB batch
+    python bench/ingest/door_cost.py --pii both # PII scrubbing (the default [tenants.pii] rules) on vs off,
+                                                # timed in alternation in the same run
 """
 
 from __future__ import annotations
@@ -57,12 +59,34 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=7, help="timeit runs; the median is printed")
     ap.add_argument("--bodies", type=int, default=32, help="distinct bodies, rotated")
     ap.add_argument("--hostile", action="store_true", help="time 1 MB hostile bodies instead, one request each")
+    ap.add_argument("--pii", choices=("on", "off", "both"), default="on",
+                    help="the tenant's PII scrubbing (default rules); both: on and off alternately, and their ratio")
     args = ap.parse_args()
+    if args.pii == "both":
+        compare_pii(args)
+    else:
+        run(args, args.pii == "on")
 
+
+def compare_pii(args: argparse.Namespace) -> None:
+    """PII scrubbing on and off, ``--repeat`` rounds of one run each, alternating."""
+    on, off = [], []
+    for _ in range(args.repeat):
+        on.append(run(argparse.Namespace(**{**vars(args), "repeat": 1}), True, quiet=True))
+        off.append(run(argparse.Namespace(**{**vars(args), "repeat": 1}), False, quiet=True))
+    m_on, m_off = statistics.median(on), statistics.median(off)
+    print(f"PII scrubbing on: {m_on:.1f} us CPU/request, off: {m_off:.1f} us (medians of {args.repeat} alternating runs "
+          f"of {args.number} requests of 10 events); on costs {m_on - m_off:+.1f} us, ratio {m_on / m_off:.3f}")
+
+
+def run(args: argparse.Namespace, pii: bool, quiet: bool = False) -> float:
+    """Time the door with the tenant's PII scrubbing ``pii``; returns the median us per request."""
     with tempfile.TemporaryDirectory() as tmp:
-        raw = tomllib.loads(TEMPLATE.format(port=8080, write_key="wk_" + "b" * 24, read_key="rk_" + "b" * 24))
+        raw = tomllib.loads(TEMPLATE.format(port=8080, write_key="wk_" + "b" * 24, read_key="rk_" + "b" * 24,
+                                            admin_key="ak_" + "b" * 24, server_admin_key="sk_" + "b" * 24))
         raw["spool"]["durability"] = "os"
         raw["realtime"] = {"enabled": False}
+        raw["tenants"][0]["pii"] = {"enabled": pii}
         settings = config.parse(raw, Path(tmp), environ={})
         writer = spool.SegmentWriter(settings.spool_path, settings.spool)
         metrics = Metrics()
@@ -103,14 +127,17 @@ def main() -> None:
                 runs = timeit.repeat(one_any, number=1, repeat=5, timer=time.thread_time)
                 print(f"{name}: {len(bodies[0])} bytes, {statistics.median(runs) * 1000:.1f} ms CPU median of 5")
             loop.run_until_complete(writer.seal())
-            return
+            return 0.0
         runs = timeit.repeat(one, number=args.number, repeat=args.repeat, timer=time.thread_time)
         per = [r / args.number * 1e6 for r in runs]
         size = statistics.mean(len(b) for b in bodies)
-        print(f"handle(): {statistics.median(per):.1f} us CPU/request median (min {min(per):.1f}, max {max(per):.1f}) "
-              f"over {args.repeat} x {args.number} requests of 10 events, {size:.0f} bytes mean")
+        if not quiet:
+            print(f"handle(): {statistics.median(per):.1f} us CPU/request median (min {min(per):.1f}, max {max(per):.1f}) "
+                  f"over {args.repeat} x {args.number} requests of 10 events, {size:.0f} bytes mean, "
+                  f"PII scrubbing {'on' if pii else 'off'}")
         loop.run_until_complete(writer.seal())
         loop.close()
+        return statistics.median(per)
 
 
 if __name__ == "__main__":

@@ -201,8 +201,10 @@ def _group_exists(name: str) -> bool:
 class Collector:
     """``beaconlake init`` + ``beaconlake up`` in a folder of its own, in a session of its own."""
 
-    def __init__(self, folder: Path, workers: int, durability: str, source: Path | None = None) -> None:
-        """``source``: another tree's ``src/`` folder to run instead of the installed beaconlake."""
+    def __init__(self, folder: Path, workers: int, durability: str, source: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``source``: another tree's ``src/`` folder to run instead of the installed beaconlake;
+        ``env``: settings overrides (``BEACONLAKE__...``) for this collector only."""
         self.folder, self.workers, self.durability, self.source = folder, workers, durability, source
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -212,6 +214,7 @@ class Collector:
         self.env = dict(os.environ)
         if source is not None:
             self.env["PYTHONPATH"] = str(source)
+        self.env.update(env or {})
         init = subprocess.run([*cli, "init"], cwd=folder, capture_output=True, text=True, env=self.env)
         if init.returncode:
             raise SystemExit(f"beaconlake init failed:\n{init.stdout}{init.stderr}")

@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     from beaconlake.ingest.imports.cli import register as register_import
 
     register_import(sub)
+    from beaconlake.privacy.cli import register as register_forget
+
+    register_forget(sub)
     from beaconlake.demo.cli import register as register_demo
 
     register_demo(sub)

@@ -60,6 +60,7 @@ from beaconlake.convert.settings import ConvertSettings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.settings import PATH_PREFIX, CollectorSettings, DeliverySettings, SpoolSettings
 from beaconlake.origins import canonical_origin
+from beaconlake.privacy.settings import PiiSettings, PrivacySettings, RetentionSettings
 from beaconlake.realtime.settings import (
     Predicate,
     RealtimeSettings,
@@ -156,6 +157,8 @@ class TenantSettings(Section):
     # Snowplow app ids (a tracker's appId, ``aid``) whose events are this tenant's; the write
     # key works as an app id without being listed. Public, like the write key.
     app_ids: list[AppId] = []
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
+    pii: PiiSettings = msgspec.field(default_factory=PiiSettings)
 
 
 class Settings(Section):
@@ -174,6 +177,7 @@ class Settings(Section):
     analyze: AnalyzeSettings = msgspec.field(default_factory=AnalyzeSettings)
     profiles: ProfilesSettings = msgspec.field(default_factory=SqliteProfilesSettings)
     schedule: ScheduleSettings = msgspec.field(default_factory=ScheduleSettings)
+    privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
     base_dir: str = ""

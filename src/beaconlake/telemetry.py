@@ -40,6 +40,12 @@ HELP = {
     "beaconlake_delivery_lag_seconds": ("gauge", "Age of the oldest undelivered spool segment, open or sealed."),
     "beaconlake_events_undeliverable_total": ("counter", "Accepted events (or spool records) that could not become "
                                               "lake rows, kept in lake/rejected as 'undeliverable'."),
+    "beaconlake_events_suppressed_total": ("counter", "Events of forgotten people (the erasure suppression list) "
+                                           "dropped from the spool before delivery."),
+    "beaconlake_pii_scrubbed_total": ("counter", "Personal data taken out of events at the collector, by rule "
+                                      "(email, card, phone, query_param, query_param_hash, prop_drop, prop_hash, "
+                                      "context_drop, context_hash)."),
+    "beaconlake_erasures_carried_out_total": ("counter", "Erasure requests carried out (docs/privacy.md)."),
     "beaconlake_segments_parked_total": ("counter", "Spool segments parked in spool/corrupt, by reason (corrupt, failing)."),
     "beaconlake_spool_parked_segments": ("gauge", "Spool segments in spool/corrupt, waiting for a human."),
     "beaconlake_spool_unreadable_bytes_total": ("counter", "Bytes of parked spool segments that could not be read."),

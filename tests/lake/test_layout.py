@@ -84,3 +84,33 @@ def test_what_no_builder_makes_is_no_key(key):
 def test_a_builder_refuses_what_would_not_read_back(build):
     with pytest.raises(ValueError, match="lake key|not a raw key"):
         build()
+
+
+REQUEST = st.from_regex(r"[0-9a-z][0-9a-z-]{0,40}", fullmatch=True)
+
+
+@given(st.sampled_from([layout.PENDING, layout.DONE]), TENANT, REQUEST)
+def test_erasure_and_suppression_keys_read_back(state, tenant, request):
+    key = layout.erasure_key(state, tenant, request)
+    assert key.startswith(layout.erasure_prefix(state, tenant))
+    assert layout.parse_erasure(key) == layout.ErasureKey(state, tenant, request)
+    assert layout.parse_suppress(layout.suppress_key(tenant, request)) == (tenant, request)
+
+
+@given(TENANT, DAY, st.integers(0, 10**13 - 1), REQUEST, st.from_regex(r"[a-z_]{1,20}", fullmatch=True))
+def test_audit_keys_read_back(tenant, day, at_ms, request, what):
+    key = layout.audit_key(tenant, day, at_ms, request, what)
+    assert key.startswith(layout.audit_prefix(tenant))
+    assert layout.parse_audit(key) == layout.AuditKey(tenant, day, at_ms, request, what)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: layout.erasure_key("pending", "shop", "Bad_Id"),
+    lambda: layout.erasure_key("lost", "shop", "abc"),
+    lambda: layout.suppress_key("shop", "../x"),
+    lambda: layout.audit_key("shop", date(2026, 1, 1), -1, "abc", "requested"),
+    lambda: layout.audit_key("shop", date(2026, 1, 1), 1, "abc", "Requested-2"),
+])
+def test_privacy_builders_refuse_what_would_not_read_back(build):
+    with pytest.raises(ValueError):
+        build()

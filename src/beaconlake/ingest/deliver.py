@@ -43,6 +43,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
 
+import msgspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -51,8 +52,10 @@ from beaconlake.config import Settings
 from beaconlake.errors import StorageError
 from beaconlake.files import fsync_dir
 from beaconlake.ingest import spool
+from beaconlake.ingest.forget import scrub_spool
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout, segment
+from beaconlake.lake.privacy import SuppressionList
 from beaconlake.telemetry import Metrics
 
 __all__ = ["Deliverer", "PreDelivery", "run_forever"]
@@ -107,6 +110,16 @@ def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
     return buf.getvalue()
 
 
+def _readable(path: Path) -> bool:
+    """Whether a segment the scrub left alone reads whole (so its rewrite failed: it waits for the
+    next pass). One that is damaged or cannot be read goes on to delivery, which parks it."""
+    try:
+        scan = segment.read(path)
+    except OSError:
+        return False
+    return not (scan.corrupt or scan.version is None)
+
+
 def _machine_trouble(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in MACHINE_ERRNOS
 
@@ -123,6 +136,9 @@ class Deliverer:
         self.parked: list[Path] = []  # parked by this deliverer
         self._published = 0.0  # when the metrics snapshot was last written (monotonic)
         self.consumers = list(consumers)
+        privacy = settings.privacy
+        self.suppression = SuppressionList(self.storage, None, privacy.id_salt or None,
+                                           privacy.suppression_refresh_secs)
 
     # -- one segment ---------------------------------------------------------------------
 
@@ -203,6 +219,9 @@ class Deliverer:
         try:
             self._seal_orphans()
             segments = spool.sealed_segments(self.root)
+            if segments:
+                held = self._suppress()
+                segments = [p for p in segments if p.name not in held]
             for consumer in self.consumers:  # before delivery deletes them
                 if segments:
                     self._guarded(consumer, consumer.process, segments)
@@ -218,6 +237,40 @@ class Deliverer:
         finally:
             self._publish()
         return done
+
+    def _suppress(self) -> set[str]:
+        """Take the events of forgotten people (the suppression list, ``lake/privacy.py``) out of
+        the sealed segments before anything reads them: neither the lake nor the realtime
+        consumers ever see them. When the list cannot be read again (the storage is down, and so
+        is delivery, most likely), the last one read is used and the next pass tries again.
+        Returns the names of the segments that could not be scrubbed now and are not damaged:
+        they wait for the next pass (a damaged one goes on to delivery, which parks it)."""
+        try:
+            hashes = self.suppression.refresh()
+        except (StorageError, OSError, msgspec.DecodeError) as exc:
+            log.error("cannot read the suppression list again (%s); the last one read is used", exc)
+            hashes = self.suppression.hashes
+        if not hashes:
+            return set()
+        cache: dict[str, bool] = {}
+        hasher = self.suppression.hasher
+
+        def forgotten(tenant: str, *ids: str | None) -> bool:
+            mine = hashes.get(tenant, ())
+            for person_id in ids:
+                if person_id is None:
+                    continue
+                if person_id not in cache:
+                    cache[person_id] = hasher(person_id) in mine
+                if cache[person_id]:
+                    return True
+            return False
+
+        removed, left = scrub_spool(self.root, set(hashes), lambda t, a, u: forgotten(t, a, u))
+        if removed:
+            log.info("suppression list: %d event(s) of forgotten people dropped before delivery", removed)
+            self.metrics.inc("beaconlake_events_suppressed_total", removed)
+        return {name for name in left if _readable(self.root / spool.SEALED / name)}
 
     def _guarded(self, consumer: PreDelivery, call: Callable[..., None], *args: object) -> None:
         try:

@@ -7,6 +7,11 @@
     stats/tenant=T/grain=G/year=YYYY/month=MM/day=DD/<from>.parquet      closed realtime windows
     quarantine/<raw key>                                                  a raw file convert cannot read,
     quarantine/<raw key>.reason.json                                      and why (convert/quarantine.py)
+    erasures/pending/tenant=T/<request>.json                              an erasure not carried out yet (ids in clear)
+    erasures/done/tenant=T/<request>.json                                 a carried-out one (salted hashes only)
+    suppress/tenant=T/<request>.json                                      hashed ids dropped at delivery until a time
+    audit/tenant=T/year=YYYY/month=MM/day=DD/<ms>-<request>-<what>.json   the audit log: written once, never changed
+    privacy/salt                                                          the key of the salted id hashes
 
 Keys are ``/``-separated and relative to the lake root (a folder, a bucket prefix, a
 container prefix: the storage seam's business). The day is the UTC day of ``event_ts`` for
@@ -189,3 +194,91 @@ def parse_quarantine(key: str) -> QuarantineKey | None:
     if reason:
         raw = raw[: -len(REASON_SUFFIX)]
     return QuarantineKey(raw, reason) if parse_raw(raw) else None
+
+
+# -- privacy: erasure requests, suppression list, audit log ----------------------------------------
+
+ERASURES = "erasures/"
+PENDING, DONE = "pending", "done"
+SUPPRESS = "suppress/"
+AUDIT = "audit/"
+SALT_KEY = "privacy/salt"
+JSON = ".json"
+_REQUEST = r"(?P<request>[0-9a-z][0-9a-z-]*)"
+
+
+@dataclass(frozen=True)
+class ErasureKey:
+    state: str  # pending or done
+    tenant: str
+    request: str
+
+
+ERASURE_KEY = re.compile(rf"erasures/(?P<state>pending|done)/tenant=(?P<tenant>[^/]+)/{_REQUEST}\.json")
+
+
+def _request(value: str) -> str:
+    if not re.fullmatch(_REQUEST, value):
+        raise ValueError(f"an erasure request id is [0-9a-z-], starting with a letter or digit: got {value!r}")
+    return value
+
+
+def erasure_prefix(state: str, tenant: str | None = None) -> str:
+    if state not in (PENDING, DONE):
+        raise ValueError(f"an erasure's state is {PENDING!r} or {DONE!r}: got {state!r}")
+    prefix = f"{ERASURES}{state}/"
+    return prefix if tenant is None else f"{prefix}tenant={_part('tenant', tenant)}/"
+
+
+def erasure_key(state: str, tenant: str, request: str) -> str:
+    return f"{erasure_prefix(state, tenant)}{_request(request)}{JSON}"
+
+
+def parse_erasure(key: str) -> ErasureKey | None:
+    m = ERASURE_KEY.fullmatch(key)
+    return ErasureKey(m["state"], m["tenant"], m["request"]) if m else None
+
+
+SUPPRESS_KEY = re.compile(rf"suppress/tenant=(?P<tenant>[^/]+)/{_REQUEST}\.json")
+
+
+def suppress_prefix(tenant: str | None = None) -> str:
+    return SUPPRESS if tenant is None else f"{SUPPRESS}tenant={_part('tenant', tenant)}/"
+
+
+def suppress_key(tenant: str, request: str) -> str:
+    return f"{suppress_prefix(tenant)}{_request(request)}{JSON}"
+
+
+def parse_suppress(key: str) -> tuple[str, str] | None:
+    """(tenant, request) of a suppression entry's key."""
+    m = SUPPRESS_KEY.fullmatch(key)
+    return (m["tenant"], m["request"]) if m else None
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    tenant: str
+    day: date
+    at_ms: int
+    request: str
+    what: str  # requested, carried_out, retention...
+
+
+AUDIT_KEY = re.compile(rf"audit/tenant=(?P<tenant>[^/]+)/{_DAY}(?P<at>\d{{13}})-{_REQUEST}-(?P<what>[a-z_]+)\.json")
+
+
+def audit_prefix(tenant: str | None = None) -> str:
+    return AUDIT if tenant is None else f"{AUDIT}tenant={_part('tenant', tenant)}/"
+
+
+def audit_key(tenant: str, day: date, at_ms: int, request: str, what: str) -> str:
+    if not 0 <= at_ms < 10**13 or not re.fullmatch(r"[a-z_]+", what):
+        raise ValueError(f"an audit key needs a 13-digit ms time and a [a-z_] kind: got {at_ms!r}, {what!r}")
+    return f"{audit_prefix(tenant)}{day_part(day)}{at_ms:013d}-{_request(request)}-{what}{JSON}"
+
+
+def parse_audit(key: str) -> AuditKey | None:
+    m = AUDIT_KEY.fullmatch(key)
+    day = m and _day(m)
+    return AuditKey(m["tenant"], day, int(m["at"]), m["request"], m["what"]) if day else None

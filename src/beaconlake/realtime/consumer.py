@@ -24,7 +24,8 @@ from beaconlake.backends.counters import open_counters
 from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
 from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
-from beaconlake.errors import SpoolCorrupt
+from beaconlake.errors import SpoolCorrupt, StorageError
+from beaconlake.lake.privacy import SuppressionList
 from beaconlake.lake.records import ROW_ERRORS
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.emit import is_own, write_segment
@@ -63,6 +64,9 @@ class RealtimeConsumer:
                                    int(rt.allowed_lateness_secs * 1000), margin, self.retention_ms)
         self._known: set[tuple[str, str, str]] = set()
         self._last_close = 0.0
+        privacy = settings.privacy
+        self.suppression = SuppressionList(storage, None, privacy.id_salt or None, privacy.suppression_refresh_secs)
+        self._suppressed: dict[str, set[str]] = {}
 
     def process(self, segments: list[Path]) -> None:
         """Feed the segments not fed yet, then checkpoint; call before delivering them."""
@@ -120,12 +124,13 @@ class RealtimeConsumer:
     def tick(self, now_ms: int | None = None, force_checkpoint: bool = False) -> None:
         """Emit matches whose wait is over, forget expired state, close windows."""
         now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        forgot = self._forget_suppressed()
         matches = self.detector.due(now_ms)
         if matches:
             write_segment(self.spool_root, matches)
             self.metrics.inc("beaconlake_sequences_matched_total", len(matches))
         self.detector.expire(now_ms)
-        if matches or force_checkpoint:
+        if matches or force_checkpoint or forgot:
             self.checkpoint()
         self.counters.flush()
         if time.monotonic() - self._last_close >= 5.0:
@@ -134,6 +139,21 @@ class RealtimeConsumer:
             rows = self.closer.run(now_ms)
             if rows:
                 self.metrics.inc("beaconlake_stats_windows_written_total", rows)
+
+    def _forget_suppressed(self) -> int:
+        """Drop the detector state of people an erasure names (the suppression list), whenever the
+        list changes: an erasure carried out while this process runs must not be undone by its
+        next checkpoint."""
+        try:
+            hashes = self.suppression.refresh()
+        except (StorageError, OSError, msgspec.DecodeError) as exc:  # the lake is down: detection goes on
+            log.warning("realtime: cannot read the suppression list again (%s)", exc)
+            return 0
+        if hashes == self._suppressed:
+            return 0
+        self._suppressed = hashes
+        hasher = self.suppression.hasher
+        return sum(self.detector.forget(tenant, lambda i, mine=mine: hasher(i) in mine) for tenant, mine in hashes.items())
 
     def checkpoint(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,3 +168,23 @@ class RealtimeConsumer:
         self.checkpoint()
         self.counters.close()
         self.index.close()
+
+
+def forget_in_checkpoint(settings: Settings, tenant: str, ids: set[str]) -> int:
+    """Drop the people ``ids`` name from the detector's checkpoint on disk (an erasure while the
+    deliverer is stopped; a running one drops them itself through the suppression list)."""
+    path = settings.realtime_path / "detector.bin"
+    if not path.exists():
+        return 0
+    rt = settings.realtime
+    detector = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person)
+    detector.load(path.read_bytes())
+    gone = detector.forget(tenant, ids.__contains__)
+    if gone:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(detector.dump())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return gone

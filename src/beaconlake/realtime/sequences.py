@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -403,6 +404,20 @@ class Detector:
                 del ts.people[anon]
             for k in [k for k, until in ts.reported.items() if until < now_ms]:
                 del ts.reported[k]
+
+    def forget(self, tenant: str, gone: Callable[[str], bool]) -> int:
+        """Drop the state of every person one of whose ids ``gone`` selects (an erasure): their
+        held events and the matches waiting for the browser's report. Returns people dropped."""
+        ts = self.state.tenants.get(tenant)
+        if ts is None:
+            return 0
+        people = [a for a, p in ts.people.items() if gone(a) or (p.user_id is not None and gone(p.user_id))]
+        for anon in people:
+            del ts.people[anon]
+        for anon in [a for a, waiting in ts.pending.items()
+                     if gone(a) or any(w.user_id is not None and gone(w.user_id) for w in waiting)]:
+            del ts.pending[anon]
+        return len(people)
 
     def dump(self) -> bytes:
         return msgspec.msgpack.encode(self.state)

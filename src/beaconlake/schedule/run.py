@@ -1,4 +1,4 @@
-"""One scheduled run (convert, then analyze) and the loop around it.
+"""One scheduled run (pending erasures, retention, convert, then analyze) and the loop around it.
 
 The loop runs in its own process, started by ``beaconlake up`` next to the lake deliverer, so a
 long convert never competes with the server workers' event loops. A run holds
@@ -53,6 +53,8 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
     # neither engine nor scikit-learn
     from beaconlake.analyze.run import analyze
     from beaconlake.convert.run import convert
+    from beaconlake.privacy.forget import carry_out
+    from beaconlake.privacy.retention import enforce
 
     runs = runs or RunLog(settings.run_path, settings.schedule.keep_runs)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
@@ -65,9 +67,19 @@ def run_once(settings: Settings, trigger: str = "manual", runs: RunLog | None = 
         raise
     started = time.monotonic()
     runs.start(run_id, trigger, tenants)
-    stage = "convert"
+    stage = "erase"
     only = None if tenants is None else set(tenants)
     try:
+        # pending erasures first, all in one batched pass: convert then never reads what they remove
+        erased = carry_out(settings, only, wait=False)
+        runs.update(run_id, erasures=len(erased.carried), erasures_waiting=erased.waiting)
+        if metrics is not None and erased.carried:
+            metrics.inc("beaconlake_erasures_carried_out_total", len(erased.carried))
+        stage = "retention"
+        runs.update(run_id, stage=stage)
+        enforce(settings, now_ms(), only)
+        stage = "convert"
+        runs.update(run_id, stage=stage)
         summary = convert(settings, progress=False, tenants=only)
         runs.update(run_id, events=summary.events, new_files=summary.new_files, quarantined=len(summary.quarantined))
         if metrics is not None:

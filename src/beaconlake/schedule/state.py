@@ -25,17 +25,20 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at INTEGER NOT NULL,    -- ms epoch
     finished_at INTEGER,
     status TEXT NOT NULL,           -- running / ok / failed / interrupted
-    stage TEXT,                     -- convert / analyze: where it is, or where it failed
+    stage TEXT,                     -- erase / convert / analyze: where it is, or where it failed
     events INTEGER,                 -- rows the convert run wrote to the events table
     new_files INTEGER,
     quarantined INTEGER,            -- raw files the convert run moved to quarantine/
     analyze TEXT,                   -- the analyze run's summary (JSON), or why it did not run
     error TEXT,
-    tenants TEXT                    -- JSON list of the tenants run; NULL: every tenant
+    tenants TEXT,                   -- JSON list of the tenants run; NULL: every tenant
+    erasures INTEGER,               -- erasure requests carried out (privacy/forget.py)
+    erasures_waiting INTEGER        -- pending ones too recent for this run (the suppression refresh)
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-ADDED_COLUMNS = (("quarantined", "INTEGER"), ("tenants", "TEXT"))
+ADDED_COLUMNS = (("quarantined", "INTEGER"), ("tenants", "TEXT"), ("erasures", "INTEGER"),
+                 ("erasures_waiting", "INTEGER"))
 
 
 class RunLog:
@@ -64,7 +67,7 @@ class RunLog:
     def start(self, run_id: str, trigger: str, tenants: list[str] | None = None) -> None:
         with self._db() as db:
             db.execute("INSERT INTO runs (run_id, trigger, started_at, status, stage, tenants) "
-                       "VALUES (?, ?, ?, 'running', 'convert', ?)",
+                       "VALUES (?, ?, ?, 'running', 'erase', ?)",
                        (run_id, trigger, now_ms(), None if tenants is None else json.dumps(sorted(tenants))))
 
     def update(self, run_id: str, **fields: Any) -> None:

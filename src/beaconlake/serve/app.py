@@ -8,6 +8,7 @@
   (``/healthz``, ``/readyz``, ``/metrics``, ``/beaconlake.js``, ``/v1/config``);
 - the read API (``serve.api``) over the realtime stage's read model, when realtime is enabled;
 - the profiles API (``serve.profiles``);
+- the erasure API (``serve.erasures``): requests to forget a person, with a tenant's admin key;
 - the dashboard (``serve.dashboard``): the page at ``/``, its static files, its JSON endpoints.
 
 Every key check goes through one ``auth.Keys``, built here once from the configuration. The parts
@@ -31,6 +32,7 @@ from beaconlake.ingest.collector.app import Collector
 from beaconlake.serve.api import ReadApi
 from beaconlake.serve.auth import Keys
 from beaconlake.serve.dashboard.routes import Dashboard
+from beaconlake.serve.erasures import ErasuresApi
 from beaconlake.serve.profiles import ProfilesApi
 from beaconlake.telemetry import Metrics
 
@@ -54,10 +56,12 @@ class App:
         self.read_api = ReadApi(keys, rt.counters, rt.index) if rt else None
         self.profiles = ProfilesApi(settings, keys)  # opens the profile store on its first request
         self.dashboard = Dashboard(settings, keys, self.metrics, rt.index if rt else None)
+        self.erasures = ErasuresApi(settings, keys)  # opens the lake storage on its first request
         self.web = Starlette(routes=[
             *self.collector.routes(),
             *(self.read_api.routes() if self.read_api else []),
             *self.profiles.routes(),
+            *self.erasures.routes(),
             *self.dashboard.routes(),
         ])
         self._fast_asgi = self.collector.fast_asgi()

@@ -71,4 +71,18 @@ class HighLevelIndex(ABC):
         """Newest first: the events of this anonymous id, or of this user id and its anonymous ids."""
 
     @abstractmethod
+    def linked_ids(self, tenant: str, ids: set[str]) -> set[str]:
+        """The ids the identity links tie to ``ids`` (anonymous ids of these user ids, user ids
+        of these anonymous ids), ``ids`` included."""
+
+    @abstractmethod
+    def forget(self, tenant: str, ids: set[str]) -> int:
+        """Remove the events whose anonymous id or user id is one of ``ids``, and their identity
+        links; return how many events went. Then ``purge``."""
+
+    @abstractmethod
+    def purge(self) -> None:
+        """Make removed rows unrecoverable from the store's own files (free pages, journals)."""
+
+    @abstractmethod
     def close(self) -> None: ...

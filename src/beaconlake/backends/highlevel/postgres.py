@@ -88,5 +88,32 @@ class PostgresHighLevelIndex(HighLevelIndex):
         rows = self.db.run(lambda conn: conn.execute(sql, args).fetchall())
         return [_row(r) for r in rows]
 
+    def linked_ids(self, tenant: str, ids: set[str]) -> set[str]:
+        wanted = sorted(ids)
+        rows = self.db.run(lambda conn: conn.execute(
+            "select anonymous_id from identities where tenant = %s and user_id = any(%s) union "
+            "select user_id from identities where tenant = %s and anonymous_id = any(%s)",
+            (tenant, wanted, tenant, wanted)).fetchall())
+        return set(ids) | {r[0] for r in rows}
+
+    def forget(self, tenant: str, ids: set[str]) -> int:
+        wanted = sorted(ids)
+
+        def forget(conn) -> int:
+            with conn.transaction():
+                gone = conn.execute("delete from high_level_events where tenant = %s and "
+                                    "(anonymous_id = any(%s) or user_id = any(%s))", (tenant, wanted, wanted)).rowcount
+                conn.execute("delete from identities where tenant = %s and (anonymous_id = any(%s) or user_id = any(%s))",
+                             (tenant, wanted, wanted))
+                return gone
+
+        gone = self.db.run(forget)
+        self.purge()
+        return gone
+
+    def purge(self) -> None:
+        # dead row versions stay in the table's pages until VACUUM FULL rewrites them
+        self.db.run(lambda conn: conn.execute("vacuum full high_level_events, identities"))
+
     def close(self) -> None:
         self.db.close()

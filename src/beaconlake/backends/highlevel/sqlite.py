@@ -116,5 +116,37 @@ class SqliteHighLevelIndex(HighLevelIndex):
             rows = self.db.execute(sql, [tenant, person_id, tenant, person_id, tenant, tenant, person_id, limit]).fetchall()
         return [_row(r) for r in rows]
 
+    def linked_ids(self, tenant: str, ids: set[str]) -> set[str]:
+        found = set(ids)
+        with self._lock:
+            for i in sorted(ids):
+                found.update(r[0] for r in self.db.execute(
+                    "select anonymous_id from identities where tenant = ? and user_id = ? union "
+                    "select user_id from identities where tenant = ? and anonymous_id = ?", (tenant, i, tenant, i)))
+        return found
+
+    def forget(self, tenant: str, ids: set[str]) -> int:
+        args = [(tenant, i, i) for i in sorted(ids)]
+        with self._lock:
+            self.db.execute("begin immediate")
+            try:
+                gone = sum(self.db.execute("delete from high_level_events where tenant = ? and "
+                                           "(anonymous_id = ? or user_id = ?)", a).rowcount for a in args)
+                self.db.executemany("delete from identities where tenant = ? and (anonymous_id = ? or user_id = ?)", args)
+                self.db.execute("commit")
+            except BaseException:
+                self.db.execute("rollback")
+                raise
+        self.purge()
+        return gone
+
+    def purge(self) -> None:
+        # deleted rows live on in free pages and in the WAL until overwritten: rebuild the file
+        # (VACUUM) and empty the WAL, so no byte of them is left in either
+        with self._lock:
+            self.db.execute("pragma wal_checkpoint(truncate)")
+            self.db.execute("vacuum")
+            self.db.execute("pragma wal_checkpoint(truncate)")
+
     def close(self) -> None:
         self.db.close()

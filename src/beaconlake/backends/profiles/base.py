@@ -138,5 +138,29 @@ class ProfileStore(ABC):
     @abstractmethod
     def set_meta(self, tenant: str, key: str, value: Any) -> None: ...
 
+    def linked_ids(self, tenant: str, ids: set[str]) -> tuple[set[str], list[str]]:
+        """(``ids`` with every id of the profiles they find, those profiles' person ids)."""
+        found, persons = set(ids), []
+        for i in sorted(ids):
+            text = self.get_json(tenant, i)
+            if text is None:
+                continue
+            row = Row(tenant=tenant, person_id="", doc=msgspec.json.decode(text))
+            person = row.doc.get("person_id")
+            if person:
+                persons.append(person)
+                row.person_id = person
+            found |= row.ids() - {""}
+        return found, sorted(set(persons))
+
+    @abstractmethod
+    def delete_inactive(self, tenant: str, last_seen_before_ms: int) -> int:
+        """Remove the profiles of people last seen before ``last_seen_before_ms`` (retention);
+        returns how many there were."""
+
+    @abstractmethod
+    def purge(self) -> None:
+        """Make deleted profiles unrecoverable from the store's own files (free pages, journals)."""
+
     @abstractmethod
     def close(self) -> None: ...

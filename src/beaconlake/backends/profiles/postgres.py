@@ -96,6 +96,15 @@ class PostgresProfileStore(ProfileStore):
 
         return self.db.run(delete)
 
+    def delete_inactive(self, tenant: str, last_seen_before_ms: int) -> int:
+        pids = [r[0] for r in self.db.run(lambda conn: conn.execute(
+            "select person_id from profiles where tenant = %s and last_seen < %s", (tenant, last_seen_before_ms)).fetchall())]
+        return self.delete(tenant, pids)
+
+    def purge(self) -> None:
+        # dead row versions stay in the table's pages until VACUUM FULL rewrites them
+        self.db.run(lambda conn: conn.execute("vacuum full profiles, profile_ids"))
+
     def get_json(self, tenant: str, any_id: str) -> str | None:
         row = self.db.run(lambda conn: conn.execute(
             "select p.doc::text from profile_ids i join profiles p on p.tenant = i.tenant and p.person_id = i.person_id "

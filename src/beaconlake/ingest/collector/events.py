@@ -29,7 +29,8 @@ import msgspec
 
 from beaconlake.config import Settings
 from beaconlake.ingest.collector import endusers, enrich
-from beaconlake.ingest.collector.validate import BatchError, TenantRules, clean_text, decode_envelope, excerpt
+from beaconlake.ingest.collector.scrub import scrubbers
+from beaconlake.ingest.collector.validate import BatchError, Checked, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
 from beaconlake.types import Rejection, SpoolRecord
@@ -84,6 +85,17 @@ class EventsEndpoint:
         self.rules = {t.write_key: TenantRules.compile(t, settings.collector) for t in settings.tenants}
         self.retry_after = [("retry-after", str(settings.spool.retry_after_secs))]
         self.proxies = enrich.TrustedProxies(settings.server.trusted_proxies, settings.server.trust_forwarded_for)
+        self.scrubbers = scrubbers(settings.tenants, self._hasher)  # [tenants.pii], before the spool
+        self._id_hasher = None
+
+    def _hasher(self):
+        """The keyed id hash that pseudonyms use, made on first use (it may read the lake's salt)."""
+        if self._id_hasher is None:
+            from beaconlake.backends.storage import open_storage
+            from beaconlake.lake.privacy import id_hasher
+
+            self._id_hasher = id_hasher(open_storage(self.settings.storage), self.settings.privacy.id_salt or None)
+        return self._id_hasher
 
     async def handle(self, req: EventRequest) -> tuple[int, Headers, bytes]:
         start = time.perf_counter()
@@ -171,6 +183,7 @@ class EventsEndpoint:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
         checked = rules.check_batch(batch, 0 if batch.sent_at is None else received_at - batch.sent_at)
+        checked = self.scrub(rules, checked, body)
         record = self.record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
         if endusers.mentions_end_user(checked.accepted):
             record.body, record.clients = endusers.lift(checked.accepted, self.limits.anonymize_ip)
@@ -210,10 +223,24 @@ class EventsEndpoint:
             raise Refused(503, "spool_unavailable", f"cannot make events durable right now ({exc.strerror or exc}); retry later",
                           self.retry_after) from None
 
+    def scrub(self, rules: TenantRules, checked: Checked, body: bytes) -> Checked:
+        """``checked`` with the tenant's PII rules applied (``[tenants.pii]``), before anything is
+        spooled; every door calls it (this endpoint and the Segment and Snowplow doors)."""
+        scrubber = self.scrubbers.get(rules.tenant.id)
+        if scrubber is None:
+            return checked
+        checked = scrubber.batch(checked, body)
+        for rule, times in scrubber.take_counts().items():
+            self.metrics.inc("beaconlake_pii_scrubbed_total", times, rule=rule)
+        return checked
+
     async def _keep_refusal(self, rules: TenantRules, req: EventRequest, received_at: int, reason: str, error: str,
                             body: bytes) -> None:
         """A refused batch of a known tenant is kept in lake/rejected like a rejected event."""
-        record = self.record(rules, req, received_at, None, b"", [], [Rejection(-1, reason, error, excerpt(body))])
+        shown = excerpt(body)
+        if rules.tenant.id in self.scrubbers:
+            shown = self.scrubbers[rules.tenant.id].text(shown)
+        record = self.record(rules, req, received_at, None, b"", [], [Rejection(-1, reason, error, shown)])
         await self.make_durable(Batch(record, []))
 
 

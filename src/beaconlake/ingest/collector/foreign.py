@@ -19,7 +19,7 @@ import msgspec
 
 from beaconlake.ingest.collector import enrich
 from beaconlake.ingest.collector.events import EventRequest, EventsEndpoint, Refused, gunzip
-from beaconlake.ingest.collector.validate import Accepted, TenantRules, clean_text, excerpt
+from beaconlake.ingest.collector.validate import Accepted, Checked, TenantRules, clean_text, excerpt
 from beaconlake.ingest.protocols.common import Mapped, Unmappable
 from beaconlake.ingest.route import Batch
 from beaconlake.types import Client, ClientEvent, Rejection, SpoolRecord
@@ -92,8 +92,10 @@ class ForeignDoor:
         judged.accepted = len(kept)
         if not kept and not judged.rejected:
             return judged
-        record = self.events.record(rules, req, received_at, sent_at, _encoder.encode(Accepted(kept)) if kept else b"",
-                                     None if kept else [], judged.rejected)
+        body = _encoder.encode(Accepted(kept)) if kept else b""
+        scrubbed = self.events.scrub(rules, Checked(accepted, judged.rejected, body), body)  # the same PII rules
+        accepted, judged.rejected, body = scrubbed.accepted, scrubbed.rejected, scrubbed.body
+        record = self.events.record(rules, req, received_at, sent_at, body, None if kept else [], judged.rejected)
         record.source, record.clients = source, clients or None
         await self.events.make_durable(Batch(record, accepted))
         self.metrics.inc("beaconlake_events_received_total", len(messages))

@@ -1,0 +1,1 @@
+"""The privacy stage: erasure of a person everywhere (``forget.py``) and retention."""

@@ -1,0 +1,82 @@
+"""The PII scrubber's rules on their own, and the invariants Hypothesis hunts: no Luhn-valid
+card number or e-mail address survives, and an event with nothing to scrub is left as it is."""
+
+from __future__ import annotations
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from beaconlake.ingest.collector.scrub import EMAIL, Scrubber, luhn
+from beaconlake.privacy.settings import PiiSettings
+from beaconlake.types import ClientEvent
+
+
+def scrubber(**rules) -> Scrubber:
+    return Scrubber(PiiSettings(**rules), lambda: (lambda v: "0123456789abcdef" + v[:4]))
+
+
+def event(**fields) -> ClientEvent:
+    return ClientEvent(level="mid", name="page_view", anonymous_id="a1", **fields)
+
+
+def test_luhn():
+    assert luhn("4111111111111111") and luhn("5500005555555559") and not luhn("4111111111111112")
+
+
+def test_each_rule_in_urls_titles_and_props():
+    s = scrubber(hash_query_params=["uid"], drop_props=["password"], hash_props=["customer"], drop_context=["ip_hint"],
+                 redact_phones=True)
+    ev = event(
+        url="https://shop.example/reset?email=ann%40mail.example&page=2&uid=42#access_token=abc&state=x",
+        referrer="https://mail.example/?to=ann@mail.example",
+        title="Order for bob@mail.example, card 4111 1111 1111 1111, call +33 6 12 34 56 78",
+        props=msgspec.Raw(msgspec.json.encode({"password": "hunter2", "customer": "C-9", "note": "4111-1111-1111-1111",
+                                               "nested": [{"password": "x", "order": "1234567890123456"}]})),
+        context=msgspec.Raw(b'{"ip_hint": "1.2.3.4", "locale": "fr"}'),
+    )
+    out = s.event(ev)
+    assert out.url == "https://shop.example/reset?page=2&uid=h_0123456789abcdef#state=x"
+    assert out.referrer == "https://mail.example/?to=[email]"
+    assert out.title == "Order for [email], card [card], call [phone]"
+    assert msgspec.json.decode(out.props) == {"customer": "h_0123456789abcdef", "note": "[card]",
+                                              "nested": [{"order": "1234567890123456"}]}  # not Luhn-valid: an order number
+    assert msgspec.json.decode(out.context) == {"locale": "fr"}
+    assert dict(s.take_counts()) == {"query_param": 2, "query_param_hash": 1, "email": 2, "card": 2, "phone": 1,
+                                     "prop_drop": 2, "prop_hash": 1, "context_drop": 1}
+
+
+def test_nothing_to_scrub_leaves_the_event_and_the_body_alone():
+    s = scrubber()
+    ev = event(url="https://shop.example/p/1?page=2", title="Tents", props=msgspec.Raw(b'{"price": 99, "sku": "T-1"}'))
+    assert s.event(ev) is ev and not s.take_counts()
+
+
+def test_disabled_detectors_leave_their_matches():
+    s = scrubber(redact_emails=False, redact_cards=False, drop_query_params=[])
+    ev = event(url="https://x.example/?email=a@b.example", title="4111 1111 1111 1111")
+    assert s.event(ev) is ev
+
+
+@settings(max_examples=200, deadline=None)
+@given(prefix=st.text(max_size=30), card=st.sampled_from(["4111111111111111", "5500005555555559", "378282246310005"]),
+       sep=st.sampled_from(["", " ", "-"]), user=st.from_regex(r"[a-z][a-z0-9.]{0,10}", fullmatch=True),
+       suffix=st.text(max_size=30))
+def test_no_card_number_or_email_survives(prefix, card, sep, user, suffix):
+    shown = sep.join(card[i:i + 4] for i in range(0, len(card), 4))
+    text = f"{prefix} {shown} {user}@mail.example {suffix}"
+    out = scrubber().text(text)
+    assert card not in out.replace(" ", "").replace("-", "") and not EMAIL.search(out)
+
+
+def test_an_escaped_email_in_the_body_is_found_too():
+    from beaconlake.ingest.collector.validate import Checked, decode_envelope
+
+    body = b'{"events":[{"level":"mid","name":"search","anonymous_id":"a1","props":{"q":"ann\\u0040mail.example"}}]}'
+    checked = decode_envelope(body, 32)
+    out = scrubber().batch(Checked(list(checked.typed), [], body), body)
+    assert msgspec.json.decode(out.accepted[0].props) == {"q": "[email]"}
+    assert b"mail.example" not in out.body
+    plain = b'{"events":[{"level":"mid","name":"search","anonymous_id":"a1","props":{"q":"tents"}}]}'
+    checked = Checked(list(decode_envelope(plain, 32).typed), [], plain)
+    assert scrubber().batch(checked, plain) is checked
