@@ -38,7 +38,8 @@ def test_every_call_type_maps_to_its_canonical_event(door):
         "page_view", "https://shop.example/?utm_source=x", "Shop", "https://ref.example/")
     assert rows["screen"]["name"] == "screen_view"
     assert (rows["identify"]["anonymous_id"], rows["identify"]["user_id"]) == ("anon-1", "u-1")
-    assert msgspec.json.decode(rows["identify"]["props"]) == {"email": "p@example.com"}
+    # traits kept as props, scrubbed like every door's events: the default PII rules redact e-mail addresses
+    assert msgspec.json.decode(rows["identify"]["props"]) == {"email": "[email]"}
     assert msgspec.json.decode(rows["group"]["context"])["segment"]["groupId"] == "g-9"
     # alias: previousId -> userId, the pair convert's identity map joins
     assert (rows["alias"]["anonymous_id"], rows["alias"]["user_id"]) == ("anon-1", "u-1")
