@@ -20,6 +20,7 @@ EVERY_PATH = [
     "/healthz", "/readyz", "/metrics", "/beaconlake.js", "/v1/config",  # the collector's side routes
     *READ_API,
     "/v1/profiles", "/v1/profiles/{person_id:any_path}", "/v1/segments",
+    "/v1/erasures", "/v1/erasures/{request_id}",
     "/", "/dashboard/static", "/v1/dashboard/session", "/v1/dashboard/live", "/v1/dashboard/traffic",
     "/v1/dashboard/sequences", "/v1/dashboard/people", "/v1/dashboard/people/{person_id:any_path}",
     "/v1/dashboard/pipeline", "/v1/dashboard/pipeline/run",
