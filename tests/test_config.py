@@ -148,7 +148,7 @@ def test_reading_the_config_imports_settings_and_the_core_only():
     # below config: a seam's contract (and the window type the counters' contract is written in)
     contracts = {m for m in loaded if m.startswith("beaconlake.backends.") and m.rsplit(".", 1)[1] in ("base", "windows")}
     core = {"beaconlake.config", "beaconlake.errors", "beaconlake.sections", "beaconlake.types", "beaconlake.origins",
-            "beaconlake.telemetry", "beaconlake.backends.loader"}
+            "beaconlake.telemetry", "beaconlake.units", "beaconlake.backends.loader"}
     others = [m for m in loaded if m not in packages | contracts | core and not m.endswith(".settings")]
     assert others == []
     assert "beaconlake.backends.storage.settings" in loaded and "beaconlake.realtime.settings" in loaded
