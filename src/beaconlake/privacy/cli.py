@@ -36,9 +36,13 @@ def cmd_forget(args: argparse.Namespace) -> int:
     if result.damaged_segments:
         print(f"{len(result.damaged_segments)} damaged spool segment(s) could not be scrubbed (delivery parks them in "
               f"spool/corrupt/; remove them by hand): {', '.join(result.damaged_segments)}")
-    if not result.carried:
+    for req, count in result.too_wide:
+        print(f"erasure {req.id} ({req.tenant}) NOT carried out: its ids link {count} ids, over "
+              f"privacy.max_person_ids = {settings.privacy.max_person_ids} (a shared user id?); it stays pending: "
+              "ask again with the exact ids, or raise the limit")
+    if not result.carried and not result.too_wide:
         print("no pending erasure request")
-    return 1 if result.damaged_segments else 0
+    return 1 if result.damaged_segments or result.too_wide else 0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -74,6 +74,8 @@ class Carried:
 class Pass:
     carried: list[Carried] = field(default_factory=list)
     waiting: int = 0  # requests too recent: a deliverer may not have their suppression entry yet
+    # requests left pending because their identity graph is over privacy.max_person_ids: (request, ids linked)
+    too_wide: list[tuple[ErasureRequest, int]] = field(default_factory=list)
     damaged_segments: list[str] = field(default_factory=list)  # spool segments that could not be scrubbed
 
 
@@ -100,6 +102,7 @@ class _TenantPass:
         self.settings, self.storage, self.store = settings, storage, store
         self.profiles, self.index, self.hasher = profiles, index, hasher
         self.tenant, self.staging, self.run_id = tenant, staging, run_id
+        self.too_wide: list[tuple[ErasureRequest, int]] = []
 
     def identities(self, requests: list[ErasureRequest]) -> tuple[dict[str, set[str]], list[lakefiles.FileIds], list[str]]:
         """Each request's ids with every id linked to them; the raw files' ids; profile person ids."""
@@ -120,9 +123,20 @@ class _TenantPass:
 
     def run(self, requests: list[ErasureRequest]) -> tuple[dict[str, set[str]], dict[str, int], list[str], float]:
         """Every step but the expiry and the records: (ids by request, removed by store, damaged
-        spool segments, seconds)."""
+        spool segments, seconds). Requests whose graph is too wide are taken out of ``requests``
+        (and listed in ``self.too_wide``)."""
         started = time.monotonic()
         by_request, files, persons = self.identities(requests)
+        limit = self.settings.privacy.max_person_ids
+        self.too_wide = [(r, len(by_request[r.id])) for r in requests if len(by_request[r.id]) > limit]
+        for req, count in self.too_wide:
+            log.error("erasure %s (%s) not carried out: its ids link %d ids, over privacy.max_person_ids = %d "
+                      "(a shared user id?); ask with the exact ids, or raise the limit", req.id, self.tenant, count, limit)
+            requests.remove(req)
+            del by_request[req.id]
+        if not requests:
+            return by_request, {}, [], time.monotonic() - started
+        persons = [p for p in persons if any(p in ids for ids in by_request.values())]
         ids = set().union(*by_request.values())
         removed: dict[str, int] = {}
         frozen = frozenset(ids)
@@ -202,7 +216,10 @@ def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = 
         for tenant in sorted({r.tenant for r in ready}):
             mine = [r for r in ready if r.tenant == tenant]
             step = _TenantPass(settings, storage, store, profiles, index, hasher, tenant, staging, run_id)
-            steps.append((step, mine, *step.run(mine)))
+            done = step.run(mine)
+            result.too_wide += step.too_wide
+            if mine:
+                steps.append((step, mine, *done))
         if store is not None:
             expired = privacy_tables.expire_all(store)
             log.info("erasure pass %s: %d snapshot(s) expired, %d file(s) deleted", run_id,

@@ -18,8 +18,13 @@ class PrivacySettings(Section):
     # Secret key of the salted hashes of ids (audit log, suppression list). Empty: a random key
     # made once and kept in the lake at privacy/salt. Set it when several nodes deliver.
     id_salt: str = ""
+    # A person whose identity graph links more ids than this is not forgotten by a pass: a shared
+    # user id ("guest") would link strangers, and forgetting them all is not what was asked. The
+    # request stays pending, the pass says why; ask with the exact ids, or raise the limit.
+    max_person_ids: int = 1000
 
     def __post_init__(self) -> None:
+        check_range("privacy.max_person_ids", self.max_person_ids, 1, 1_000_000, "ids")
         check_range("privacy.suppression_days", self.suppression_days, 0, 36_500, "days")
         check_range("privacy.suppression_refresh_secs", self.suppression_refresh_secs, 0, 3600, "seconds")
         if self.id_salt and len(self.id_salt) < 16:
