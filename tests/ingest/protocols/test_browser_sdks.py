@@ -6,7 +6,6 @@ profiles."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 import time
@@ -49,24 +48,8 @@ def site() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """Chromium from a Playwright of this module's own, closed at its end: an open sync Playwright
-    holds an event loop on the main thread, and the tests after this module (the protocol doors'
-    harness, the spool's) run their own. When the session's Playwright (tests/conftest.py) is
-    already open, it is used instead, as a second one cannot start beside it."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        with sync_playwright() as pw:
-            b = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-            yield b
-            b.close()
-        return
-    b = request.getfixturevalue("playwright").chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+def browser(playwright: Any) -> Iterator[Any]:
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
     yield b
     b.close()
 
