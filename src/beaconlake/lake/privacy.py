@@ -160,11 +160,3 @@ class SuppressionList:
         self.hashes = found
         self._loaded = time.monotonic()
         return found
-
-    def drops(self, tenant: str, anonymous_id: str | None, user_id: str | None) -> bool:
-        """Whether an event of ``tenant`` with these ids belongs to a forgotten person."""
-        mine = self.hashes.get(tenant)
-        if not mine:
-            return False
-        h = self.hasher
-        return (anonymous_id is not None and h(anonymous_id) in mine) or (user_id is not None and h(user_id) in mine)
