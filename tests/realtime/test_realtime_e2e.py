@@ -85,8 +85,10 @@ def test_two_workers_one_pipeline(tmp_path):
         assert {e["anonymous_id"]: e["source"] for e in events} == {
             f"p{i}": "browser" if i % 2 == 0 else "server" for i in range(PEOPLE)}
         assert wait_for(lambda: stats_count(c, "viewed_then_added") == PEOPLE)
-        partials = list((c.data_dir / "realtime" / "partials").glob("collector-*.bin"))
-        assert len(partials) == 2, "both workers should have counted (new connections spread over them)"
+        # each worker publishes its partials about once a second
+        partials = lambda: list((c.data_dir / "realtime" / "partials").glob("collector-*.bin"))  # noqa: E731
+        assert wait_for(lambda: len(partials()) == 2), \
+            f"both workers should have counted (new connections spread over them): {partials()}"
         c.stop()
 
         lake = [r for r in read_lake(c.data_dir) if r["level"] == "high"]
