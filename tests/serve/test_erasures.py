@@ -41,6 +41,7 @@ def test_an_admin_key_records_an_erasure_of_its_own_tenant(client):
 
 @pytest.mark.parametrize(("body", "says"), [
     (b"not json", "not JSON"),
+    (b'{"person": ' + b"[" * 5000 + b"}", "not JSON"),  # found from outside: deep nesting was a 500
     (b'{"who": "a1"}', '{"person": "<id>"}'),
     (b'{"person": "a1", "persons": ["b"]}', "no other key"),
     (b'{"person": ""}', "non-blank string"),

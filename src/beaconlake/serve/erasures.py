@@ -66,6 +66,9 @@ class ErasuresApi:
             doc = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise BadParam("body", f'the body is not JSON ({exc}); send {{"person": "<id>"}}') from None
+        except RecursionError:  # as the event door: nesting deeper than the decoder goes is bad input, not a 500
+            raise BadParam("body", 'the body is not JSON this service reads (nested too deep); '
+                                   'send {"person": "<id>"}') from None
         if not isinstance(doc, dict) or ("person" in doc) == ("persons" in doc) or set(doc) - {"person", "persons"}:
             raise BadParam("body", 'send {"person": "<id>"} or {"persons": ["<id>", ...]}, and no other key')
         ids = [doc["person"]] if "person" in doc else doc["persons"]
