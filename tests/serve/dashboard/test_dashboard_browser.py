@@ -95,8 +95,11 @@ def test_sequences_funnel_shows_the_known_step_counts(dash):
 def _search(page: Any, q: str) -> None:
     page.fill("#q", q)
     page.click("#search button")
+    # the view says the query it shows ("… matching “q” …"): the previous search's view, still
+    # marked loaded until the hash change is handled, does not count
     page.wait_for_function("q => decodeURIComponent(location.hash).includes('q=' + q) && "
-                           "document.querySelector('#view').dataset.loaded === 'people'", arg=q)
+                           "document.querySelector('#view').dataset.loaded === 'people' && "
+                           "document.querySelector('#view').innerText.includes('\u201c' + q + '\u201d')", arg=q)
 
 
 def test_people_search_finds_a_person_and_opens_their_page(dash, shop):
