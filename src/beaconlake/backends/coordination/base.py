@@ -1,0 +1,140 @@
+"""The coordination seam: what the nodes of one deployment agree on through a shared service.
+
+Four things, each needed once per deployment rather than once per machine:
+
+- **leases** with fencing tokens: the jobs role (scheduler, convert, analyze, sequence
+  detection, retention, erasure) runs on exactly one node at a time. A lease is held for
+  ``ttl`` seconds and renewed; a node that stops renewing (killed, paused, cut off) loses it,
+  and the next holder's token is larger. Before anything irreversible (an Iceberg commit, a
+  checkpoint write) the holder calls ``Lease.check()``, which fails once the lease has passed
+  on, so a paused former leader that wakes up cannot commit over its successor.
+- **a key/value store** for checkpoints (the sequence detector's position, closed windows),
+  whose fenced writes are refused once the writer's lease is gone;
+- **heartbeats**: every node says who it is, its role and its figures (ingest rate, spool,
+  delivery lag), so any node's dashboard shows every node;
+- **the run log**: schedule history and run requests ("Run now" from any node reaches the
+  active jobs node).
+
+Backends: ``local`` (the default: flock and SQLite under ``<data_dir>/run/``; one machine) and
+``postgres`` (leases and tables in PostgreSQL; many machines).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class LeaseLost(Exception):
+    """The lease passed to another holder (or expired): whatever it guarded must not be committed."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    # Shared by every node that points at the same service: True for postgres. False (local):
+    # valid on one machine only, and a deployment of several nodes must not use it.
+    shared: bool
+
+
+class Lease(ABC):
+    """One held lease. ``token`` grows every time the lease is taken (fencing)."""
+
+    name: str
+    holder: str
+    token: int
+
+    @abstractmethod
+    def renew(self) -> bool:
+        """Extend the lease by its ttl; False (and the lease is lost for good) when it has
+        already passed to another holder or expired."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise ``LeaseLost`` unless this lease is still ours and unexpired: call right before a
+        commit. Leaves enough margin before expiry that the commit lands inside the lease."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Give the lease up now (idempotent)."""
+
+
+class RunLog(ABC):
+    """The scheduler's record of runs and the run requests (see ``schedule/state.py`` for the
+    fields of a run: run_id, trigger, started_at, finished_at, status, stage, events, new_files,
+    quarantined, analyze, error, tenants, erasures, erasures_waiting, node)."""
+
+    @abstractmethod
+    def start(self, run_id: str, trigger: str, tenants: list[str] | None = None) -> None: ...
+
+    @abstractmethod
+    def update(self, run_id: str, **fields: Any) -> None: ...
+
+    @abstractmethod
+    def finish(self, run_id: str, status: str, **fields: Any) -> None: ...
+
+    @abstractmethod
+    def interrupt_stale(self) -> int:
+        """Mark 'running' runs whose node no longer holds the jobs lease as interrupted."""
+
+    @abstractmethod
+    def set(self, key: str, value: Any) -> None: ...
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def request(self, who: str = "requested", tenant: str | None = None) -> None:
+        """Ask the active jobs node for a run now: of ``tenant`` only, or of every tenant (None)."""
+
+    @abstractmethod
+    def requested(self, tenant: str | None = None) -> bool: ...
+
+    @abstractmethod
+    def take_request(self) -> tuple[str, list[str] | None] | None:
+        """The pending requests as one run (and forget them): (trigger, tenants or None)."""
+
+    @abstractmethod
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def get(self, run_id: str) -> dict[str, Any]: ...
+
+
+class Coordination(ABC):
+    """One process's handle on the coordination service."""
+
+    capabilities: ClassVar[Capabilities]
+    node: str  # this node's id (``node.id``)
+
+    @abstractmethod
+    def acquire(self, name: str, ttl_secs: float) -> Lease | None:
+        """Take lease ``name`` now if nobody holds it (or its holder's has expired); None if it
+        is held. Never blocks longer than one round trip."""
+
+    @abstractmethod
+    def holder(self, name: str) -> dict[str, Any] | None:
+        """Who holds lease ``name``: {"holder", "token", "expires_ms"}, or None."""
+
+    @abstractmethod
+    def get(self, key: str) -> Any | None:
+        """The JSON value stored under ``key``, or None."""
+
+    @abstractmethod
+    def put(self, key: str, value: Any, lease: Lease | None = None) -> None:
+        """Store a JSON value. With ``lease``, the write is fenced: it raises ``LeaseLost``
+        instead of writing once the lease has passed on."""
+
+    @abstractmethod
+    def heartbeat(self, role: str, info: dict[str, Any]) -> None:
+        """Record that this node is alive, its role and its figures (JSON)."""
+
+    @abstractmethod
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every node heard from: {"node", "role", "seen_ms", "info"}, newest first."""
+
+    @abstractmethod
+    def run_log(self) -> RunLog: ...
+
+    def close(self) -> None:
+        """Release connections (leases are released by their holders)."""
