@@ -17,9 +17,10 @@ import ipaddress
 import logging
 import os
 import re
+import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -30,6 +31,7 @@ from beaconlake.backends.catalog.settings import (
     RestCatalogSettings,
     SqlCatalogSettings,
 )
+from beaconlake.backends.coordination.settings import CoordinationSettings, LocalCoordinationSettings
 from beaconlake.backends.counters.settings import (
     CountersSettings,
     MemoryCountersSettings,
@@ -76,6 +78,28 @@ log = logging.getLogger(__name__)
 
 ENV_PREFIX = "BEACONLAKE__"
 DEFAULT_CONFIG_NAME = "beaconlake.toml"
+
+
+class NodeSettings(Section):
+    """This node of a deployment: its name among the others and what it runs."""
+
+    # "" = this machine's host name. Unique per node: heartbeats and leases are keyed by it.
+    id: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    # all: one machine runs everything. collector: HTTP ingest, spool and lake delivery only.
+    # jobs: scheduler, convert, analyze, sequence detection, retention (one active at a time).
+    role: Literal["all", "collector", "jobs"] = "all"
+
+    @property
+    def name(self) -> str:
+        return self.id or socket.gethostname()
+
+    @property
+    def runs_jobs(self) -> bool:
+        return self.role in ("all", "jobs")
+
+    @property
+    def runs_collector(self) -> bool:
+        return self.role in ("all", "collector")
 
 
 class ServerSettings(Section):
@@ -163,6 +187,7 @@ class TenantSettings(Section):
 
 class Settings(Section):
     data_dir: str = "data"
+    node: NodeSettings = msgspec.field(default_factory=NodeSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     collector: CollectorSettings = msgspec.field(default_factory=CollectorSettings)
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
@@ -177,6 +202,7 @@ class Settings(Section):
     analyze: AnalyzeSettings = msgspec.field(default_factory=AnalyzeSettings)
     profiles: ProfilesSettings = msgspec.field(default_factory=SqliteProfilesSettings)
     schedule: ScheduleSettings = msgspec.field(default_factory=ScheduleSettings)
+    coordination: CoordinationSettings = msgspec.field(default_factory=LocalCoordinationSettings)
     privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
     tenants: list[TenantSettings] = []
     # Set by load(): the folder that relative paths resolve against.
@@ -202,7 +228,8 @@ class Settings(Section):
 
     def backend_sections(self) -> tuple[Section, ...]:
         """The sections that pick a backend by ``type``."""
-        return (self.storage, self.counters, self.highlevel, self.engine, self.catalog, self.profiles)
+        return (self.storage, self.counters, self.highlevel, self.engine, self.catalog, self.profiles,
+                self.coordination)
 
     def tenant_by_write_key(self) -> dict[str, TenantSettings]:
         return {t.write_key: t for t in self.tenants}
