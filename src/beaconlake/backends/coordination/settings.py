@@ -8,7 +8,10 @@ from beaconlake.sections import PositiveFloat, Section
 class LocalCoordinationSettings(Section, tag="local", tag_field="type"):
     """One machine: locks are flock files and the run log is SQLite under ``<data_dir>/run/``."""
 
+    # A flock dies with its holder, so this only paces the holder's renewals here.
     lease_secs: PositiveFloat = 15.0
+    # How often this node records its heartbeat (role and figures) for the Pipeline view.
+    heartbeat_secs: PositiveFloat = 5.0
 
 
 class PostgresCoordinationSettings(Section, tag="postgres", tag_field="type"):

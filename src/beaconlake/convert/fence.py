@@ -1,0 +1,65 @@
+"""Runs that change the tables hold the run lease, and check it right before every commit.
+
+A run (convert, retention, an erasure pass; the scheduler's or one from a command line, on any
+node) holds ``RUN_LEASE`` from the coordination seam for its whole length, renewed in the
+background: runs never overlap anywhere in the deployment. An Iceberg commit cannot be made
+conditional on the lease inside the catalog, so every commit is preceded by ``lease.check()``,
+which refuses unless the lease is ours with a third of its ttl still to go (the commit's time
+budget). A node paused past its lease (GC, SIGSTOP, a VM migration) or cut off from the
+coordination service therefore stops at its next commit instead of writing over the run of the
+node that took over.
+
+``FencedStore`` wraps a ``TableStore`` so the commits made deep inside a run (convert/job.py,
+convert/increment.py, privacy/tables.py) are checked without those modules knowing of leases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from beaconlake.backends.coordination import RUN_LEASE, Lease, open_coordination
+from beaconlake.config import Settings
+
+# TableStore's methods that commit to the catalog
+COMMITS = frozenset({"ensure", "replace_days", "replace_files", "replace_tenant", "record_converted", "drop_tenant"})
+
+
+class FencedStore:
+    """``store`` whose commits call ``check()`` first (it raises LeaseLost once the lease is gone)."""
+
+    def __init__(self, store: Any, check: Callable[[], None]) -> None:
+        self._store, self._check = store, check
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if name not in COMMITS:
+            return attr
+
+        def fenced(*args: Any, **kwargs: Any) -> Any:
+            self._check()
+            return attr(*args, **kwargs)
+
+        return fenced
+
+
+@contextmanager
+def run_lease(settings: Settings, lease: Lease | None, busy: Callable[[str], Exception]) -> Iterator[Lease]:
+    """``lease`` when the caller's run already holds it; else the run lease, taken for this block
+    (renewed in the background, released at its end), or ``busy(who holds it)`` raised."""
+    if lease is not None:
+        yield lease
+        return
+    coord = open_coordination(settings.coordination, run_dir=settings.run_path, node=settings.node.name)
+    try:
+        held = coord.hold(RUN_LEASE, settings.coordination.lease_secs)
+        if held is None:
+            h = coord.holder(RUN_LEASE)
+            raise busy("another process" if h is None else f"node {h['holder']!r} (lease token {h['token']})")
+        try:
+            yield held
+        finally:
+            held.release()
+    finally:
+        coord.close()
