@@ -111,8 +111,8 @@ class LocalRunLog(RunLog):
         with self._db() as db:
             cur = db.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, "
                              "error = coalesce(error, 'the scheduler stopped during this run') "
-                             "WHERE status = 'running' AND token IS NOT ?",
-                             (now_ms(), None if live is None else live["token"]))
+                             "WHERE status = 'running' AND (? IS NULL OR token IS NOT ?)",  # IS NOT: NULL-safe
+                             (now_ms(), *[None if live is None else live["token"]] * 2))
             return cur.rowcount
 
     def set(self, key: str, value: Any) -> None:

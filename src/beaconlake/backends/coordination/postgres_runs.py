@@ -23,7 +23,7 @@ RUNS_SCHEMA = """
 create table if not exists coord_runs (
     run_id text primary key, node text, token bigint, trigger text not null, started_at bigint not null,
     finished_at bigint, status text not null, stage text, events bigint, new_files bigint, quarantined bigint,
-    analyze text, error text, tenants jsonb, erasures bigint, erasures_waiting bigint
+    "analyze" text, error text, tenants jsonb, erasures bigint, erasures_waiting bigint
 );
 create index if not exists coord_runs_started on coord_runs (started_at desc);
 create table if not exists coord_run_state (key text primary key, value jsonb not null);
@@ -31,6 +31,7 @@ create table if not exists coord_run_requests (id bigserial primary key, who tex
 """
 FIELDS = ("run_id", "node", "token", "trigger", "started_at", "finished_at", "status", "stage", "events", "new_files",
           "quarantined", "analyze", "error", "tenants", "erasures", "erasures_waiting")
+COLUMNS = ", ".join(f'"{f}"' for f in FIELDS)  # quoted: "analyze" is a keyword of PostgreSQL
 UPDATABLE = set(FIELDS) - {"run_id", "node", "token", "trigger", "started_at"}
 
 
@@ -56,7 +57,7 @@ class PostgresRunLog(RunLog):
             fields["analyze"] = json.dumps(fields["analyze"], default=str)
         if "tenants" in fields and fields["tenants"] is not None:
             fields["tenants"] = Jsonb(fields["tenants"])
-        cols = ", ".join(f"{k} = %s" for k in fields)
+        cols = ", ".join(f'"{k}" = %s' for k in fields)
         where = " and status = 'running'" if only_running else ""
         self.db.run(lambda c: c.execute(f"update coord_runs set {cols} where run_id = %s{where}",
                                         (*fields.values(), run_id)))
@@ -105,12 +106,12 @@ class PostgresRunLog(RunLog):
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.run(lambda c: c.execute(
-            f"select {', '.join(FIELDS)} from coord_runs order by started_at desc, run_id desc limit %s",
+            f"select {COLUMNS} from coord_runs order by started_at desc, run_id desc limit %s",
             (limit,)).fetchall())
         return [_decoded(dict(zip(FIELDS, r, strict=True))) for r in rows]
 
     def get(self, run_id: str) -> dict[str, Any]:
-        row = self.db.run(lambda c: c.execute(f"select {', '.join(FIELDS)} from coord_runs where run_id = %s",
+        row = self.db.run(lambda c: c.execute(f"select {COLUMNS} from coord_runs where run_id = %s",
                                               (run_id,)).fetchone())
         if row is None:
             raise KeyError(f"no run {run_id!r} in the run log")
