@@ -192,7 +192,7 @@ class KeptLease(Lease):
                             self.every_secs, exc)
                 continue
             self.lost = f"lease {self.name!r} (token {self.token}) could not be renewed: it passed on or expired"
-            log.error("%s; the run in progress stops before its next commit", self.lost)
+            log.error("%s; what runs under it stops before its next commit", self.lost)
             return
 
     def renew(self) -> bool:

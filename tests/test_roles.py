@@ -1,0 +1,123 @@
+"""Node roles and the shared coordination seam at the edges: the config check of a multi-node
+role, ``beaconlake up --role``, ``beaconlake convert`` fenced by the run lease on any node, and a
+collector node that runs no scheduler but beats its heart into the shared store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from convert.rawlake import event, ms, write_raw
+from realtime.servers import fresh_postgres_db
+from support import Collector, free_port, write_config
+
+from beaconlake import cli, config
+from beaconlake.backends.coordination import JOBS_LEASE, RUN_LEASE, LeaseLost
+from beaconlake.backends.coordination.postgres import PostgresCoordination
+from beaconlake.convert.run import convert, open_store
+from beaconlake.errors import ConfigError
+
+
+def _raw(tmp_path, coordination: dict | None = None, role: str | None = None) -> dict:
+    raw = {"data_dir": str(tmp_path / "data"),
+           "tenants": [{"id": "shop", "write_key": "wk_shop_" + "a" * 16, "read_key": "rk_shop_" + "b" * 16}]}
+    if coordination:
+        raw["coordination"] = coordination
+    if role:
+        raw["node"] = {"id": "n1", "role": role}
+    return raw
+
+
+@pytest.mark.parametrize("role", ["collector", "jobs"])
+def test_a_multi_node_role_on_local_coordination_is_a_config_error_naming_the_setting(tmp_path, role):
+    with pytest.raises(ConfigError, match=rf"node.role = '{role}'.*coordination.type = 'local'.*\"postgres\""):
+        config.parse(_raw(tmp_path, role=role), tmp_path, environ={})
+    # with a shared service it is fine, and `all` (one machine) is fine on local
+    pg = {"type": "postgres", "url": "postgresql://db.internal/beaconlake"}
+    assert config.parse(_raw(tmp_path, pg, role), tmp_path, environ={}).node.role == role
+    assert config.parse(_raw(tmp_path, role="all"), tmp_path, environ={}).node.runs_jobs
+
+
+def test_up_role_flag_overrides_the_config_and_is_checked_the_same_way(tmp_path, capsys):
+    path = write_config(tmp_path, free_port())
+    assert cli.main(["up", "--config", str(path), "--role", "collector"]) == 2
+    err = capsys.readouterr().err
+    assert "--role = 'collector'" in err and "coordination.type = 'local'" in err
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["up", "--role", "leader"])
+    assert "invalid choice: 'leader'" in capsys.readouterr().err
+
+
+def test_convert_from_any_node_waits_for_the_run_lease_and_a_lost_lease_commits_nothing(tmp_path, capsys):
+    dsn = fresh_postgres_db()
+    raw = _raw(tmp_path, {"type": "postgres", "url": dsn, "lease_secs": 1.0}, "jobs")
+    settings = config.parse(raw, tmp_path, environ={})
+    write_raw(tmp_path / "data" / "lake", [event("a", ms("2026-03-10T10:00:00"), tenant="shop")])
+    other = PostgresCoordination(dsn, "jobs-elsewhere")
+    held = other.acquire(RUN_LEASE, 30)
+    cfg = tmp_path / "beaconlake.toml"
+    cfg.write_text(f'data_dir = "data"\n[node]\nid = "n1"\nrole = "jobs"\n[coordination]\ntype = "postgres"\n'
+                   f'url = "{dsn}"\n[[tenants]]\nid = "shop"\nwrite_key = "wk_shop_{"a" * 16}"\n'
+                   f'read_key = "rk_shop_{"b" * 16}"\n')
+    assert cli.main(["convert", "--config", str(cfg), "--no-progress"]) == 2
+    assert "another convert run holds the run lease: node 'jobs-elsewhere'" in capsys.readouterr().err
+    held.release()
+    assert cli.main(["convert", "--config", str(cfg), "--no-progress"]) == 0  # free again: it runs
+    store = open_store(settings)
+    before = store.converted()
+    assert len(before) == 1
+
+    # a run whose lease passed on meanwhile (its node paused past the ttl) commits nothing
+    write_raw(tmp_path / "data" / "lake", [event("b", ms("2026-03-11T10:00:00"), tenant="shop")], "seg-0002")
+    mine = PostgresCoordination(dsn, "n1")
+    lease = mine.acquire(RUN_LEASE, 1.0)
+    time.sleep(1.2)
+    assert other.acquire(RUN_LEASE, 30) is not None
+    with pytest.raises(LeaseLost):
+        convert(settings, progress=False, lease=lease)
+    store = open_store(settings)
+    assert store.converted() == before
+    assert store.table("events").scan().to_arrow().num_rows == 1
+    other.close()
+    mine.close()
+
+
+def test_a_collector_node_runs_no_scheduler_and_sends_heartbeats(tmp_path):
+    dsn = fresh_postgres_db()
+    port = free_port()
+    path = write_config(tmp_path, port, {
+        "node": {"id": "collector-1"},
+        "coordination": {"type": "postgres", "url": dsn, "heartbeat_secs": 0.3},
+        "schedule": {"first_run_delay_secs": 0, "convert_interval_mins": 0.01},
+    })
+    node = Collector(tmp_path, port, path, "", "", tmp_path / "up.log", extra_args=["--role", "collector"]).start()
+    coord = PostgresCoordination(dsn, "test")
+    try:
+        write_raw(node.data_dir / "lake", [event("a", ms("2026-03-10T10:00:00"), tenant="demo")])
+
+        def beating():
+            rows = coord.nodes()
+            return rows if rows and rows[0]["info"].get("events_accepted") is not None else None
+
+        deadline = time.monotonic() + 20
+        while not beating() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [me] = coord.nodes()
+        assert (me["node"], me["role"]) == ("collector-1", "collector")
+        info = me["info"]
+        assert info["jobs_capable"] is False and info["jobs_active"] is False
+        assert {"spool_undelivered_bytes", "spool_segments", "delivery_lag_seconds", "ingest_events_per_sec"} <= set(info)
+        first = me["seen_ms"]
+        time.sleep(1.5)  # the interval would have run by now on a jobs node
+        assert coord.nodes()[0]["seen_ms"] > first  # still beating
+        assert coord.holder(JOBS_LEASE) is None and coord.run_log().runs() == []
+        assert "bl-schedule" not in _children_names(node.proc.pid)
+    finally:
+        node.stop()
+        coord.close()
+
+
+def _children_names(pid: int) -> str:
+    import subprocess
+
+    return subprocess.run(["ps", "-o", "comm=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
