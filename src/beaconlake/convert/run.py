@@ -83,7 +83,7 @@ MAINTENANCE_MARK = "convert-maintenance.json"
 
 
 def _clean_staging(root: Path, keep: str) -> None:
-    """Remove what interrupted runs left in ``root`` (call with the convert lock held: no other
+    """Remove what interrupted runs left in ``root`` (call with the run lease held: no other
     run is writing there)."""
     if not root.is_dir():
         return
