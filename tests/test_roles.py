@@ -121,3 +121,26 @@ def _children_names(pid: int) -> str:
     import subprocess
 
     return subprocess.run(["ps", "-o", "comm=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+
+
+def test_a_scheduler_whose_coordination_service_is_down_stands_by_and_says_so(tmp_path, caplog):
+    import logging
+    import threading
+
+    from beaconlake.schedule.run import Scheduler
+
+    port = free_port()  # nothing listens there
+    raw = _raw(tmp_path, {"type": "postgres", "url": f"postgresql://postgres@127.0.0.1:{port}/none?connect_timeout=1"},
+               "jobs")
+    settings = config.parse(raw, tmp_path, environ={})
+    s = Scheduler(settings)
+    with caplog.at_level(logging.INFO, logger="beaconlake.schedule"):
+        t = threading.Thread(target=s.serve, daemon=True)
+        t.start()
+        time.sleep(2.5)
+        s.stop()
+        t.join(15)
+    assert not t.is_alive()  # it neither crashed nor hung: it stood by and stopped when asked
+    said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(said) == 1 and "coordination.url" in said[0] and f"127.0.0.1:{port}" in said[0]
+    assert s.jobs is None

@@ -10,7 +10,16 @@ coordination service therefore stops at its next commit instead of writing over 
 node that took over.
 
 ``FencedStore`` wraps a ``TableStore`` so the commits made deep inside a run (convert/job.py,
-convert/increment.py, privacy/tables.py) are checked without those modules knowing of leases.
+convert/increment.py, privacy/tables.py, maintenance) are checked without those modules knowing
+of leases, at two points: before each of the store's commit methods (so a run that lost its
+lease does not even write the data files of its next commit), and before every attempt of the
+catalog's ``commit_table``. The second matters because pyiceberg retries a commit that lost a
+race on the new snapshot: without it, a node paused inside a commit would, once resumed, find
+the catalog changed by its successor and land its commit on top of the successor's, duplicating
+what the successor wrote. What is left is the time between the check and the catalog's own
+compare-and-swap inside one ``commit_table`` attempt (loading the table's current metadata and
+writing the new metadata file): a pause exactly there, longer than the lease, lets that one
+commit land, because an Iceberg commit is not a statement of the coordination database.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ class FencedStore:
 
     def __init__(self, store: Any, check: Callable[[], None]) -> None:
         self._store, self._check = store, check
+        _fence_catalog(store.catalog, check)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -42,6 +52,19 @@ class FencedStore:
             return attr(*args, **kwargs)
 
         return fenced
+
+
+def _fence_catalog(catalog: Any, check: Callable[[], None]) -> None:
+    """Check the lease before every ``commit_table`` of ``catalog``, retries included: every Table
+    loaded through it commits through this very object (``table.catalog``), so the wrapper is set
+    on the instance, for this run's catalog only."""
+    commit = catalog.commit_table
+
+    def commit_table(*args: Any, **kwargs: Any) -> Any:
+        check()
+        return commit(*args, **kwargs)
+
+    catalog.commit_table = commit_table
 
 
 @contextmanager

@@ -35,7 +35,7 @@ from beaconlake.config import Settings
 from beaconlake.convert import tables
 from beaconlake.convert.catalog import TableStore, iso_ms
 from beaconlake.convert.lake import day_ms, ms_day
-from beaconlake.convert.fence import run_lease
+from beaconlake.convert.fence import FencedStore, run_lease
 from beaconlake.convert.maintain import Maintenance, maintain_table
 from beaconlake.convert.run import open_store
 from beaconlake.lake import layout
@@ -89,7 +89,7 @@ def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None,
     today = ms_day(now_ms)
     out: dict[str, dict[str, int]] = {}
     try:
-        store = open_store(settings, hold=True)
+        store = FencedStore(open_store(settings, hold=True), lease.check)
         try:
             store.table(tables.EVENTS.name)
         except NoSuchTableError:

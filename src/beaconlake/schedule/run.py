@@ -39,6 +39,7 @@ from beaconlake.backends.coordination import (
     open_coordination,
 )
 from beaconlake.config import Settings
+from beaconlake.errors import BackendUnavailable
 from beaconlake.telemetry import Metrics
 from beaconlake.units import now_ms
 
@@ -185,22 +186,36 @@ class Scheduler:
         else:
             log.info("scheduler: no runs on an interval (schedule.enabled = false); convert and analyze run only "
                      "when asked for from the dashboard")
+        unreachable = False
         try:
             while not self.stopping:
-                if self.jobs is None and not self._take_over():
+                try:
+                    self._turn()
+                except BackendUnavailable as exc:  # the coordination service is down: stand by until it is back
+                    if not unreachable:
+                        log.warning("coordination service unreachable (coordination.url), trying again every %g s: %s",
+                                    POLL_SECS, exc)
+                    unreachable = True
                     time.sleep(POLL_SECS)
                     continue
-                try:
-                    self.jobs.check()
-                except LeaseLost as exc:
-                    log.error("this node (%s) is no longer the active jobs node: %s; standing by",
-                              self.coord.node, exc)
-                    self._step_down()
-                    continue
-                self._tick()
+                if unreachable:
+                    log.info("coordination service reachable again")
+                unreachable = False
         finally:
             self._step_down()
             self.coord.close()
+
+    def _turn(self) -> None:
+        if self.jobs is None and not self._take_over():
+            time.sleep(POLL_SECS)
+            return
+        try:
+            self.jobs.check()
+        except LeaseLost as exc:
+            log.error("this node (%s) is no longer the active jobs node: %s; standing by", self.coord.node, exc)
+            self._step_down()
+            return
+        self._tick()
 
     def _take_over(self) -> bool:
         """Take the jobs lease if it is free; True when this node is now the active jobs node."""
@@ -218,10 +233,13 @@ class Scheduler:
         self.next_at = now_ms() + int(s.first_run_delay_secs * 1000)
         self.trigger = "startup"
         self.published = -1
-        self.runs.set("interval_mins", s.convert_interval_mins)
-        self.runs.set("active_node", self.coord.node)
         for companion in self.companions:
             companion.start(self.coord, lease)
+        self.runs.set("interval_mins", s.convert_interval_mins)
+        self.runs.set("active_node", self.coord.node)
+        stale = self.runs.interrupt_stale()  # runs of a node whose run lease already expired
+        if stale:
+            log.warning("%d run(s) of a node that lost its lease marked interrupted", stale)
         return True
 
     def _step_down(self) -> None:
