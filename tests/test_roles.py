@@ -14,6 +14,7 @@ from support import Collector, free_port, write_config
 from beaconlake import cli, config
 from beaconlake.backends.coordination import JOBS_LEASE, RUN_LEASE, LeaseLost
 from beaconlake.backends.coordination.postgres import PostgresCoordination
+from beaconlake.convert.fence import FencedStore
 from beaconlake.convert.run import convert, open_store
 from beaconlake.errors import ConfigError
 
@@ -78,6 +79,14 @@ def test_convert_from_any_node_waits_for_the_run_lease_and_a_lost_lease_commits_
     store = open_store(settings)
     assert store.converted() == before
     assert store.table("events").scan().to_arrow().num_rows == 1
+    # every commit through the run's catalog is fenced, not only the store's own commit methods
+    # (pyiceberg's retry of a conflicting commit goes through the same catalog object)
+    fenced = FencedStore(open_store(settings, hold=True), lease.check)
+    table = fenced.table("converted_files")
+    rows = table.scan().to_arrow()
+    with pytest.raises(LeaseLost):
+        table.append(rows)
+    assert open_store(settings).table("converted_files").scan().to_arrow().num_rows == rows.num_rows
     other.close()
     mine.close()
 
