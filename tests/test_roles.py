@@ -4,6 +4,7 @@ collector node that runs no scheduler but beats its heart into the shared store.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -153,3 +154,14 @@ def test_a_scheduler_whose_coordination_service_is_down_stands_by_and_says_so(tm
     said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(said) == 1 and "coordination.url" in said[0] and f"127.0.0.1:{port}" in said[0]
     assert s.jobs is None
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"type": "postgres", "url": "mysql://db/x"}, "coordination.url = 'mysql://db/x': not a PostgreSQL connection string"),
+    ({"type": "postgres", "lease_secs": 0.5}, "coordination.lease_secs = 0.5: must be between 1 and 3600 seconds"),
+    ({"type": "local", "heartbeat_secs": 7200}, "coordination.heartbeat_secs = 7200.0: must be between 0.1 and 3600"),
+    ({"type": "etcd"}, "etcd"),
+])
+def test_bad_coordination_settings_name_the_key_the_value_and_the_limit(tmp_path, section, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.parse(_raw(tmp_path, section), tmp_path, environ={})
