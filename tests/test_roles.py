@@ -82,7 +82,7 @@ def test_convert_from_any_node_waits_for_the_run_lease_and_a_lost_lease_commits_
     assert store.table("events").scan().to_arrow().num_rows == 1
     # every commit through the run's catalog is fenced, not only the store's own commit methods
     # (pyiceberg's retry of a conflicting commit goes through the same catalog object)
-    fenced = FencedStore(open_store(settings, hold=True), lease.check)
+    fenced = FencedStore(open_store(settings, hold=True), lease)
     table = fenced.table("converted_files")
     rows = table.scan().to_arrow()
     with pytest.raises(LeaseLost):
@@ -165,3 +165,42 @@ def test_a_scheduler_whose_coordination_service_is_down_stands_by_and_says_so(tm
 def test_bad_coordination_settings_name_the_key_the_value_and_the_limit(tmp_path, section, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         config.parse(_raw(tmp_path, section), tmp_path, environ={})
+
+
+def test_with_the_catalog_in_the_coordination_database_the_commit_itself_is_fenced(tmp_path):
+    """The window check() leaves (a pause after it, inside the commit) closed: the takeover is
+    made to happen exactly there, between the check and the catalog's compare-and-swap."""
+    import psycopg
+    from sqlalchemy import event as sa_event
+
+    dsn = fresh_postgres_db()
+    p = dict(part.split("=", 1) for part in dsn.split())
+    raw = _raw(tmp_path, {"type": "postgres", "url": dsn}, "jobs")
+    raw["catalog"] = {"type": "sql", "uri": f"postgresql+psycopg://{p['user']}@{p['host']}:{p['port']}/{p['dbname']}"}
+    settings = config.parse(raw, tmp_path, environ={})
+    write_raw(tmp_path / "data" / "lake", [event("a", ms("2026-03-10T10:00:00"), tenant="shop")])
+    convert(settings, progress=False)  # the tables exist, one file converted
+    mine, other = PostgresCoordination(dsn, "n1"), PostgresCoordination(dsn, "n2")
+    inner = open_store(settings, hold=True)
+    taken = []
+
+    def pause_then_takeover(conn, cursor, statement, *args):  # registered first: runs before the fence
+        if statement.lstrip().lower().startswith("update iceberg_tables") and not taken:
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute("update coord_leases set expires_at = clock_timestamp() - interval '1 second' "
+                              "where name = %s", (RUN_LEASE,))
+            taken.append(other.acquire(RUN_LEASE, 30))
+
+    sa_event.listen(inner.catalog.engine, "before_cursor_execute", pause_then_takeover)
+    lease = mine.acquire(RUN_LEASE, 30)
+    store = FencedStore(inner, lease)
+    assert store.in_transaction
+    table = store.table("converted_files")
+    rows = table.scan().to_arrow()
+    with pytest.raises(LeaseLost, match="commit refused by the catalog database"):
+        table.append(rows)  # check() passed: the lease was live until the pause
+    assert taken and taken[0] is not None and taken[0].token == lease.token + 1
+    after = open_store(settings).table("converted_files").scan().to_arrow()
+    assert after.num_rows == rows.num_rows == 1
+    mine.close()
+    other.close()

@@ -18,8 +18,15 @@ race on the new snapshot: without it, a node paused inside a commit would, once 
 the catalog changed by its successor and land its commit on top of the successor's, duplicating
 what the successor wrote. What is left is the time between the check and the catalog's own
 compare-and-swap inside one ``commit_table`` attempt (loading the table's current metadata and
-writing the new metadata file): a pause exactly there, longer than the lease, lets that one
-commit land, because an Iceberg commit is not a statement of the coordination database.
+writing the new metadata file): a pause exactly there, longer than the lease, would let that one
+commit land.
+
+That window closes when the catalog is an Iceberg SQL catalog in the coordination database
+itself (``catalog.uri`` and ``coordination.url`` naming one PostgreSQL database, the
+recommended cluster setup): the catalog's compare-and-swap ``UPDATE iceberg_tables`` is then
+preceded, in its own transaction, by a ``SELECT ... FOR SHARE`` of the lease row that must still
+hold this token unexpired. The commit and the fence are one transaction: a commit under a lost
+lease is rolled back, and a takeover (which updates the lease row) waits for a commit in flight.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from beaconlake.backends.coordination import RUN_LEASE, Lease, open_coordination
+from beaconlake.backends.coordination import RUN_LEASE, Lease, LeaseLost, open_coordination
 from beaconlake.config import Settings
 
 # TableStore's methods that commit to the catalog
@@ -36,11 +43,12 @@ COMMITS = frozenset({"ensure", "replace_days", "replace_files", "replace_tenant"
 
 
 class FencedStore:
-    """``store`` whose commits call ``check()`` first (it raises LeaseLost once the lease is gone)."""
+    """``store`` whose commits check ``lease`` first (LeaseLost once the lease is gone)."""
 
-    def __init__(self, store: Any, check: Callable[[], None]) -> None:
-        self._store, self._check = store, check
-        _fence_catalog(store.catalog, check)
+    def __init__(self, store: Any, lease: Lease) -> None:
+        self._store, self._check = store, lease.check
+        _fence_catalog(store.catalog, lease.check)
+        self.in_transaction = _fence_sql_catalog(store.catalog, lease)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._store, name)
@@ -65,6 +73,39 @@ def _fence_catalog(catalog: Any, check: Callable[[], None]) -> None:
         return commit(*args, **kwargs)
 
     catalog.commit_table = commit_table
+
+
+# The lease row, still this holder's under this token, unexpired; locked until the commit ends.
+SQL_FENCE = ("select 1 from coord_leases where name = %(name)s and holder = %(holder)s and token = %(token)s "
+             "and expires_at > clock_timestamp() for share")
+
+
+def _fence_sql_catalog(catalog: Any, lease: Lease) -> bool:
+    """Put the lease check into the SQL catalog's commit transaction when the catalog's database
+    holds this very lease (see the module docstring); True when it does."""
+    engine = getattr(catalog, "engine", None)
+    if engine is None or engine.dialect.name != "postgresql":
+        return False
+    from sqlalchemy import event, text
+
+    params = {"name": lease.name, "holder": lease.holder, "token": lease.token}
+    with engine.connect() as conn:  # the same store: this lease's row is there (a table of that name is not enough)
+        if conn.execute(text("select to_regclass('coord_leases') is not null")).scalar() is not True:
+            return False
+        same = conn.execute(text("select 1 from coord_leases where name = :name and holder = :holder and token = :token"),
+                            params).first()
+    if same is None:
+        return False
+
+    def fence(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if statement.lstrip()[:21].lower() == "update iceberg_tables":
+            cursor.execute(SQL_FENCE, params)
+            if cursor.fetchone() is None:
+                raise LeaseLost(f"commit refused by the catalog database: lease {lease.name!r} (token {lease.token}) "
+                                "is no longer held by this node")
+
+    event.listen(engine, "before_cursor_execute", fence)
+    return True
 
 
 @contextmanager

@@ -164,7 +164,7 @@ def _convert(settings: Settings, sections: Sections, tenants: set[str] | None, f
     staging = run_dir / "convert-staging" / run_id
     try:
         _clean_staging(staging.parent, keep=run_id)
-        store = FencedStore(open_store(settings, sections, hold=True), lease.check)
+        store = FencedStore(open_store(settings, sections, hold=True), lease)
         promoted = promoted_columns(settings.tenants)
         store.ensure(promoted)
         keep_existing_types(promoted, {f.name: f.type for f in store.arrow_schema(EVENTS.name)})

@@ -214,7 +214,7 @@ def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = 
     profiles = open_profiles(settings.profiles)
     index = open_highlevel(settings.highlevel)
     try:
-        store = FencedStore(open_store(settings, hold=True), lease.check)
+        store = FencedStore(open_store(settings, hold=True), lease)
         store = store if _tables_exist(store) else None
         hasher = id_hasher(storage, settings.privacy.id_salt or None)
         steps = []

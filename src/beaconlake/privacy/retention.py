@@ -89,7 +89,7 @@ def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None,
     today = ms_day(now_ms)
     out: dict[str, dict[str, int]] = {}
     try:
-        store = FencedStore(open_store(settings, hold=True), lease.check)
+        store = FencedStore(open_store(settings, hold=True), lease)
         try:
             store.table(tables.EVENTS.name)
         except NoSuchTableError:
