@@ -242,7 +242,6 @@
         kpi("last run", last ? last.status + " · " + when(last.started_at) : "none yet") + "</div>" +
         card("Convert + analyze", "<p>" + (s.enabled ? "Every " + s.interval_mins + " min; next run " + (s.next_run_at ? when(s.next_run_at) : "when the scheduler starts") : "The interval is off ([schedule] enabled = false)") +
           ".</p>" + run) +
-        (d.nodes && d.nodes.length ? card("Nodes (last heartbeat)", table(nodeColumns(tenant), d.nodes)) : "") +
         card("Runs", table([{t: "started", f: function (r) { return when(r.started_at); }}, {t: "node", f: function (r) { return r.node || ""; }},
           {t: "trigger", f: function (r) { return r.trigger; }},
           {t: "status", html: 1, f: function (r) { return '<span class="status-' + esc(r.status) + '">' + esc(r.status) + (r.status === "running" ? " (" + esc(r.stage) + ")" : "") + "</span>"; }},
@@ -250,6 +249,8 @@
           {t: "events", n: 1, f: function (r) { return r.events == null ? "" : r.events; }}, {t: "new files", n: 1, f: function (r) { return r.new_files == null ? "" : r.new_files; }},
           {t: "analyze", f: analyzeSummary},
           {t: "error", html: 1, f: function (r) { return r.error ? '<pre class="error">' + esc(r.error) + "</pre>" : ""; }}], d.runs)) +
+        // after the runs: the runs table stays the view's first
+        (d.nodes && d.nodes.length ? card("Nodes (last heartbeat)", table(nodeColumns(tenant), d.nodes)) : "") +
         (d.quarantined && d.quarantined.length ? card("Quarantined raw files (convert could not read them; see docs/convert.md)", table([
           {t: "quarantined", f: function (q) { return when(q.quarantined_ms); }}, {t: "raw file", f: function (q) { return q.key; }},
           {t: "bytes", n: 1, f: function (q) { return q.size_bytes; }},
