@@ -53,6 +53,9 @@ def _load(args: argparse.Namespace) -> config.Settings:
         settings.server.host = args.host
     if getattr(args, "workers", None):
         settings.server.workers = args.workers
+    if getattr(args, "role", None):
+        settings.node.role = args.role
+        config.check_node(settings, "--role")
     return settings
 
 
@@ -102,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=_port, help="listen on this port instead of server.port")
     p.add_argument("--host", help="listen on this address instead of server.host")
     p.add_argument("--workers", type=_positive, help="server worker processes instead of server.workers")
+    p.add_argument("--role", choices=["all", "collector", "jobs"],
+                   help="what this node runs instead of node.role: all (one machine), collector (ingest and "
+                        "delivery) or jobs (scheduler; one active across the deployment)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("deliver", help="deliver what the spool holds to the lake, then exit")

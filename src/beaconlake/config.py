@@ -71,7 +71,7 @@ from beaconlake.realtime.settings import (
     SequenceStep,
 )
 from beaconlake.schedule.settings import ScheduleSettings
-from beaconlake.sections import Key, Port, PositiveFloat, PositiveInt, Section, TenantId, resolve
+from beaconlake.sections import Key, Port, PositiveFloat, PositiveInt, Section, TenantId, resolve, type_of
 from beaconlake.types import Level, Name
 
 log = logging.getLogger(__name__)
@@ -282,8 +282,23 @@ def _check_server(server: ServerSettings) -> None:
         )
 
 
+def check_node(settings: Settings, where: str = "node.role") -> None:
+    """A node of a deployment of several (role collector or jobs) needs a coordination service
+    every node shares: ``local`` coordination is one machine's files, so two jobs nodes would
+    both be active and run convert over each other, and a collector's heartbeats and run
+    requests would reach nobody. An error rather than a warning: the failure it prevents is
+    duplicated tables, found long after start-up."""
+    role, kind = settings.node.role, type_of(settings.coordination)
+    if role != "all" and kind == "local":
+        raise ConfigError(
+            f"{where} = {role!r} makes this node one of several, but coordination.type = {kind!r} is this machine's "
+            "own files and cannot be shared: set coordination.type = \"postgres\" (and coordination.url) on every node, "
+            "or run one machine with node.role = \"all\"")
+
+
 def _check(settings: Settings) -> None:
     _check_server(settings.server)
+    check_node(settings)
     prefix = settings.collector.snowplow_path_prefix
     if not re.fullmatch(PATH_PREFIX, prefix):
         raise ConfigError(f"collector.snowplow_path_prefix: {prefix!r} is not a path prefix; write it as /name[/name...] "

@@ -55,6 +55,8 @@ HELP = {
     "beaconlake_convert_quarantined_files_total": (
         "counter", "Raw files scheduled convert runs moved to the lake's quarantine/ as unreadable, by tenant."),
     "beaconlake_schedule_runs_failed_total": ("counter", "Scheduled convert + analyze runs that failed, by stage."),
+    "beaconlake_schedule_runs_lease_lost_total": ("counter", "Runs stopped before a commit because this node lost the "
+                                                  "run lease to another (fencing), by stage."),
     "beaconlake_request_duration_seconds": ("histogram", "Event endpoint latency, from request to response."),
     "beaconlake_http_connections_closed_total": (
         "counter", "Connections the HTTP server closed on its own, by reason: header_timeout, keepalive_idle, "

@@ -9,7 +9,17 @@ The processes:
   ``realtime.enabled``; restarted within a second when it dies, so acknowledged events keep
   flowing to the lake.
 - **Scheduler** (``schedule.run``): convert + analyze in a process of its own, never in a
-  server worker's request path; restarted like the deliverer.
+  server worker's request path; restarted like the deliverer. Only on a node whose role runs
+  jobs (``all``, ``jobs``); of several such nodes only the holder of the jobs lease runs it.
+- **Heartbeat** (``serve.heartbeat``, a thread of this process): the node's role and figures in
+  the coordination store, for every node's Pipeline view.
+
+Roles (``node.role``, or ``beaconlake up --role``): ``all`` runs everything (one machine);
+``collector`` runs the server and the deliverer, no scheduler; ``jobs`` runs the scheduler, and
+the server and deliverer too: its server answers the dashboard, the read API, ``/healthz`` and
+``/metrics``, and since that same server would acknowledge an event sent to it (a misrouted load
+balancer), the deliverer runs beside it so no acknowledged event is ever left in a spool that
+nothing delivers. Point the event load balancer at the collectors only.
 
 The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``) that
 ``ps``, ``top`` and the OOM killer's log show.
@@ -53,6 +63,12 @@ APP_FACTORY = "beaconlake.serve.app:create_app"  # what each server worker impor
 SCHEDULER_STOP_SECS = 20
 PARENT_CHECK_SECS = 1.0  # how often a helper process checks that up is still there
 WATCH_SECS = 1.0  # how often the helper processes' liveness is checked
+ROLE_PARTS = {
+    "all": "HTTP server, lake delivery and the scheduler (one machine)",
+    "collector": "HTTP server and lake delivery; no scheduler (a jobs node converts)",
+    "jobs": "the scheduler (active while this node holds the jobs lease), with the HTTP server for the dashboard, "
+            "API, /healthz and /metrics, and lake delivery for anything it accepts",
+}
 
 
 def pre_delivery(settings: Settings, storage: Storage, metrics: Metrics) -> list[PreDelivery]:
@@ -137,11 +153,18 @@ class KeptAlive:
             proc.join()
 
 
+def jobs_companions(settings: Settings) -> list:
+    """Work that runs beside the scheduler on the active jobs node only (``schedule.run.JobsCompanion``):
+    started with the jobs lease, stopped when the node loses it. Cross-node sequence detection
+    (realtime/) joins here."""
+    return []
+
+
 def run_scheduler(settings: Settings, log_level: str = "INFO") -> None:
     from beaconlake.schedule.run import run_forever
 
     stop_with_parent("scheduler")
-    run_forever(settings, log_level)
+    run_forever(settings, log_level, jobs_companions(settings))
 
 
 def prepare_counters_for_start(settings: Settings) -> None:
@@ -175,17 +198,25 @@ def run(settings: Settings) -> int:
     the exit status."""
     from beaconlake.serve.http.supervisor import Supervisor
 
+    from beaconlake.serve.heartbeat import Heartbeat
+
     prepare(settings)
     set_process_name("bl-up")
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    node = settings.node
+    log.info("node %s, role %s: %s", node.name, node.role, ROLE_PARTS[node.role])
+    heartbeat = Heartbeat(settings)
+    heartbeat.start()
     deliverer = KeptAlive("lake delivery", "beaconlake-deliver", run_deliverer, settings, level)
     try:
-        scheduler = KeptAlive("scheduler", "beaconlake-schedule", run_scheduler, settings, level)
+        scheduler = KeptAlive("scheduler", "beaconlake-schedule", run_scheduler, settings, level) if node.runs_jobs else None
         try:
             log.info("collector on http://%s:%d (%d worker(s)), lake at %s",
                      settings.server.host, settings.server.port, settings.server.workers, settings.storage)
             return Supervisor(settings, APP_FACTORY, level).run()
         finally:
-            scheduler.stop(SCHEDULER_STOP_SECS)
+            if scheduler is not None:
+                scheduler.stop(SCHEDULER_STOP_SECS)
     finally:
         deliverer.stop(settings.delivery.drain_timeout_secs + 5)
+        heartbeat.stop()

@@ -14,7 +14,8 @@ from scenarios import random_events
 
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
-from beaconlake.locks import RunLock
+from beaconlake.backends.coordination import RUN_LEASE
+from beaconlake.schedule.run import coordination_of
 
 KEYS = {"events": ("tenant", "event_id"), "sessions": ("tenant", "session_id"),
         "pageviews": ("tenant", "page_view_id"), "high_level_events": ("tenant", "event_id")}
@@ -160,9 +161,9 @@ def test_full_rebuild_gives_the_same_tables(duck):
 
 def test_two_runs_at_once_are_refused(duck):
     write_raw(duck.lake, [event("a", ms("2026-03-10T10:00:00"))])
-    lock = RunLock(duck.root / "run" / "convert.lock", RuntimeError)  # another process's run
+    lock = coordination_of(duck.settings).acquire(RUN_LEASE, 15)  # another process's (or node's) run
     try:
-        with pytest.raises(ConvertError, match="another convert run"):
+        with pytest.raises(ConvertError, match="another convert run holds the run lease"):
             duck.convert()
     finally:
         lock.release()

@@ -22,7 +22,8 @@ from beaconlake.convert import tables
 from beaconlake.convert.catalog import TABLE_PROPERTIES
 from beaconlake.convert.maintain import HOUR_MS, maintain, reachable
 from beaconlake.convert.maintain import _fs_path as fs_path
-from beaconlake.locks import RunLock
+from beaconlake.backends.coordination import RUN_LEASE
+from beaconlake.schedule.run import coordination_of
 
 DAY10 = ms("2026-03-10T00:00:00")
 EVERY_RUN = {"maintenance_interval_hours": 0, "snapshot_retention_hours": 0}
@@ -141,9 +142,9 @@ def test_staging_of_a_live_run_is_left_alone(tmp_path, scratch):
     live = tmp_path / "run" / "convert-staging" / "live-run" / "events"
     live.mkdir(parents=True)
     (live / "part.parquet").write_bytes(b"being written")
-    lock = RunLock(tmp_path / "run" / "convert.lock", RuntimeError)  # that run holds the lock
+    lock = coordination_of(lake.settings).acquire(RUN_LEASE, 15)  # that run holds the run lease
     try:
-        with pytest.raises(Exception, match="another convert run"):
+        with pytest.raises(Exception, match="another convert run holds the run lease"):
             lake.convert()
         assert (live / "part.parquet").exists()
     finally:

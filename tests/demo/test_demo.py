@@ -17,7 +17,7 @@ from beaconlake import config
 from beaconlake.convert.query import run_query
 from beaconlake.convert.run import open_store
 from beaconlake.demo.browsers import available as browsers_available
-from beaconlake.schedule.state import RunLog
+from beaconlake.schedule.run import coordination_of
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def test_demo_fills_every_table(tmp_path):
         assert "1 headless Chromium visit(s)" in out
         assert counts["browser_low"] > 0  # pointer, scroll and clicks from a real browser, through beaconlake.js
 
-    runs = RunLog(settings.run_path).runs(100)
+    runs = coordination_of(settings).run_log().runs(100)
     assert runs and all(r["status"] in ("ok", "interrupted") for r in runs), runs
     assert any(r["trigger"].startswith("requested") for r in runs)  # the demo's early run
     assert profiles > 0

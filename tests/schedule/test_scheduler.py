@@ -13,9 +13,8 @@ from convert.rawlake import MIN, event, ms, write_raw
 from support import free_port, write_config
 
 from beaconlake import config
-from beaconlake.locks import RunLock
-from beaconlake.schedule.run import Busy, Scheduler, run_once
-from beaconlake.schedule.state import RunLog
+from beaconlake.backends.coordination import RUN_LEASE, RunLog
+from beaconlake.schedule.run import Busy, Scheduler, coordination_of, run_once
 from beaconlake.telemetry import Metrics
 
 
@@ -41,7 +40,7 @@ def test_a_run_converts_and_records_its_outcome(tmp_path):
     # nothing new: the next run converts nothing, and is recorded too
     again = run_once(settings, "manual")
     assert (again["status"], again["events"], again["new_files"]) == ("ok", 0, 0)
-    assert [r["run_id"] for r in RunLog(settings.run_path).runs()] == [again["run_id"], record["run_id"]]
+    assert [r["run_id"] for r in coordination_of(settings).run_log().runs()] == [again["run_id"], record["run_id"]]
 
 
 def test_a_failing_run_records_its_error_and_the_next_one_recovers(tmp_path):
@@ -74,7 +73,7 @@ def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_conv
     bad.write_bytes(b"this is not parquet")
     s, t = _serve(settings)  # the scheduler process's loop, as `beaconlake up` runs it
     try:
-        RunLog(settings.run_path).request("requested (demo)", "demo")  # as the tenant's admin key asks
+        coordination_of(settings).run_log().request("requested (demo)", "demo")  # as the tenant's admin key asks
         [record] = _wait_runs(s.runs, 1, 60)
     finally:
         s.stop()
@@ -95,13 +94,14 @@ def test_a_corrupt_raw_file_is_quarantined_counted_and_shown_while_the_rest_conv
 
 def test_no_two_runs_at_once(tmp_path):
     settings = _settings(tmp_path)
-    held = RunLock(settings.run_path / "schedule.lock", Busy)  # a run in progress elsewhere
+    coord = coordination_of(settings)
+    held = coord.acquire(RUN_LEASE, 15)  # a run in progress elsewhere (`beaconlake convert`, another node)
     try:
         with pytest.raises(Busy):
             run_once(settings, "requested")
     finally:
         held.release()
-    refused = RunLog(settings.run_path).runs(1)[0]
+    refused = coordination_of(settings).run_log().runs(1)[0]
     assert refused["status"] == "refused" and "never overlap" in refused["error"]
     assert run_once(settings, "requested")["status"] == "ok"  # and once it is free, runs go on
 
@@ -130,7 +130,7 @@ def test_runs_on_the_interval(tmp_path, caplog):
         s, t = _serve(settings)
         time.sleep(0.2)
     try:
-        assert "scheduler: convert and analyze every 0.03 min, first run in 0 s" in caplog.text
+        assert "scheduler: convert and analyze every 0.03 min, first run 0 s after this node becomes" in caplog.text
         runs = _wait_runs(s.runs, 2, 30)
     finally:
         s.stop()
@@ -154,7 +154,7 @@ def test_runs_on_request_even_with_the_interval_off(tmp_path, caplog):
         assert said == ["scheduler: no runs on an interval (schedule.enabled = false); convert and analyze run only "
                         "when asked for from the dashboard"]  # not "every 5 min"
         assert s.runs.runs() == []  # the interval is off: nothing runs by itself
-        RunLog(settings.run_path).request("requested (demo)")  # what the dashboard's button does
+        coordination_of(settings).run_log().request("requested (demo)")  # what the dashboard's button does
         runs = _wait_runs(s.runs, 1, 30)
     finally:
         s.stop()
@@ -185,7 +185,7 @@ def test_requests_make_one_run_of_their_tenants(tmp_path):
     settings = _two_tenants(tmp_path)
     t = ms("2026-03-01T10:00:00")
     write_raw(_lake(settings), _visit("a1", t) + [event("o1", t + i * MIN, tenant="other") for i in range(5)])
-    runs = RunLog(settings.run_path)
+    runs = coordination_of(settings).run_log()
     runs.request("requested (demo)", tenant="demo")
     runs.request("requested (demo)", tenant="demo")  # a second click: the same request
     assert runs.requested("demo") and not runs.requested("other")

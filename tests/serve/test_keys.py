@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 from two_tenants import RIVAL, SERVER_ADMIN, SHOP, TwoTenants, make
 
-from beaconlake.schedule.state import RunLog
+from beaconlake.schedule.run import coordination_of
 
 # Query parameters a route needs to answer at all.
 NEEDS = {"/v1/stats": {"name": "product_view"}}
@@ -116,7 +116,7 @@ def test_no_route_answers_without_a_known_key(world, key):
 
 
 def test_a_run_now_needs_an_admin_key_and_runs_only_its_tenant(world):
-    runs = RunLog(world.settings.run_path)
+    runs = coordination_of(world.settings).run_log()
     post = lambda key: world.client.post("/v1/dashboard/pipeline/run", headers={"authorization": f"Bearer {key}"} if key else {})
     assert post(None).status_code == 401
     assert post(SHOP["write_key"]).status_code == 401
@@ -166,4 +166,4 @@ def test_a_key_one_character_off_is_refused(world, cut, char):
     near = key[:cut] + char + key[cut + 1:]
     r = world.client.post("/v1/dashboard/pipeline/run", headers={"authorization": f"Bearer {near}"})
     assert r.status_code == (200 if near == key else 401)
-    RunLog(world.settings.run_path).take_request()  # leave no request behind for the other tests
+    coordination_of(world.settings).run_log().take_request()  # leave no request behind for the other tests

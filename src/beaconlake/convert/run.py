@@ -22,12 +22,14 @@ from pathlib import Path
 
 from beaconlake.backends.catalog import open_catalog
 from beaconlake.backends.catalog.settings import CatalogSettings
+from beaconlake.backends.coordination import Lease
 from beaconlake.backends.engine import Engine, open_engine
 from beaconlake.backends.engine.settings import EngineSettings
 from beaconlake.backends.storage import open_storage
 from beaconlake.config import Settings
 from beaconlake.convert.catalog import TableStore
 from beaconlake.convert.errors import ConvertError
+from beaconlake.convert.fence import FencedStore, run_lease
 from beaconlake.convert.job import RunContext, TenantJob
 from beaconlake.convert.lake import RawFile, RawLake, day_ms
 from beaconlake.convert.maintain import Maintenance, maintain
@@ -36,7 +38,6 @@ from beaconlake.convert.promote import keep_existing_types, promoted_columns
 from beaconlake.convert.quarantine import Quarantine, Quarantined, page_problem, problem
 from beaconlake.convert.settings import ConvertSettings, sections_of
 from beaconlake.convert.tables import EVENTS
-from beaconlake.locks import RunLock
 from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ MAINTENANCE_MARK = "convert-maintenance.json"
 
 
 def _clean_staging(root: Path, keep: str) -> None:
-    """Remove what interrupted runs left in ``root`` (call with the convert lock held: no other
+    """Remove what interrupted runs left in ``root`` (call with the run lease held: no other
     run is writing there)."""
     if not root.is_dir():
         return
@@ -139,24 +140,31 @@ def convert(
     full: bool = False,
     engine: Engine | None = None,
     progress: bool = True,
+    lease: Lease | None = None,
 ) -> RunSummary:
     """Convert what is new in the raw lake (of ``tenants``; all when None).
 
     ``sections``: the convert, engine and catalog settings (default: those of ``settings``).
     ``engine``: an open engine to use instead of opening one from the settings (not closed here).
-    ``full``: re-convert every raw file, and rebuild the identity map from scratch."""
+    ``full``: re-convert every raw file, and rebuild the identity map from scratch.
+    ``lease``: the run lease the caller's run holds (the scheduler's); None: taken here (fence.py)."""
     started = time.monotonic()
     sections = sections or sections_of(settings)
-    convert_settings, engine_settings, _ = sections
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
     run_dir = Path(settings.data_dir) / "run"
-    # one convert run per data folder at a time (the catalog also refuses conflicting commits)
-    lock = RunLock(run_dir / "convert.lock", lambda path: ConvertError(
-        f"another convert run holds {path}; wait for it to finish"))
+    # one run at a time in the whole deployment, every commit fenced by the run lease (fence.py)
+    with run_lease(settings, lease, lambda who: ConvertError(
+            f"another convert run holds the run lease: {who}; wait for it to finish")) as held:
+        return _convert(settings, sections, tenants, full, engine, progress, held, run_id, run_dir, started)
+
+
+def _convert(settings: Settings, sections: Sections, tenants: set[str] | None, full: bool, engine: Engine | None,
+             progress: bool, lease: Lease, run_id: str, run_dir: Path, started: float) -> RunSummary:
+    convert_settings, engine_settings, _ = sections
     staging = run_dir / "convert-staging" / run_id
     try:
         _clean_staging(staging.parent, keep=run_id)
-        store = open_store(settings, sections, hold=True)
+        store = FencedStore(open_store(settings, sections, hold=True), lease)
         promoted = promoted_columns(settings.tenants)
         store.ensure(promoted)
         keep_existing_types(promoted, {f.name: f.type for f in store.arrow_schema(EVENTS.name)})
@@ -197,6 +205,7 @@ def convert(
             bar.close()
             if own_engine and engine is not None:
                 engine.close()
+        lease.check()  # maintenance expires snapshots and deletes files
         maintenance = _maintain_if_due(store, convert_settings, run_dir)
         summary = RunSummary(run_id, len(new), ctx.counts["events"], ctx.counts["batches"], ctx.counts["days"],
                              len(late), time.monotonic() - started, list(quarantine.moved), maintenance,
@@ -210,4 +219,3 @@ def convert(
         return summary
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-        lock.release()

@@ -17,8 +17,9 @@ simply run again: the request stays pending until its ``done`` record is written
    audit entry, and the pending request (the one record with the ids in clear) deleted.
 
 All of a tenant's pending requests share one pass: the raw scan, the table rewrites and the
-expiry are paid once for the batch. The pass holds convert's lock: no convert commit can race
-the table rewrites, and no convert output is an orphan in the making.
+expiry are paid once for the batch. The pass holds the run lease (convert/fence.py), as convert
+does: no convert commit can race the table rewrites, no convert output is an orphan in the
+making, and a pass whose node lost the lease stops before its next table commit.
 """
 
 from __future__ import annotations
@@ -27,25 +28,27 @@ import logging
 import shutil
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import EqualTo
 
+from beaconlake.backends.coordination import Lease
 from beaconlake.backends.highlevel import open_highlevel
 from beaconlake.backends.profiles import open_profiles
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
 from beaconlake.convert import tables as convert_tables
 from beaconlake.convert.catalog import TableStore
+from beaconlake.convert.fence import FencedStore, run_lease
 from beaconlake.convert.run import open_store
 from beaconlake.errors import BeaconlakeError
 from beaconlake.ingest.forget import scrub_spool
 from beaconlake.lake import layout
 from beaconlake.lake import privacy as records
 from beaconlake.lake.privacy import AuditEntry, ErasureDone, ErasureRequest, IdHasher, Suppression, id_hasher
-from beaconlake.locks import RunLock
 from beaconlake.privacy import lakefiles
 from beaconlake.privacy import tables as privacy_tables
 from beaconlake.privacy.graph import Graph
@@ -57,7 +60,7 @@ log = logging.getLogger(__name__)
 
 
 class Busy(BeaconlakeError):
-    """A convert run holds its lock; the pass is tried again later."""
+    """Another run holds the run lease; the pass is tried again later."""
 
 
 @dataclass
@@ -181,7 +184,7 @@ class _TenantPass:
         return out
 
 
-def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = True) -> Pass:
+def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = True, lease: Lease | None = None) -> Pass:
     """Carry out every pending erasure request (of ``tenants``), batched per tenant.
 
     A request younger than ``privacy.suppression_refresh_secs`` may not be in every deliverer's
@@ -203,24 +206,28 @@ def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = 
     if not ready:
         return result
     run_dir = Path(settings.data_dir) / "run"
-    lock = RunLock(run_dir / "convert.lock", lambda path: Busy(f"a convert run holds {path}; the erasure waits for it"))
+    held = ExitStack()  # the run lease: the caller's (``lease``), or taken for this pass
+    lease = held.enter_context(run_lease(settings, lease, lambda who: Busy(
+        f"another run holds the run lease: {who}; the erasure waits for it")))
     run_id = "forget-" + uuid.uuid4().hex[:12]
     staging = run_dir / "privacy-staging" / run_id
     profiles = open_profiles(settings.profiles)
     index = open_highlevel(settings.highlevel)
     try:
-        store = open_store(settings, hold=True)
+        store = FencedStore(open_store(settings, hold=True), lease)
         store = store if _tables_exist(store) else None
         hasher = id_hasher(storage, settings.privacy.id_salt or None)
         steps = []
         for tenant in sorted({r.tenant for r in ready}):
             mine = [r for r in ready if r.tenant == tenant]
+            lease.check()
             step = _TenantPass(settings, storage, store, profiles, index, hasher, tenant, staging, run_id)
             done = step.run(mine)
             result.too_wide += step.too_wide
             if mine:
                 steps.append((step, mine, *done))
         if store is not None:
+            lease.check()
             expired = privacy_tables.expire_all(store)
             log.info("erasure pass %s: %d snapshot(s) expired, %d file(s) deleted", run_id,
                      expired.snapshots_expired, expired.files_deleted + expired.orphans_deleted)
@@ -237,4 +244,4 @@ def carry_out(settings: Settings, tenants: set[str] | None = None, wait: bool = 
         shutil.rmtree(staging, ignore_errors=True)
         profiles.close()
         index.close()
-        lock.release()
+        held.close()

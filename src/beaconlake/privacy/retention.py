@@ -12,8 +12,9 @@ names, older than ``today - N days``):
 * snapshots (``snapshots_days``, the smallest over all tenants: the tables are shared) older than
   that expired, with the files only they need and the orphans older than convert's margin.
 
-A retention pass writes one audit entry per tenant with what went. It holds convert's lock, as an
-erasure does, so no convert commit races its table deletes.
+A retention pass writes one audit entry per tenant with what went. It holds the run lease, as an
+erasure does (convert/fence.py), so no convert commit races its table deletes, and it stops
+before its next delete once its node has lost the lease.
 """
 
 from __future__ import annotations
@@ -21,24 +22,25 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
+from contextlib import ExitStack
 from datetime import date, timedelta
-from pathlib import Path
 
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.expressions import And, EqualTo, LessThan
 
+from beaconlake.backends.coordination import Lease
 from beaconlake.backends.profiles import open_profiles
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
 from beaconlake.convert import tables
 from beaconlake.convert.catalog import TableStore, iso_ms
 from beaconlake.convert.lake import day_ms, ms_day
+from beaconlake.convert.fence import FencedStore, run_lease
 from beaconlake.convert.maintain import Maintenance, maintain_table
 from beaconlake.convert.run import open_store
 from beaconlake.lake import layout
 from beaconlake.lake import privacy as records
 from beaconlake.lake.privacy import AuditEntry
-from beaconlake.locks import RunLock
 from beaconlake.privacy.forget import Busy
 from beaconlake.units import DAY_MS, HOUR_MS
 
@@ -69,7 +71,8 @@ def _drop_table_days(store: TableStore, tenant: str, before: date, run_id: str) 
     return gone
 
 
-def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None) -> dict[str, dict[str, int]]:
+def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None,
+            lease: Lease | None = None) -> dict[str, dict[str, int]]:
     """One retention pass at time ``now_ms``: what went, by tenant and kind."""
     chosen = [t for t in settings.tenants if tenants is None or t.id in tenants]
     kept = [t for t in chosen if any(v is not None for v in (
@@ -77,20 +80,22 @@ def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None) ->
         t.retention.profiles_inactive_days, t.retention.snapshots_days))]
     if not kept:
         return {}
-    run_dir = Path(settings.data_dir) / "run"
-    lock = RunLock(run_dir / "convert.lock", lambda path: Busy(f"a convert run holds {path}; retention waits for it"))
+    held = ExitStack()  # the run lease: the caller's (``lease``), or taken for this pass
+    lease = held.enter_context(run_lease(settings, lease, lambda who: Busy(
+        f"another run holds the run lease: {who}; retention waits for it")))
     run_id = "retention-" + uuid.uuid4().hex[:12]
     storage = open_storage(settings.storage)
     profiles = open_profiles(settings.profiles)
     today = ms_day(now_ms)
     out: dict[str, dict[str, int]] = {}
     try:
-        store = open_store(settings, hold=True)
+        store = FencedStore(open_store(settings, hold=True), lease)
         try:
             store.table(tables.EVENTS.name)
         except NoSuchTableError:
             store = None
         for t in kept:
+            lease.check()
             r, gone = t.retention, {}
             if r.raw_days is not None:
                 gone["raw_files"] = _drop_files(storage, layout.raw_prefix(t.id), layout.parse_raw,
@@ -107,6 +112,7 @@ def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None) ->
             out[t.id] = gone
         snapshot_days = [t.retention.snapshots_days for t in settings.tenants if t.retention.snapshots_days is not None]
         if snapshot_days and store is not None:
+            lease.check()
             done = _expire_snapshots(store, min(snapshot_days), settings.convert.orphan_min_age_hours, now_ms)
             for gone in out.values():
                 gone["snapshots_expired"] = done
@@ -117,7 +123,7 @@ def enforce(settings: Settings, now_ms: int, tenants: set[str] | None = None) ->
         return out
     finally:
         profiles.close()
-        lock.release()
+        held.close()
 
 
 def _expire_snapshots(store: TableStore, days: int, orphan_min_age_hours: float, now_ms: int) -> int:

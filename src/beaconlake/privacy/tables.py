@@ -151,7 +151,7 @@ def record_new_sizes(store: TableStore, sizes: dict[str, int | None], run_id: st
 
 def expire_all(store: TableStore) -> Maintenance:
     """Expire every snapshot but each table's current one, and delete the files only they (or no
-    snapshot) referenced. Call with the convert lock held."""
+    snapshot) referenced. Call with the run lease held (convert/fence.py)."""
     done = Maintenance()
     now_ms = time.time_ns() // 1_000_000 + 1  # snapshots committed in this very millisecond too
     for tdef in tables.ALL:

@@ -81,6 +81,12 @@ def test_views_show_the_known_input(shop):
     pipeline = shop.get("/v1/dashboard/pipeline").json()
     assert pipeline["scope"] == "tenant" and pipeline["runs"][0]["status"] == "ok"
     assert pipeline["counters"]["beaconlake_tenant_events_accepted_total"] >= 20
+    # the node that ran it, and this node's heartbeat without the figures that count every tenant
+    node = shop.settings.node.name
+    assert pipeline["runs"][0]["node"] == node
+    [me] = [n for n in pipeline["nodes"] if n["node"] == node]
+    assert me["role"] == "all" and me["jobs_active"] is True and 0 <= me["age_ms"] < 30_000
+    assert set(me) == {"node", "role", "seen_ms", "age_ms", "jobs_active"}
 
 
 def test_each_view_answers_within_300_ms(shop):

@@ -166,6 +166,9 @@ def test_pipeline_with_the_read_key_shows_the_tenant_and_no_run_button(dash, sho
     assert "spool, undelivered" not in kpis  # a server-wide figure
     assert page.locator("#run-now").count() == 0
     assert "needs the tenant's admin key" in page.inner_text("#view")
+    # every node from its heartbeats; a tenant's key sees no figures of other tenants' traffic
+    nodes = page.locator(".card", has_text="Nodes (last heartbeat)").inner_text()
+    assert "(active jobs)" in nodes and "s ago" in nodes and "delivery lag" not in nodes
 
 
 def test_pipeline_and_run_now_with_the_admin_key(browser, shop):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from beaconlake.backends.coordination.base import Capabilities, Coordination, Lease, LeaseLost, RunLog
+from beaconlake.backends.coordination.base import (
+    JOBS_LEASE,
+    RUN_LEASE,
+    Capabilities,
+    Coordination,
+    Lease,
+    LeaseLost,
+    RunLog,
+)
 from beaconlake.backends.coordination.settings import CoordinationSettings
 from beaconlake.backends.loader import Loader, backend_for
 
@@ -19,4 +27,4 @@ def open_coordination(settings: CoordinationSettings, *, run_dir: Path, node: st
     return backend_for("coordination", settings, LOADERS).from_settings(settings, run_dir=Path(run_dir), node=node)
 
 
-__all__ = ["LOADERS", "Capabilities", "Coordination", "Lease", "LeaseLost", "RunLog", "open_coordination"]
+__all__ = ["JOBS_LEASE", "LOADERS", "RUN_LEASE", "Capabilities", "Coordination", "Lease", "LeaseLost", "RunLog", "open_coordination"]

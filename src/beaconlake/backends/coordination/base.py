@@ -21,9 +21,24 @@ Backends: ``local`` (the default: flock and SQLite under ``<data_dir>/run/``; on
 
 from __future__ import annotations
 
+import logging
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from beaconlake.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+# The lease of the jobs role: whoever holds it is the active jobs node, the one whose scheduler
+# (and sequence detector) runs; the other jobs-capable nodes wait to take it over.
+JOBS_LEASE = "jobs"
+# The lease of one run (convert, retention, erasures, analyze: the scheduler's, or `beaconlake
+# convert`/`forget` from a command line on any node), held for the run's length: runs never
+# overlap anywhere, and every commit of a run checks it (fencing). A run started under a token
+# that is no longer the live one is marked interrupted (RunLog.interrupt_stale).
+RUN_LEASE = "jobs-run"
 
 
 class LeaseLost(Exception):
@@ -65,17 +80,20 @@ class RunLog(ABC):
     quarantined, analyze, error, tenants, erasures, erasures_waiting, node)."""
 
     @abstractmethod
-    def start(self, run_id: str, trigger: str, tenants: list[str] | None = None) -> None: ...
+    def start(self, run_id: str, trigger: str, tenants: list[str] | None = None, *, lease: Lease | None = None) -> None:
+        """Record a run as started, by this node (and under ``lease``, the run lease it holds)."""
 
     @abstractmethod
     def update(self, run_id: str, **fields: Any) -> None: ...
 
     @abstractmethod
-    def finish(self, run_id: str, status: str, **fields: Any) -> None: ...
+    def finish(self, run_id: str, status: str, **fields: Any) -> None:
+        """Record a run's end; a run already marked interrupted (its node lost the lease) stays so."""
 
     @abstractmethod
     def interrupt_stale(self) -> int:
-        """Mark 'running' runs whose node no longer holds the jobs lease as interrupted."""
+        """Mark 'running' runs that were not started under the live run lease (``RUN_LEASE``) as
+        interrupted: their node lost the lease (killed, paused, cut off) and they will never finish."""
 
     @abstractmethod
     def set(self, key: str, value: Any) -> None: ...
@@ -131,10 +149,62 @@ class Coordination(ABC):
 
     @abstractmethod
     def nodes(self) -> list[dict[str, Any]]:
-        """Every node heard from: {"node", "role", "seen_ms", "info"}, newest first."""
+        """Every node heard from: {"node", "role", "seen_ms", "age_ms", "info"}, newest first.
+        ``age_ms``: since its last heartbeat, by the service's clock (not the reader's)."""
 
     @abstractmethod
-    def run_log(self) -> RunLog: ...
+    def run_log(self, keep_runs: int = 200) -> RunLog:
+        """The run log; ``keep_runs``: how many finished runs it keeps."""
+
+    def hold(self, name: str, ttl_secs: float) -> Lease | None:
+        """``acquire``, plus a thread that renews the lease every third of ``ttl_secs`` until it is
+        released or lost (``KeptLease``); None when another holder has it."""
+        lease = self.acquire(name, ttl_secs)
+        return None if lease is None else KeptLease(lease, ttl_secs / 3)
 
     def close(self) -> None:
         """Release connections (leases are released by their holders)."""
+
+# -- a held lease, renewed in the background ----------------------------------------------------
+# The renewing thread ticks every third of the ttl. A renewal the service refuses (the lease
+# passed on, or expired) loses the lease for good: check() raises from then on, and the run stops
+# before its next commit. A renewal that cannot reach the service is tried again on the next tick;
+# meanwhile the backend's check() (a local deadline and a margin) fails once the lease may have
+# run out, so an unreachable service never lets a commit through.
+
+
+class KeptLease(Lease):
+    def __init__(self, lease: Lease, every_secs: float) -> None:
+        self.lease, self.every_secs = lease, every_secs
+        self.name, self.holder, self.token = lease.name, lease.holder, lease.token
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{lease.name}", daemon=True)
+        self._thread.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self.every_secs):
+            try:
+                if self.lease.renew():
+                    continue
+            except BackendUnavailable as exc:
+                log.warning("lease %r (token %d): renewal failed, trying again in %.1f s: %s", self.name, self.token,
+                            self.every_secs, exc)
+                continue
+            self.lost = f"lease {self.name!r} (token {self.token}) could not be renewed: it passed on or expired"
+            log.error("%s; what runs under it stops before its next commit", self.lost)
+            return
+
+    def renew(self) -> bool:
+        return self.lost is None and self.lease.renew()
+
+    def check(self) -> None:
+        if self.lost is not None:
+            raise LeaseLost(self.lost)
+        self.lease.check()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+        self.lease.release()

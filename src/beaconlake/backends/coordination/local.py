@@ -87,9 +87,23 @@ class LocalCoordination(Coordination):
     def holder(self, name: str) -> dict[str, Any] | None:
         with self._db() as db:
             row = db.execute("SELECT holder, token FROM leases WHERE name = ?", (name,)).fetchone()
-        if row is None or row["holder"] is None:
-            return None
+        if row is None or row["holder"] is None or not self._locked(name):
+            return None  # a holder killed with -9 left its row, but its flock died with it
         return {"holder": row["holder"], "token": row["token"], "expires_ms": None}
+
+    def _locked(self, name: str) -> bool:
+        """Whether some process holds lease ``name``'s flock (ours included: a second open file conflicts)."""
+        path = self.run_dir / "leases" / f"{name}.lock"
+        try:
+            with open(path) as probe:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return True
+                fcntl.flock(probe, fcntl.LOCK_UN)
+                return False
+        except FileNotFoundError:
+            return False
 
     def get(self, key: str) -> Any | None:
         with self._db() as db:
@@ -111,8 +125,11 @@ class LocalCoordination(Coordination):
     def nodes(self) -> list[dict[str, Any]]:
         with self._db() as db:
             rows = db.execute("SELECT node, role, seen_ms, info FROM nodes ORDER BY seen_ms DESC").fetchall()
-        return [{"node": r["node"], "role": r["role"], "seen_ms": r["seen_ms"], "info": json.loads(r["info"])}
-                for r in rows]
+        now = now_ms()
+        return [{"node": r["node"], "role": r["role"], "seen_ms": r["seen_ms"], "age_ms": max(0, now - r["seen_ms"]),
+                 "info": json.loads(r["info"])} for r in rows]
 
-    def run_log(self) -> RunLog:
-        raise NotImplementedError("the local run log moves here from schedule/state.py (issue 13, in progress)")
+    def run_log(self, keep_runs: int = 200) -> RunLog:
+        from beaconlake.backends.coordination.local_runs import LocalRunLog
+
+        return LocalRunLog(self, self.run_dir, keep_runs)

@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from beaconlake.config import Settings
-from beaconlake.schedule.state import RunLog
+from beaconlake.backends.coordination import RunLog
 from beaconlake.telemetry import Snapshot
 from beaconlake.units import now_ms
 
@@ -22,7 +22,9 @@ ACCEPTED = "beaconlake_tenant_events_accepted_total"
 REJECTED = "beaconlake_tenant_events_rejected_total"
 SERVER_TRIGGER = "requested (server admin)"
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
-_RUN_FIELDS = ("run_id", "started_at", "finished_at", "status", "stage", "seconds")
+_RUN_FIELDS = ("run_id", "node", "started_at", "finished_at", "status", "stage", "seconds")
+# What a tenant sees of a node: who and whether it is alive, not figures summed over every tenant.
+_NODE_FIELDS = ("node", "role", "seen_ms", "age_ms")
 
 
 def _labels(encoded: str) -> dict[str, str]:
@@ -73,6 +75,13 @@ def run_for(run: dict[str, Any], tenant: str) -> dict[str, Any] | None:
     else:
         out["error"] = None
     return out
+
+
+def nodes_for_tenant(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes as a tenant may see them: name, role, last heartbeat, and whether it is the
+    active jobs node; their figures (ingest rate, spool, lag) count every tenant's events."""
+    return [{**{k: n.get(k) for k in _NODE_FIELDS}, "jobs_active": bool((n.get("info") or {}).get("jobs_active"))}
+            for n in nodes]
 
 
 def tenant_view(settings: Settings, snap: Snapshot, runs: RunLog, tenant: str, can_run: bool) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from beaconlake.config import Settings, TenantSettings
 from beaconlake.serve.dashboard import funnel, live, people, pipeline, traffic
 from beaconlake.serve.dashboard.tables import Tables
 from beaconlake.ingest import spool
-from beaconlake.schedule.state import RunLog
+from beaconlake.backends.coordination import Coordination, RunLog, open_coordination
 from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.serve import params
 from beaconlake.serve.auth import Caller, Forbidden, Keys, guarded
@@ -65,12 +65,21 @@ class Dashboard:
         self.index = index
         self.tables = Tables(settings)
         self._runs: RunLog | None = None
+        self._coordination: Coordination | None = None
         self._storage: Any = None  # the lake's storage, opened when a view first reads the lake
 
     @property
+    def coordination(self) -> Coordination:
+        """The deployment's run log and node heartbeats (any node's dashboard sees every node's)."""
+        if self._coordination is None:  # opened on first use: a worker that never serves the dashboard never creates it
+            s = self.settings
+            self._coordination = open_coordination(s.coordination, run_dir=s.run_path, node=s.node.name)
+        return self._coordination
+
+    @property
     def runs(self) -> RunLog:
-        if self._runs is None:  # opened on first use: a worker that never serves the dashboard never creates it
-            self._runs = RunLog(self.settings.run_path, self.settings.schedule.keep_runs)
+        if self._runs is None:
+            self._runs = self.coordination.run_log(self.settings.schedule.keep_runs)
         return self._runs
 
     def routes(self) -> list[Route | Mount]:
@@ -154,7 +163,8 @@ class Dashboard:
 
             def tenant_view() -> dict[str, Any]:
                 view = pipeline.tenant_view(self.settings, self.metrics.gather(), self.runs, tenant_id, caller.admin)
-                return {**view, "quarantined": self._quarantined(tenant_id)}
+                nodes = pipeline.nodes_for_tenant(self.coordination.nodes())
+                return {**view, "nodes": nodes, "quarantined": self._quarantined(tenant_id)}
 
             return await run_in_threadpool(tenant_view)
 
@@ -175,6 +185,8 @@ class Dashboard:
                              "interval_mins": self.settings.schedule.convert_interval_mins,
                              "next_run_at": state.get("next_run_at"), "requested": self.runs.requested()},
                 "runs": self.runs.runs(20),
+                "nodes": self.coordination.nodes(),  # every node's last heartbeat and figures
+                "active_jobs_node": state.get("active_node"),
                 "quarantined": self._quarantined(None),
                 # spool segments delivery parked (damaged, or failing): reports from spool/corrupt/
                 "parked": spool.parked_reports(self.settings.spool_path, PARKED_SHOWN),
@@ -204,4 +216,4 @@ class Dashboard:
         who = pipeline.SERVER_TRIGGER if tenant is None else f"requested ({tenant})"
         await run_in_threadpool(self.runs.request, who, tenant)
         return {"requested": True, "tenants": None if tenant is None else [tenant],
-                "note": "the scheduler starts it within a second, or after the run in progress"}
+                "note": "the active jobs node's scheduler starts it within a second, or after the run in progress"}

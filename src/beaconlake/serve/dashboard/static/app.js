@@ -211,6 +211,20 @@
     return JSON.stringify(a).slice(0, 120);
   }
 
+  // Every node of the deployment, from its heartbeats; a tenant's key sees who is alive, not the
+  // figures (they count every tenant's events).
+  function nodeColumns(tenant) {
+    var info = function (n) { return n.info || {}; };
+    var cols = [{t: "node", f: function (n) { return n.node + (n.jobs_active || info(n).jobs_active ? " (active jobs)" : ""); }},
+      {t: "role", f: function (n) { return n.role; }},
+      {t: "last seen", n: 1, f: function (n) { return (n.age_ms / 1000).toFixed(1) + " s ago"; }}];
+    if (tenant) return cols;
+    return cols.concat([
+      {t: "ingest", n: 1, f: function (n) { return info(n).ingest_events_per_sec == null ? "–" : info(n).ingest_events_per_sec + " /s"; }},
+      {t: "spool", n: 1, f: function (n) { return bytes(info(n).spool_undelivered_bytes || 0) + " · " + (info(n).spool_segments || 0) + " seg"; }},
+      {t: "delivery lag", n: 1, f: function (n) { return (info(n).delivery_lag_seconds || 0).toFixed(1) + " s"; }}]);
+  }
+
   // A tenant's key sees its own figures (scope "tenant"); server.admin_key the whole server.
   function pipeline() {
     return api("/v1/dashboard/pipeline").then(function (d) {
@@ -228,12 +242,15 @@
         kpi("last run", last ? last.status + " · " + when(last.started_at) : "none yet") + "</div>" +
         card("Convert + analyze", "<p>" + (s.enabled ? "Every " + s.interval_mins + " min; next run " + (s.next_run_at ? when(s.next_run_at) : "when the scheduler starts") : "The interval is off ([schedule] enabled = false)") +
           ".</p>" + run) +
-        card("Runs", table([{t: "started", f: function (r) { return when(r.started_at); }}, {t: "trigger", f: function (r) { return r.trigger; }},
+        card("Runs", table([{t: "started", f: function (r) { return when(r.started_at); }}, {t: "node", f: function (r) { return r.node || ""; }},
+          {t: "trigger", f: function (r) { return r.trigger; }},
           {t: "status", html: 1, f: function (r) { return '<span class="status-' + esc(r.status) + '">' + esc(r.status) + (r.status === "running" ? " (" + esc(r.stage) + ")" : "") + "</span>"; }},
           {t: "duration", n: 1, f: function (r) { return r.seconds == null ? "" : r.seconds.toFixed(1) + " s"; }},
           {t: "events", n: 1, f: function (r) { return r.events == null ? "" : r.events; }}, {t: "new files", n: 1, f: function (r) { return r.new_files == null ? "" : r.new_files; }},
           {t: "analyze", f: analyzeSummary},
           {t: "error", html: 1, f: function (r) { return r.error ? '<pre class="error">' + esc(r.error) + "</pre>" : ""; }}], d.runs)) +
+        // after the runs: the runs table stays the view's first
+        (d.nodes && d.nodes.length ? card("Nodes (last heartbeat)", table(nodeColumns(tenant), d.nodes)) : "") +
         (d.quarantined && d.quarantined.length ? card("Quarantined raw files (convert could not read them; see docs/convert.md)", table([
           {t: "quarantined", f: function (q) { return when(q.quarantined_ms); }}, {t: "raw file", f: function (q) { return q.key; }},
           {t: "bytes", n: 1, f: function (q) { return q.size_bytes; }},

@@ -1,4 +1,5 @@
-"""The scheduler's record of runs, in SQLite at ``<data_dir>/run/schedule.db``.
+"""The run log on one machine (the ``local`` coordination backend), in SQLite at
+``<data_dir>/run/schedule.db``.
 
 The scheduler process writes it; collector workers read it for the Pipeline view. A run asked
 for from the dashboard is a file in ``<data_dir>/run/schedule/``: ``run-requested`` for every
@@ -6,6 +7,9 @@ tenant, ``run-requested.<tenant>`` for one (a tenant's admin key runs its own te
 by atomic rename and taken by the scheduler (renamed away, then read) when it starts the run: a
 hand-off through disk that works from any worker process; requests made before the run starts
 make one run, of the union of their tenants.
+
+Runs record the node and the run-lease token they ran under, as on PostgreSQL: the next holder
+of the lease marks what an earlier one left 'running' as interrupted.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from beaconlake.backends.coordination.base import RUN_LEASE, Lease, RunLog
 from beaconlake.units import now_ms
+
+if TYPE_CHECKING:
+    from beaconlake.backends.coordination.local import LocalCoordination
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -33,16 +41,21 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     tenants TEXT,                   -- JSON list of the tenants run; NULL: every tenant
     erasures INTEGER,               -- erasure requests carried out (privacy/forget.py)
-    erasures_waiting INTEGER        -- pending ones too recent for this run (the suppression refresh)
+    erasures_waiting INTEGER,       -- pending ones too recent for this run (the suppression refresh)
+    node TEXT,                      -- the node that ran it (node.id)
+    token INTEGER                   -- the run-lease token it ran under
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+UPDATABLE = {"finished_at", "status", "stage", "events", "new_files", "quarantined", "analyze", "error", "tenants",
+             "erasures", "erasures_waiting"}
 ADDED_COLUMNS = (("quarantined", "INTEGER"), ("tenants", "TEXT"), ("erasures", "INTEGER"),
-                 ("erasures_waiting", "INTEGER"))
+                 ("erasures_waiting", "INTEGER"), ("node", "TEXT"), ("token", "INTEGER"))
 
 
-class RunLog:
-    def __init__(self, run_dir: Path, keep_runs: int = 200) -> None:
+class LocalRunLog(RunLog):
+    def __init__(self, owner: LocalCoordination, run_dir: Path, keep_runs: int = 200) -> None:
+        self.owner = owner
         run_dir.mkdir(parents=True, exist_ok=True)
         self.path = run_dir / "schedule.db"
         self.request_path = run_dir / "schedule" / "run-requested"
@@ -64,31 +77,42 @@ class RunLog:
 
     # -- the scheduler's side ---------------------------------------------------------------
 
-    def start(self, run_id: str, trigger: str, tenants: list[str] | None = None) -> None:
+    def start(self, run_id: str, trigger: str, tenants: list[str] | None = None, *, lease: Lease | None = None) -> None:
         with self._db() as db:
-            db.execute("INSERT INTO runs (run_id, trigger, started_at, status, stage, tenants) "
-                       "VALUES (?, ?, ?, 'running', 'erase', ?)",
-                       (run_id, trigger, now_ms(), None if tenants is None else json.dumps(sorted(tenants))))
+            db.execute("INSERT INTO runs (run_id, trigger, started_at, status, stage, tenants, node, token) "
+                       "VALUES (?, ?, ?, 'running', 'erase', ?, ?, ?)",
+                       (run_id, trigger, now_ms(), None if tenants is None else json.dumps(sorted(tenants)),
+                        self.owner.node, None if lease is None else lease.token))
 
     def update(self, run_id: str, **fields: Any) -> None:
+        self._update(run_id, fields, "")
+
+    def _update(self, run_id: str, fields: dict[str, Any], where: str) -> None:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"run log: no field {sorted(unknown)[0]!r}; fields: {', '.join(sorted(UPDATABLE))}")
         if "analyze" in fields and not isinstance(fields["analyze"], (str, type(None))):
             fields["analyze"] = json.dumps(fields["analyze"], default=str)
+        if "tenants" in fields and fields["tenants"] is not None:
+            fields["tenants"] = json.dumps(fields["tenants"])
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self._db() as db:
-            db.execute(f"UPDATE runs SET {cols} WHERE run_id = ?", (*fields.values(), run_id))
+            db.execute(f"UPDATE runs SET {cols} WHERE run_id = ?{where}", (*fields.values(), run_id))
 
     def finish(self, run_id: str, status: str, **fields: Any) -> None:
-        self.update(run_id, status=status, finished_at=now_ms(), **fields)
+        self._update(run_id, {"status": status, "finished_at": now_ms(), **fields}, " AND status = 'running'")
         with self._db() as db:
             db.execute("DELETE FROM runs WHERE run_id NOT IN (SELECT run_id FROM runs ORDER BY started_at DESC LIMIT ?)",
                        (self.keep_runs,))
 
     def interrupt_stale(self) -> int:
-        """Runs left 'running' by a scheduler that was killed: they will never finish."""
+        """Runs left 'running' by a scheduler that was killed (its lease is gone): they will never finish."""
+        live = self.owner.holder(RUN_LEASE)
         with self._db() as db:
             cur = db.execute("UPDATE runs SET status = 'interrupted', finished_at = ?, "
-                             "error = coalesce(error, 'the scheduler stopped during this run') WHERE status = 'running'",
-                             (now_ms(),))
+                             "error = coalesce(error, 'the scheduler stopped during this run') "
+                             "WHERE status = 'running' AND (? IS NULL OR token IS NOT ?)",  # IS NOT: NULL-safe
+                             (now_ms(), *[None if live is None else live["token"]] * 2))
             return cur.rowcount
 
     def set(self, key: str, value: Any) -> None:
@@ -155,7 +179,10 @@ class RunLog:
         return out
 
     def get(self, run_id: str) -> dict[str, Any]:
-        return next(r for r in self.runs(self.keep_runs) if r["run_id"] == run_id)
+        found = [r for r in self.runs(self.keep_runs) if r["run_id"] == run_id]
+        if not found:
+            raise KeyError(f"no run {run_id!r} in the run log")
+        return found[0]
 
     def state(self) -> dict[str, Any]:
         with self._db() as db:
