@@ -71,7 +71,7 @@ from beaconlake.realtime.settings import (
     SequenceStep,
 )
 from beaconlake.schedule.settings import ScheduleSettings
-from beaconlake.sections import Key, Port, PositiveFloat, PositiveInt, Section, TenantId, resolve
+from beaconlake.sections import Key, Port, PositiveFloat, PositiveInt, Section, TenantId, resolve, type_of
 from beaconlake.types import Level, Name
 
 log = logging.getLogger(__name__)
@@ -284,6 +284,7 @@ def _check_server(server: ServerSettings) -> None:
 
 def _check(settings: Settings) -> None:
     _check_server(settings.server)
+    _check_sequences_source(settings)
     prefix = settings.collector.snowplow_path_prefix
     if not re.fullmatch(PATH_PREFIX, prefix):
         raise ConfigError(f"collector.snowplow_path_prefix: {prefix!r} is not a path prefix; write it as /name[/name...] "
@@ -326,6 +327,21 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(
                     f"tenants.{t.id}.schemas ({ref.level}, {ref.name}): give exactly one of 'schema' or 'file'"
                 )
+
+
+def _check_sequences_source(settings: Settings) -> None:
+    """Per-deliverer detection sees one node's events: several nodes must share one detector."""
+    rt = settings.realtime
+    if not rt.enabled or rt.sequences_from != "spool" or not any(t.sequences for t in settings.tenants):
+        return
+    coordination = type_of(settings.coordination)
+    several = settings.node.role != "all" or coordination != "local"
+    if several:
+        raise ConfigError(
+            f"realtime.sequences_from: \"spool\" detects sequences in each node's deliverer over that node's "
+            f"events only, which misses sequences whose events reach different nodes (node.role = "
+            f"{settings.node.role!r}, coordination.type = {coordination!r}: several nodes); set "
+            "realtime.sequences_from = \"lake\" (one detector on the active jobs node, over every node's raw files)")
 
 
 def _check_sequences(t: TenantSettings) -> None:

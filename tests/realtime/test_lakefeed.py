@@ -1,0 +1,193 @@
+"""The lake detector (realtime/lakefeed.py): one detector over every node's raw files.
+
+The invariant, stated as a property: whatever the split of a set of events into raw files
+(nodes, batches), whatever order and time those files reach the lake, and wherever the detector
+is restarted (from its checkpoint, after a crash before or after its checkpoint), the matches it
+publishes are exactly those of one detector fed the in-time events in one stream in event-time
+order, each published once; the events whose file came after the watermark passed them are
+counted as late, and nothing else is.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import hypothesis
+import pyarrow.dataset as ds
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lakehelp import T0, Lake, described, event, reference, write_raw
+
+from beaconlake.backends.coordination import LeaseLost
+from beaconlake.backends.coordination.local import LocalCoordination
+from beaconlake.errors import StorageError
+from beaconlake.lake import layout
+from beaconlake.realtime.emit import OWN_MARK
+from beaconlake.realtime.lakefeed import CHECKPOINT_KEY, LEASE_NAME, LakeDetector
+from beaconlake.telemetry import Metrics
+
+S = 1000
+LATENESS = 30 * S
+POLL = 5 * S
+NAMES = ["product_view", "add_to_cart", "checkout", "search", "page_view"]
+READ = set(NAMES) - {"page_view"}  # the names the definitions mention
+
+
+class FaultyStorage:
+    """The real local storage, failing the next write of a match file when told to (a crash
+    after the checkpoint, before the matches are published)."""
+
+    def __init__(self, storage) -> None:
+        self.inner, self.fail_match_put = storage, False
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.fail_match_put and OWN_MARK in key:
+            self.fail_match_put = False
+            raise StorageError(f"injected: cannot write {key}")
+        self.inner.put(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class FaultyCoordination(LocalCoordination):
+    """The real local coordination backend, failing the next fenced write when told to (a crash
+    before the checkpoint)."""
+
+    fail_next_put = False
+
+    def put(self, key, value, lease=None):
+        if self.fail_next_put and key == CHECKPOINT_KEY:
+            self.fail_next_put = False
+            raise OSError("injected: the coordination store is gone")
+        super().put(key, value, lease)
+
+
+def published(storage) -> list[dict]:
+    """Every row of the match files the detector wrote to the raw lake."""
+    keys = [k for k in storage.list(layout.raw_prefix()) if OWN_MARK in k]
+    if not keys:
+        return []
+    fs, root = storage.arrow_filesystem()
+    return ds.dataset([f"{root}/{k}" for k in keys], filesystem=fs, format="parquet").to_table().to_pylist()
+
+
+person_events = st.lists(
+    st.tuples(st.integers(0, 2), st.sampled_from(NAMES), st.integers(0, 150), st.sampled_from(["a", "b", None]),
+              st.sampled_from([5, 20])),
+    min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=person_events, data=st.data())
+def test_matches_equal_one_detector_over_one_stream(raw, data):
+    events = []
+    for person, name, secs, category, price in raw:
+        props = {k: v for k, v in (("category", category), ("price", price)) if v is not None}
+        events.append(event(f"p{person}", name, T0 + secs * S + len(events), **props))
+    # split over nodes and batches: each file is a random group of events, reaching the lake at a
+    # random time after its last event (a delivery interval), sometimes later than the lateness
+    files = data.draw(st.lists(st.integers(0, 5), min_size=len(events), max_size=len(events)), label="file of each")
+    delays = data.draw(st.lists(st.one_of(st.integers(0, 20), st.integers(0, 45)), min_size=6, max_size=6),
+                       label="delivery delay secs")  # mostly within the lateness (30 s), sometimes not
+    restarts = data.draw(st.sets(st.integers(0, 70), max_size=4), label="restart before step")
+    crash_before = data.draw(st.sets(st.integers(0, 70), max_size=3), label="crash before checkpoint at step")
+    crash_after = data.draw(st.sets(st.integers(0, 70), max_size=3), label="crash after checkpoint at step")
+    groups = {}
+    for f, e in zip(files, events):
+        groups.setdefault(f, []).append(e)
+    arrivals = sorted((max(e["client_ts"] for e in group) + delays[f] * S, f) for f, group in groups.items())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        lake = Lake(Path(tmp), lateness_secs=LATENESS / S)
+        storage = FaultyStorage(lake.storage)
+        coordination = FaultyCoordination(lake.settings.run_path, "node-a")
+        now = T0 - LATENESS  # detection starts before the first event: nothing is history
+        lease = coordination.acquire(LEASE_NAME, 15)
+        metrics = Metrics()
+        feed = LakeDetector(lake.settings, storage, coordination, lease, lake.index, metrics=metrics, clock=lambda: now)
+        in_time, late, arrived, step = [], 0, 0, 0
+        end = T0 + 400 * S
+        while now <= end:
+            watermark = feed.ckpt.watermark_ms
+            while arrived < len(arrivals) and arrivals[arrived][0] <= now:
+                f = arrivals[arrived][1]
+                write_raw(lake.storage, f"{arrivals[arrived][0]:013d}-node{f % 2}-{f:06d}", groups[f])
+                for e in groups[f]:  # what the watermark already passed when its file arrives is late
+                    (in_time if e["client_ts"] > watermark else []).append(e)
+                    late += e["client_ts"] <= watermark and e["name"] in READ  # what the detector reads
+                arrived += 1
+            if step in restarts:  # a restart, or another node taking over: only the checkpoint is kept
+                lease.release()
+                lease = coordination.acquire(LEASE_NAME, 15)
+                feed = LakeDetector(lake.settings, storage, coordination, lease, lake.index, metrics=metrics,
+                                    clock=lambda: now)
+            coordination.fail_next_put = step in crash_before
+            storage.fail_match_put = step in crash_after
+            try:
+                feed.step(now)
+            except (OSError, StorageError):  # what run() does: start again from the checkpoint
+                feed = LakeDetector(lake.settings, storage, coordination, lease, lake.index, metrics=metrics,
+                                    clock=lambda: now)
+            step += 1
+            now += POLL
+        feed.step(now + 3600 * S)  # everything due: no wait is that long
+        expected = reference(lake.settings, in_time)
+        hypothesis.event("matches" if expected else "no match")
+        hypothesis.event("late events" if late else "all in time")
+        rows = published(lake.storage)
+        assert sorted(r["event_id"] for r in rows) == sorted(expected)  # each match once, no other
+        got = {r["event_id"]: (r["name"], r["anonymous_id"]) for r in rows}
+        assert got == {k: v[:2] for k, v in expected.items()}
+        indexed = lake.index.search("shop", None, None, None, 10_000)
+        assert {h.event_id: (h.name, tuple(h.matched_event_ids), h.event_ts, h.source) for h in indexed} == {
+            k: (v[0], v[2], v[3], "server") for k, v in expected.items()}
+        counted = metrics.value("beaconlake_sequences_late_events_total")
+        # a step that crashed before its checkpoint counted its late events, and its redo again
+        assert counted == late if not crash_before else counted >= late
+        lake.close()
+
+
+def test_late_file_counted_and_left_out(tmp_path):
+    """A file that reaches the lake after the watermark passed its events: counted, not fed."""
+    lake = Lake(tmp_path, lateness_secs=30)
+    coordination = lake.coordination
+    lease = coordination.acquire(LEASE_NAME, 15)
+    now = T0
+    feed = LakeDetector(lake.settings, lake.storage, coordination, lease, lake.index, clock=lambda: now)
+    on_time = [event("p1", "search", T0 + 10 * S), event("p1", "product_view", T0 + 12 * S)]
+    write_raw(lake.storage, f"{T0 + 12 * S:013d}-n1-000001", on_time)
+    result = feed.step(T0 + 60 * S)  # watermark T0 + 30 s
+    assert result.late == 0 and result.fed == 2
+    assert [m.anonymous_id for m in result.matches] == ["p1"]  # due: T0 + 12 s + the grace (5 s)
+    late = [event("p2", "search", T0 + 5 * S), event("p2", "product_view", T0 + 8 * S)]
+    write_raw(lake.storage, f"{T0 + 8 * S:013d}-n2-000001", late)
+    result = feed.step(T0 + 120 * S)
+    assert result.late == 2 and result.fed == 0
+    assert feed.metrics.value("beaconlake_sequences_late_events_total") == 2
+    assert result.matches == []  # p2's events would have matched, had they come in time
+
+
+def test_fenced_checkpoint_after_losing_the_lease_is_refused(tmp_path):
+    lake = Lake(tmp_path)
+    coordination = lake.coordination
+    old = coordination.acquire(LEASE_NAME, 15)
+    feed = LakeDetector(lake.settings, lake.storage, coordination, old, lake.index, clock=lambda: T0)
+    write_raw(lake.storage, f"{T0:013d}-n1-000001", [event("p1", "search", T0 + S), event("p1", "product_view", T0 + 2 * S)])
+    feed.step(T0)
+    saved = coordination.get(CHECKPOINT_KEY)
+    old.release()
+    new = coordination.acquire(LEASE_NAME, 15)
+    assert new.token > old.token
+    with pytest.raises(LeaseLost):
+        coordination.put(CHECKPOINT_KEY, {"watermark_ms": 0}, lease=old)
+    with pytest.raises(LeaseLost):
+        feed.step(T0 + 300 * S)  # the former holder's step: its checkpoint is refused, nothing published
+    assert coordination.get(CHECKPOINT_KEY) == saved
+    assert published(lake.storage) == []
+    successor = LakeDetector(lake.settings, lake.storage, coordination, new, lake.index, clock=lambda: T0)
+    result = successor.step(T0 + 300 * S)
+    assert [m.definition for m in result.matches] == ["searched_then_viewed"]
+    assert len(published(lake.storage)) == 1
