@@ -350,6 +350,11 @@ class Detector:
             deadline = last.ts + int(neg.within_secs * 1000)
         else:
             deadline = found[0].ts + int(q.within_secs * 1000)
+        if neg is not None:
+            # a negation that arrived before the match's late last event, and is held after it
+            negation = step_key(number, NEGATION)
+            if any(negation in x.fits and last.ts < x.ts <= deadline for x in history[last_index + 1:]):
+                return
         ts.pending.setdefault(anon, []).append(Pending(q.name, anon, ids, last.ts, deadline, person.user_id, person.session_id))
 
     def _cancel_negated(self, ts: TenantState, rules: _Rules, anon: str, event: Held) -> None:
