@@ -10,6 +10,8 @@ The processes:
   flowing to the lake.
 - **Scheduler** (``schedule.run``): convert + analyze in a process of its own, never in a
   server worker's request path; restarted like the deliverer.
+- **Lake sequence detector** (``realtime.lakerun``), on a node that runs jobs when
+  ``realtime.sequences_from = "lake"``; restarted like the deliverer.
 
 The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``) that
 ``ps``, ``top`` and the OOM killer's log show.
@@ -144,6 +146,22 @@ def run_scheduler(settings: Settings, log_level: str = "INFO") -> None:
     run_forever(settings, log_level)
 
 
+def run_lake_sequences(settings: Settings, log_level: str = "INFO") -> None:
+    from beaconlake.realtime.lakerun import run_process
+
+    stop_with_parent("sequence detection")
+    run_process(settings, log_level)
+
+
+def lake_sequences(settings: Settings, log_level: str) -> KeptAlive | None:
+    """The lake detector (``realtime/lakerun.py``) on a node that runs jobs, when
+    ``realtime.sequences_from = "lake"``: one process per jobs node, one detecting at a time (its lease)."""
+    rt = settings.realtime
+    if not (settings.node.runs_jobs and rt.enabled and rt.sequences_from == "lake"):
+        return None
+    return KeptAlive("sequence detection", "beaconlake-sequences", run_lake_sequences, settings, log_level)
+
+
 def prepare_counters_for_start(settings: Settings) -> None:
     """The counters backend's start-up work, before any worker opens it (memory: the last run's
     partials folded into one; Redis: nothing)."""
@@ -181,11 +199,14 @@ def run(settings: Settings) -> int:
     deliverer = KeptAlive("lake delivery", "beaconlake-deliver", run_deliverer, settings, level)
     try:
         scheduler = KeptAlive("scheduler", "beaconlake-schedule", run_scheduler, settings, level)
+        sequences = lake_sequences(settings, level)
         try:
             log.info("collector on http://%s:%d (%d worker(s)), lake at %s",
                      settings.server.host, settings.server.port, settings.server.workers, settings.storage)
             return Supervisor(settings, APP_FACTORY, level).run()
         finally:
             scheduler.stop(SCHEDULER_STOP_SECS)
+            if sequences is not None:
+                sequences.stop(SCHEDULER_STOP_SECS)  # a step is short; its checkpoint makes a cut one safe
     finally:
         deliverer.stop(settings.delivery.drain_timeout_secs + 5)

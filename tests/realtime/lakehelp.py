@@ -89,8 +89,9 @@ def reference(settings: config.Settings, events: list[dict]) -> dict[str, tuple]
     due at the end: match event_id -> (definition, anonymous id, matched ids, event_ts)."""
     rt = settings.realtime
     det = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person, event_time=True)
+    tenant = settings.tenants[0].id
     for e in sorted(events, key=lambda e: (e["client_ts"], e["event_id"])):
-        det.feed(TENANT, seen(e), e["client_ts"])
+        det.feed(tenant, seen(e), e["client_ts"])
     return described(det.due(2**62))
 
 

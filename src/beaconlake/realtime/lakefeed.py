@@ -155,8 +155,10 @@ class LakeDetector:
         self._cache: dict[str, list[_Event]] = {}  # events of files still pending (memory only)
         saved = coordination.get(CHECKPOINT_KEY)
         if saved is None:
-            # a fresh start: detection begins now; the lake's older events are history, not late
-            self.ckpt = Checkpoint(watermark_ms=clock() - self.lateness_ms)
+            # a fresh start (or a switch from "spool"): detection begins one longest window back
+            # (at most MAX_STEP_MS), so sequences in progress are found; older events are history, not late
+            longest = min(MAX_STEP_MS, max((r.window_ms for r in self.detector.rules.values()), default=0))
+            self.ckpt = Checkpoint(watermark_ms=clock() - self.lateness_ms - longest)
             self._fresh = True
         else:
             self.ckpt = msgspec.convert(saved, Checkpoint)
