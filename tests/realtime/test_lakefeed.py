@@ -11,9 +11,12 @@ counted as late, and nothing else is.
 from __future__ import annotations
 
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import hypothesis
+import msgspec
 import pyarrow.dataset as ds
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,10 +25,13 @@ from lakehelp import T0, Lake, described, event, reference, write_raw
 
 from beaconlake.backends.coordination import LeaseLost
 from beaconlake.backends.coordination.local import LocalCoordination
+from beaconlake.backends.highlevel import open_highlevel
+from beaconlake.config import NodeSettings
 from beaconlake.errors import StorageError
 from beaconlake.lake import layout
 from beaconlake.realtime.emit import OWN_MARK
 from beaconlake.realtime.lakefeed import CHECKPOINT_KEY, LEASE_NAME, LakeDetector
+from beaconlake.realtime.lakerun import run
 from beaconlake.telemetry import Metrics
 
 S = 1000
@@ -191,3 +197,57 @@ def test_fenced_checkpoint_after_losing_the_lease_is_refused(tmp_path):
     result = successor.step(T0 + 300 * S)
     assert [m.definition for m in result.matches] == ["searched_then_viewed"]
     assert len(published(lake.storage)) == 1
+
+
+def test_the_loop_hands_over_to_another_jobs_node_without_duplicates(tmp_path):
+    """Two detector loops (two jobs nodes) on one coordination store: one detects at a time; when
+    it stops, the other takes the lease and goes on from the checkpoint. Every match once."""
+    lake = Lake(tmp_path, grace_secs=0, lateness_secs=4, lake_poll_interval_secs=0.1)
+    base = lake.settings
+    nodes = {name: msgspec.structs.replace(base, node=NodeSettings(id=name)) for name in ("jobs-1", "jobs-2")}
+    stops = {name: threading.Event() for name in nodes}
+    threads = {name: threading.Thread(target=run, args=(nodes[name], stops[name])) for name in nodes}
+
+    def person(anon: str) -> list[dict]:
+        now = time.time_ns() // 1_000_000
+        return [event(anon, "search", now - 3000), event(anon, "product_view", now - 2000)]
+
+    def server_matches() -> list[str]:
+        return sorted(r["anonymous_id"] for r in published(lake.storage))
+
+    def wait(condition, secs=20.0):
+        deadline = time.monotonic() + secs
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return condition()
+
+    try:
+        handover(lake, threads, stops, person, server_matches, wait)
+    finally:
+        for stop in stops.values():
+            stop.set()
+        for thread in threads.values():
+            if thread.is_alive():
+                thread.join(10)
+    assert server_matches() == ["p1", "p2", "p3"]
+    index = open_highlevel(base.highlevel)
+    assert index.counts("shop", None, None, None) == {"searched_then_viewed": 3}
+    index.close()
+
+
+def handover(lake, threads, stops, person, server_matches, wait):
+    threads["jobs-1"].start()
+    assert wait(lambda: lake.coordination.holder(LEASE_NAME) is not None)
+    threads["jobs-2"].start()  # a second jobs node: waits for the lease
+    write_raw(lake.storage, f"{time.time_ns() // 1_000_000:013d}-c1-000001", person("p1"))
+    write_raw(lake.storage, f"{time.time_ns() // 1_000_000:013d}-c2-000001", person("p2"))
+    assert wait(lambda: server_matches() == ["p1", "p2"])  # the events' time + lateness (4 s)
+    first = lake.coordination.holder(LEASE_NAME)
+    stops[first["holder"]].set()  # the active one stops (a node going away releases; a dead one expires)
+    threads[first["holder"]].join(10)
+    assert wait(lambda: (lake.coordination.holder(LEASE_NAME) or {}).get("token", 0) > first["token"])
+    second = lake.coordination.holder(LEASE_NAME)
+    assert second["holder"] != first["holder"]
+    write_raw(lake.storage, f"{time.time_ns() // 1_000_000:013d}-c1-000002", person("p3"))
+    assert wait(lambda: server_matches() == ["p1", "p2", "p3"])
+    time.sleep(1.0)  # a few more steps: nothing is published twice
