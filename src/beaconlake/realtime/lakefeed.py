@@ -54,6 +54,7 @@ from beaconlake.errors import StorageError
 from beaconlake.ingest.deliver import _parquet_bytes
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout
+from beaconlake.lake.privacy import SuppressionList
 from beaconlake.lake.records import ROW_ERRORS, read_record, record_events
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.emit import OWN_MARK, indexed, match_payloads
@@ -153,6 +154,11 @@ class LakeDetector:
             self.closer = WindowCloser(counters, storage, None, int(rt.allowed_lateness_secs * 1000), margin,
                                        rt.retention_hours * 3_600_000, marker=CoordinationMarker(coordination, lease))
         self._cache: dict[str, list[_Event]] = {}  # events of files still pending (memory only)
+        privacy = settings.privacy
+        # erasures: a forgotten person's held events go, and their events in files not yet
+        # rewritten by the erasure job are not read (as the deliverer's consumer does)
+        self.suppression = SuppressionList(storage, None, privacy.id_salt or None, privacy.suppression_refresh_secs)
+        self._suppressed: dict[str, set[str]] = {}
         saved = coordination.get(CHECKPOINT_KEY)
         if saved is None:
             # a fresh start (or a switch from "spool"): detection begins one longest window back
@@ -173,6 +179,7 @@ class LakeDetector:
         matches due. Raises LeaseLost (stop: another node has the lease) or StorageError."""
         if self.ckpt.outbox:
             self._publish()  # a crash, or a former holder, left matches decided and not published
+        self._forget_suppressed()
         now = self.clock() if now_ms is None else now_ms
         ckpt = self.ckpt
         start = ckpt.watermark_ms
@@ -255,7 +262,10 @@ class LakeDetector:
             return None
         keep = pc.or_(pc.is_in(table["name"], value_set=self.wanted[tenant]), pc.equal(table["level"], "high"))
         events = []
+        forgotten = self._forgotten(tenant)
         for row in table.filter(keep).to_pylist():
+            if forgotten is not None and forgotten(row["anonymous_id"], row["user_id"]):
+                continue
             try:
                 props = None if row["props"] is None else _props.decode(row["props"])
             except ROW_ERRORS:
@@ -267,6 +277,25 @@ class LakeDetector:
         events.sort()
         self._cache[key] = events
         return events
+
+    def _forget_suppressed(self) -> None:
+        """When the suppression list changed: drop the state of the people it names, and the
+        cached events (re-read without theirs). The checkpoint of this step keeps them out."""
+        hashes = self.suppression.refresh()
+        if hashes == self._suppressed:
+            return
+        self._suppressed = hashes
+        self._cache.clear()
+        hasher = self.suppression.hasher
+        for tenant, mine in hashes.items():
+            self.detector.forget(tenant, lambda person_id, mine=mine: hasher(person_id) in mine)
+
+    def _forgotten(self, tenant: str) -> Callable[[str, str | None], bool] | None:
+        mine = self._suppressed.get(tenant)
+        if not mine:
+            return None
+        hasher = self.suppression.hasher
+        return lambda anon, user: hasher(anon) in mine or (user is not None and hasher(user) in mine)
 
     # -- checkpoint and publishing ---------------------------------------------------------
 
