@@ -34,10 +34,11 @@ SEARCHED = {"name": "searched_then_viewed", "within_secs": 40,
 DEFINITIONS = [VIEWED_THEN_ADDED, ABANDONED, SEARCHED]
 
 
-def make_settings(tmp: Path, *, grace_secs: float = 5, lateness_secs: float = 30, **realtime) -> config.Settings:
+def make_settings(tmp: Path, *, grace_secs: float = 5, lateness_secs: float = 30, storage: dict | None = None,
+                  **realtime) -> config.Settings:
     tenant = {"id": TENANT, "write_key": "wk_" + "a" * 20, "read_key": "rk_" + "b" * 20, "sequences": DEFINITIONS}
     return config.parse({
-        "data_dir": str(tmp / "data"), "tenants": [tenant],
+        "data_dir": str(tmp / "data"), "tenants": [tenant], **({"storage": storage} if storage else {}),
         "realtime": {"sequences_from": "lake", "browser_grace_secs": grace_secs, "lake_lateness_secs": lateness_secs,
                      **realtime},
     }, tmp, environ={})

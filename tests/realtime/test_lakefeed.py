@@ -278,3 +278,27 @@ def test_an_erasure_drops_the_person_from_the_detector_and_its_checkpoint(tmp_pa
     assert held_people(lake.coordination) == {"kept"}
     result = feed.step(T0 + 300 * S)
     assert [m.anonymous_id for m in result.matches] == ["kept"]
+
+
+def test_the_lake_detector_works_through_the_storage_seam_on_s3(tmp_path):
+    """Raw files in an S3 bucket (moto's server, the real S3 client code): listed, read, and the
+    matches written back to the bucket."""
+    import boto3
+    from support import moto_s3
+
+    with moto_s3() as endpoint:
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_bucket(Bucket="lake-bucket")
+        lake = Lake(tmp_path, storage={"type": "s3", "bucket": "lake-bucket", "prefix": "lake", "endpoint_url": endpoint,
+                                       "access_key_id": "testing", "secret_access_key": "testing"})
+        assert not lake.storage.capabilities.local_paths
+        lease = lake.coordination.acquire(LEASE_NAME, 15)
+        feed = LakeDetector(lake.settings, lake.storage, lake.coordination, lease, lake.index, clock=lambda: T0)
+        events = [event("p1", "search", T0 + S), event("p1", "product_view", T0 + 3 * S)]
+        write_raw(lake.storage, f"{T0 + S:013d}-n1-000001", events[:1])
+        write_raw(lake.storage, f"{T0 + 3 * S:013d}-n2-000001", events[1:])  # another node's file
+        result = feed.step(T0 + 60 * S)
+        assert [(m.definition, m.event_ids) for m in result.matches] == [
+            ("searched_then_viewed", [e["event_id"] for e in events])]
+        assert [r["anonymous_id"] for r in published(lake.storage)] == ["p1"]
+        assert not (tmp_path / "data" / "lake").exists()  # nothing went to a local folder
