@@ -7,6 +7,10 @@ events (the browser's and its own), and writes closed statistics windows to the 
 runs before a segment's lake delivery, and records which segments it has fed in the same
 checkpoint as the detector's state, so a segment redelivered after a crash is not fed twice.
 
+With ``realtime.sequences_from = "lake"`` it only indexes (the browsers' reports, identity
+links): detection and closing windows move to the lake detector (``lakefeed``), which sees every
+node's events.
+
 It is one of the deliverer's pre-delivery consumers (``ingest.deliver.PreDelivery``): the
 composition root (``beaconlake.up``) builds it and hands it to delivery, which never imports it.
 """
