@@ -125,3 +125,53 @@ def test_lake_detector_finds_what_the_spool_detector_finds(tmp_path):
     # the lake holds each server match once
     matches = [r["event_id"] for r in lake["lake"] if r["source"] == "server"]
     assert sorted(matches) == sorted(expected)
+
+
+def test_lake_detector_killed_repeatedly_publishes_every_match_once(tmp_path):
+    """kill -9 of the lake detector's process (``bl-sequences``) while people shop: ``up`` starts
+    it again, the new one takes the lease and goes on from the checkpoint (an outbox left behind
+    is published again, to the same file and ids). Every match of the events the lake holds is in
+    the lake and the index exactly once."""
+    from faults.fault_procs import kill9, wait_role
+
+    c = start_collector(tmp_path, config_overrides={
+        "tenant": {"sequences": DEFINITIONS},
+        "realtime": {"browser_grace_secs": 1, "sequences_from": "lake", "lake_lateness_secs": 3,
+                     "lake_poll_interval_secs": 0.2},
+    })
+    killed = set()
+    try:
+        for round_no in range(4):
+            [pid] = wait_role(c.proc.pid, "bl-sequences", exclude=killed)
+            for i in range(round_no * PEOPLE, (round_no + 1) * PEOPLE):
+                now = int(time.time() * 1000)
+                post(c, [{"event_id": str(uuid.uuid4()), "level": "mid", "name": name, "anonymous_id": f"k{i}",
+                          "back_ms": back, "props": {"category": "hats"}} for name, back in
+                         (("search", 900), ("product_view", 600), ("product_view", 300))], now)
+                time.sleep(0.1)
+            kill9(pid)
+            killed.add(pid)
+        wait_role(c.proc.pid, "bl-sequences", exclude=killed)
+        time.sleep(3 + 1 + 3)  # lateness, grace, and a few steps
+        deadline = time.monotonic() + 30
+        last, stable_since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            got = read(c, "/v1/high-level", limit=1000)
+            if got != last:
+                last, stable_since = got, time.monotonic()
+            elif time.monotonic() - stable_since > 2:
+                break
+            time.sleep(0.3)
+        settings = config.load(c.config_path, environ={})
+    finally:
+        c.stop()
+    rows = read_lake(c.data_dir)
+    events = [{"event_id": r["event_id"], "level": r["level"], "name": r["name"], "anonymous_id": r["anonymous_id"],
+               "client_ts": r["event_ts"], "props": msgspec.json.decode(r["props"]) if r["props"] else None}
+              for r in rows if r["source"] != "server"]
+    expected = reference(settings, events)
+    assert len(expected) == 4 * PEOPLE  # searched_then_viewed, one per person
+    published = [r["event_id"] for r in rows if r["source"] == "server"]
+    assert sorted(published) == sorted(expected)  # each once in the lake
+    indexed = [e["event_id"] for e in last["events"] if e["source"] == "server"]
+    assert sorted(indexed) == sorted(expected) and last["counts"] == {"searched_then_viewed": 4 * PEOPLE}

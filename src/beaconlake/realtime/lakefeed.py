@@ -45,7 +45,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from beaconlake.backends.coordination import Coordination, Lease
+from beaconlake.backends.coordination import Coordination, Lease, LeaseLost
 from beaconlake.backends.counters import Counters
 from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.backends.storage import Storage
@@ -74,6 +74,7 @@ COLUMNS = ["event_id", "level", "name", "anonymous_id", "user_id", "session_id",
 # At most this much event time per step: after a long stop the detector catches up in steps whose
 # files fit in memory, rather than reading days of files in one
 MAX_STEP_MS = 3_600_000
+RENEW_SECS = 2.0  # how often a long step renews its lease (well inside coordination.lease_secs)
 NONE = -1  # a file's last event time when no event of it concerns any definition
 _props = msgspec.json.Decoder()
 
@@ -154,6 +155,7 @@ class LakeDetector:
             self.closer = WindowCloser(counters, storage, None, int(rt.allowed_lateness_secs * 1000), margin,
                                        rt.retention_hours * 3_600_000, marker=CoordinationMarker(coordination, lease))
         self._cache: dict[str, list[_Event]] = {}  # events of files still pending (memory only)
+        self._renewed = time.monotonic()
         privacy = settings.privacy
         # erasures: a forgotten person's held events go, and their events in files not yet
         # rewritten by the erasure job are not read (as the deliverer's consumer does)
@@ -191,6 +193,7 @@ class LakeDetector:
             known = key in ckpt.files
             if known and ckpt.files[key] <= start:
                 continue  # every event of it is fed already
+            self._keep_lease()
             events = self._events(key)
             if events is None:
                 ckpt.files.pop(key, None)
@@ -228,6 +231,15 @@ class LakeDetector:
             if rows:
                 self.metrics.inc("beaconlake_stats_windows_written_total", rows)
         return out
+
+    def _keep_lease(self) -> None:
+        """Renew the lease during a long step (catching up reads many files): a step longer than
+        the lease would otherwise lose it at its checkpoint, every time."""
+        if time.monotonic() - self._renewed < RENEW_SECS:
+            return
+        if not self.lease.renew():
+            raise LeaseLost(f"lease {LEASE_NAME!r} passed on during a step")
+        self._renewed = time.monotonic()
 
     def _list(self, start: int, end: int) -> list[str]:
         """Raw keys of the tenants with sequences, days day(start)..day(end), but no match file."""
