@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lakehelp import T0, Lake, described, event, reference, write_raw
+from lakehelp import DEFINITIONS, T0, Lake, event, reference, write_raw
 
 from beaconlake.backends.coordination import LeaseLost
 from beaconlake.backends.coordination.local import LocalCoordination
@@ -93,6 +93,16 @@ def test_matches_equal_one_detector_over_one_stream(raw, data):
     for person, name, secs, category, price in raw:
         props = {k: v for k, v in (("category", category), ("price", price)) if v is not None}
         events.append(event(f"p{person}", name, T0 + secs * S + len(events), **props))
+    # the browser reports some matches of its own (the events it names, a little after the last)
+    reports = data.draw(st.lists(st.tuples(st.integers(0, 2), st.sampled_from(DEFINITIONS), st.integers(1, 3),
+                                           st.integers(0, 30_000)), max_size=3), label="browser reports")
+    for person, definition, count, after_ms in reports:
+        steps = {step["name"] for step in definition["steps"]}
+        named = [e for e in events if e["anonymous_id"] == f"p{person}" and e["name"] in steps][:count]
+        if named:
+            events.append(event(f"p{person}", definition["name"], max(e["client_ts"] for e in named) + after_ms,
+                                level="high", definition=definition["name"], source="browser",
+                                matched_event_ids=[e["event_id"] for e in named]))
     # split over nodes and batches: each file is a random group of events, reaching the lake at a
     # random time after its last event (a delivery interval), sometimes later than the lateness
     files = data.draw(st.lists(st.integers(0, 5), min_size=len(events), max_size=len(events)), label="file of each")
@@ -123,7 +133,8 @@ def test_matches_equal_one_detector_over_one_stream(raw, data):
                 write_raw(lake.storage, f"{arrivals[arrived][0]:013d}-node{f % 2}-{f:06d}", groups[f])
                 for e in groups[f]:  # what the watermark already passed when its file arrives is late
                     (in_time if e["client_ts"] > watermark else []).append(e)
-                    late += e["client_ts"] <= watermark and e["name"] in READ  # what the detector reads
+                    # what the detector reads: the names the definitions mention, and the browser's reports
+                    late += e["client_ts"] <= watermark and (e["name"] in READ or e["level"] == "high")
                 arrived += 1
             if step in restarts:  # a restart, or another node taking over: only the checkpoint is kept
                 lease.release()
@@ -143,6 +154,7 @@ def test_matches_equal_one_detector_over_one_stream(raw, data):
         expected = reference(lake.settings, in_time)
         hypothesis.event("matches" if expected else "no match")
         hypothesis.event("late events" if late else "all in time")
+        hypothesis.event("browser reports" if any(e["level"] == "high" for e in in_time) else "no report")
         rows = published(lake.storage)
         assert sorted(r["event_id"] for r in rows) == sorted(expected)  # each match once, no other
         got = {r["event_id"]: (r["name"], r["anonymous_id"]) for r in rows}
@@ -302,3 +314,22 @@ def test_the_lake_detector_works_through_the_storage_seam_on_s3(tmp_path):
             ("searched_then_viewed", [e["event_id"] for e in events])]
         assert [r["anonymous_id"] for r in published(lake.storage)] == ["p1"]
         assert not (tmp_path / "data" / "lake").exists()  # nothing went to a local folder
+
+
+@pytest.mark.parametrize("report_after_secs", [3, 8])
+def test_a_browser_report_cancels_by_its_event_time_not_by_the_batch(tmp_path, report_after_secs):
+    """The grace (5 s here) counts in event time: a report within it cancels the server's match,
+    a later one does not, even when both reach the detector in one step (where the wall-clock
+    rule would cancel any match still waiting). So batching never changes what is emitted."""
+    lake = Lake(tmp_path, lateness_secs=30)
+    lease = lake.coordination.acquire(LEASE_NAME, 15)
+    feed = LakeDetector(lake.settings, lake.storage, lake.coordination, lease, lake.index, clock=lambda: T0)
+    search, view = event("p1", "search", T0 + S), event("p1", "product_view", T0 + 2 * S)
+    report = event("p1", "searched_then_viewed", T0 + (2 + report_after_secs) * S, level="high",
+                   definition="searched_then_viewed", source="browser",
+                   matched_event_ids=[search["event_id"], view["event_id"]])
+    write_raw(lake.storage, f"{T0:013d}-n1-000001", [search, view, report])
+    result = feed.step(T0 + 100 * S)  # one step: all three, and the match's wait is over
+    expected = reference(lake.settings, [search, view, report])
+    assert sorted(m.event_id for m in result.matches) == sorted(expected)
+    assert len(expected) == (0 if report_after_secs <= 5 else 1)
