@@ -333,3 +333,32 @@ def test_a_browser_report_cancels_by_its_event_time_not_by_the_batch(tmp_path, r
     expected = reference(lake.settings, [search, view, report])
     assert sorted(m.event_id for m in result.matches) == sorted(expected)
     assert len(expected) == (0 if report_after_secs <= 5 else 1)
+
+
+def test_matches_are_counted_and_windows_closed_under_the_lease(tmp_path):
+    """With counters, the lake detector counts its matches in the statistics and closes windows;
+    the closed-window marker is in the coordination store (no node's data_dir), written fenced."""
+    from beaconlake.backends.counters import open_counters
+    from beaconlake.realtime.lakefeed import CLOSED_KEY
+
+    lake = Lake(tmp_path, lateness_secs=30)
+    settings = lake.settings
+    counters = open_counters(settings.counters, role="sequences", state_dir=settings.realtime_path,
+                             retention_ms=settings.realtime.retention_hours * 3_600_000)
+    lease = lake.coordination.acquire(LEASE_NAME, 15)
+    now = time.time_ns() // 1_000_000
+    feed = LakeDetector(settings, lake.storage, lake.coordination, lease, lake.index, counters, clock=lambda: now)
+    write_raw(lake.storage, f"{now:013d}-n1-000001", [event("p1", "search", now - 50 * S),
+                                                      event("p1", "product_view", now - 45 * S)])
+    result = feed.step(now)
+    assert [m.definition for m in result.matches] == ["searched_then_viewed"]
+    rows = counters.query("shop", "searched_then_viewed", now - 3_600_000, now + 60_000, "hour", False)
+    assert sum(r["count"] for r in rows) == 1
+    until = lake.coordination.get(CLOSED_KEY)["until"]
+    assert until <= now - settings.realtime.allowed_lateness_secs * 1000
+    assert not (settings.realtime_path / "closed.json").exists()
+    lease.release()
+    with pytest.raises(LeaseLost):
+        feed.closer.run(now + 3_600_000)  # a former holder cannot move the marker
+    assert lake.coordination.get(CLOSED_KEY)["until"] == until
+    counters.close()
