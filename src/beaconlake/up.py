@@ -13,7 +13,7 @@ The processes:
 - **Lake sequence detector** (``realtime.lakerun``), on a node that runs jobs when
   ``realtime.sequences_from = "lake"``; restarted like the deliverer.
 
-The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``) that
+The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``, ``bl-sequences``) that
 ``ps``, ``top`` and the OOM killer's log show.
 
 Start-up order: build one app (a bad tenant schema stops us here, before anything serves), take

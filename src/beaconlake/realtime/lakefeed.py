@@ -144,6 +144,7 @@ class LakeDetector:
         self.clock = clock
         self.lateness_ms = int(rt.lake_lateness_secs * 1000)
         self.zstd_level = settings.delivery.zstd_level
+        self.retention_ms = rt.retention_hours * 3_600_000
         self.detector = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person,
                                  event_time=True)
         self.wanted = {t: pa.array(sorted(names), pa.string()) for t, names in self.detector.names_by_tenant().items()}
@@ -153,7 +154,7 @@ class LakeDetector:
             caps = counters.capabilities
             margin = int(2 * caps.flush_interval_secs * 1000) + 1000 if caps.per_process_partials else 0
             self.closer = WindowCloser(counters, storage, None, int(rt.allowed_lateness_secs * 1000), margin,
-                                       rt.retention_hours * 3_600_000, marker=CoordinationMarker(coordination, lease))
+                                       self.retention_ms, marker=CoordinationMarker(coordination, lease))
         self._cache: dict[str, list[_Event]] = {}  # events of files still pending (memory only)
         self._renewed = time.monotonic()
         privacy = settings.privacy
@@ -226,6 +227,7 @@ class LakeDetector:
         if ckpt.outbox:
             self._publish()
         if self.closer is not None:
+            self.counters.prune(now - self.retention_ms)
             rows = self.closer.run(now)
             self.counters.flush()
             if rows:
