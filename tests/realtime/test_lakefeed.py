@@ -362,3 +362,27 @@ def test_matches_are_counted_and_windows_closed_under_the_lease(tmp_path):
         feed.closer.run(now + 3_600_000)  # a former holder cannot move the marker
     assert lake.coordination.get(CLOSED_KEY)["until"] == until
     counters.close()
+
+
+def test_the_checkpoint_forgets_done_files_written_long_before_the_newest(tmp_path):
+    """The checkpoint keeps the files of the last LISTING_MARGIN_MS of writes (and those still
+    pending), not a whole day's; a forgotten file is neither read again nor taken for a late one."""
+    import os
+
+    from beaconlake.realtime.lakefeed import LISTING_MARGIN_MS
+
+    lake = Lake(tmp_path, lateness_secs=30)
+    lease = lake.coordination.acquire(LEASE_NAME, 15)
+    feed = LakeDetector(lake.settings, lake.storage, lake.coordination, lease, lake.index, clock=lambda: T0)
+    root = tmp_path / "data" / "lake"
+    [old] = write_raw(lake.storage, f"{T0:013d}-n1-000001", [event("p1", "search", T0 + S)])
+    assert feed.step(T0 + 40 * S).files_read == 1  # watermark T0 + 10 s
+    [new] = write_raw(lake.storage, f"{T0 + 30 * S:013d}-n1-000002", [event("p1", "product_view", T0 + 30 * S)])
+    written = os.stat(root / old).st_mtime
+    os.utime(root / new, (written + LISTING_MARGIN_MS / 1000 + 60,) * 2)  # written 11 minutes later
+    result = feed.step(T0 + 120 * S)
+    assert result.files_read == 1 and result.late == 0
+    assert [m.definition for m in result.matches] == ["searched_then_viewed"]
+    assert set(lake.coordination.get(CHECKPOINT_KEY)["files"]) == {new}  # the old one is forgotten
+    result = feed.step(T0 + 180 * S)
+    assert result.files_read == 0 and result.late == 0 and result.matches == []  # not read again, not late

@@ -19,8 +19,8 @@ it). An event whose file arrives after the watermark passed its time is **late**
 tables keep it), as statistics do with their own late events.
 
 Exactly once. The checkpoint (``CHECKPOINT_KEY`` in the coordination store) holds the
-watermark, the files seen in the days still listed with the time of their last event, the
-detector's state, and the **outbox**: the matches of the step, written before they are published.
+watermark, the files seen recently (``LISTING_MARGIN_MS``) or still pending, with the time of
+their last event, the detector's state, and the **outbox**: the matches of the step, written before they are published.
 Every write is fenced by the lease (``LEASE_NAME``): a former holder's write raises
 ``LeaseLost``. Publishing writes the matches as one raw file of level ``high`` whose name comes
 from the step's watermark (``<W>-detect-lake``: rewritten identically when redone), indexes
@@ -74,6 +74,11 @@ COLUMNS = ["event_id", "level", "name", "anonymous_id", "user_id", "session_id",
 # At most this much event time per step: after a long stop the detector catches up in steps whose
 # files fit in memory, rather than reading days of files in one
 MAX_STEP_MS = 3_600_000
+# A done file leaves the checkpoint once files written this much later have been seen; a file
+# that is not in the checkpoint and was written this long before the newest seen is taken as
+# done. So the checkpoint holds minutes of files, not a day's; a raw file must become visible
+# within this of its modification time (a put takes seconds).
+LISTING_MARGIN_MS = 600_000
 RENEW_SECS = 2.0  # how often a long step renews its lease (well inside coordination.lease_secs)
 NONE = -1  # a file's last event time when no event of it concerns any definition
 _props = msgspec.json.Decoder()
@@ -81,13 +86,14 @@ _props = msgspec.json.Decoder()
 
 class Checkpoint(msgspec.Struct):
     watermark_ms: int
-    # raw key -> event_ts of its last event a definition reads (NONE: none), for every file of
-    # the days the next step lists: a file not here is new, and its events at or below the
-    # watermark are late
+    # raw key -> event_ts of its last event a definition reads (NONE: none), for the files written
+    # in the last LISTING_MARGIN_MS and those still pending: a file not here (and written after
+    # that) is new, and its events at or below the watermark are late
     files: dict[str, int] = {}
     detector: bytes = b""  # Detector.dump()
     outbox: list[dict] = []  # matches (Match fields) decided, not yet published
     outbox_at_ms: int = 0  # their file's name and received_at: the same bytes when published again
+    listed_mtime_ms: int = 0  # the newest modification time of a raw file seen (the storage's clock)
 
 
 @dataclass
@@ -189,10 +195,12 @@ class LakeDetector:
         end = max(start, min(now - self.lateness_ms, start + MAX_STEP_MS))
         out = StepResult(end)
         listed = self._list(start, end)
+        # files written this long before the newest one seen were seen and forgotten (pruned below)
+        horizon = ckpt.listed_mtime_ms - LISTING_MARGIN_MS
         released: list[_Event] = []
-        for key in listed:
+        for key, mtime in listed.items():
             known = key in ckpt.files
-            if known and ckpt.files[key] <= start:
+            if (known and ckpt.files[key] <= start) or (not known and mtime < horizon):
                 continue  # every event of it is fed already
             self._keep_lease()
             events = self._events(key)
@@ -212,8 +220,12 @@ class LakeDetector:
         out.matches = self.detector.due(end)
         self.detector.expire(end)
         first_listed = _day(end)
-        # the next step lists from day(end): older days' entries can go, and so can cached files the watermark passed
-        ckpt.files = {k: ts for k, ts in ckpt.files.items() if _day_of_key(k) >= first_listed}
+        ckpt.listed_mtime_ms = max([ckpt.listed_mtime_ms, *listed.values()])
+        recent = ckpt.listed_mtime_ms - LISTING_MARGIN_MS
+        # the next step lists from day(end): older days' entries can go; so can files done (the
+        # watermark passed their last event) and written long enough ago; and cached files done
+        ckpt.files = {k: ts for k, ts in ckpt.files.items()
+                      if _day_of_key(k) >= first_listed and (ts > end or listed.get(k, -1) >= recent)}
         self._cache = {k: v for k, v in self._cache.items() if ckpt.files.get(k, NONE) > end}
         ckpt.watermark_ms = end
         ckpt.detector = self.detector.dump()
@@ -243,9 +255,10 @@ class LakeDetector:
             raise LeaseLost(f"lease {LEASE_NAME!r} passed on during a step")
         self._renewed = time.monotonic()
 
-    def _list(self, start: int, end: int) -> list[str]:
-        """Raw keys of the tenants with sequences, days day(start)..day(end), but no match file."""
-        keys = []
+    def _list(self, start: int, end: int) -> dict[str, int]:
+        """Raw keys (and their modification times) of the tenants with sequences, days
+        day(start)..day(end), but no match file."""
+        keys = {}
         day, last = _day(start), _day(end)
         while day <= last:
             for tenant in sorted(self.detector.rules):
@@ -253,7 +266,7 @@ class LakeDetector:
                     for info in self.storage.list_info(layout.raw_prefix(tenant, level, day)):
                         parsed = layout.parse_raw(info.key)
                         if parsed is not None and OWN_MARK not in parsed.segment:
-                            keys.append(info.key)
+                            keys[info.key] = info.mtime_ms
             day += timedelta(days=1)
         return keys
 
