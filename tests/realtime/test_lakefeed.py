@@ -193,7 +193,8 @@ def test_fenced_checkpoint_after_losing_the_lease_is_refused(tmp_path):
     coordination = lake.coordination
     old = coordination.acquire(LEASE_NAME, 15)
     feed = LakeDetector(lake.settings, lake.storage, coordination, old, lake.index, clock=lambda: T0)
-    write_raw(lake.storage, f"{T0:013d}-n1-000001", [event("p1", "search", T0 + S), event("p1", "product_view", T0 + 2 * S)])
+    write_raw(lake.storage, f"{T0:013d}-n1-000001",
+              [event("p1", "search", T0 + S), event("p1", "product_view", T0 + 2 * S)])
     feed.step(T0)
     saved = coordination.get(CHECKPOINT_KEY)
     old.release()
@@ -301,8 +302,9 @@ def test_the_lake_detector_works_through_the_storage_seam_on_s3(tmp_path):
     with moto_s3() as endpoint:
         boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
                      aws_secret_access_key="testing").create_bucket(Bucket="lake-bucket")
-        lake = Lake(tmp_path, storage={"type": "s3", "bucket": "lake-bucket", "prefix": "lake", "endpoint_url": endpoint,
-                                       "access_key_id": "testing", "secret_access_key": "testing"})
+        lake = Lake(tmp_path, storage={"type": "s3", "bucket": "lake-bucket", "prefix": "lake",
+                                       "endpoint_url": endpoint, "access_key_id": "testing",
+                                       "secret_access_key": "testing"})
         assert not lake.storage.capabilities.local_paths
         lease = lake.coordination.acquire(LEASE_NAME, 15)
         feed = LakeDetector(lake.settings, lake.storage, lake.coordination, lease, lake.index, clock=lambda: T0)

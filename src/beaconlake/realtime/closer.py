@@ -3,8 +3,8 @@
 
 Runs in one process, so one writer: the deliverer (``realtime.sequences_from = "spool"``, its
 marker ``closed.json`` in the node's ``data_dir``) or the lake detector on the active jobs node
-(``"lake"``, its marker in the coordination store, written fenced by the detector's lease). A minute window is closed once no
-process can still add to it: ``allowed_lateness_secs`` after its end, plus a margin for the
+(``"lake"``, its marker in the coordination store, written fenced by the detector's lease).
+A minute window is closed once no process can still add to it: ``allowed_lateness_secs`` after its end, plus a margin for the
 memory backend's partials to be published. When the minutes of an hour (a day) are all
 closed, the hour's (day's) row is written too; ``<from>`` is the first window start the
 file covers, so a pass repeated after a crash rewrites the same file.

@@ -20,8 +20,8 @@ tables keep it), as statistics do with their own late events.
 
 Exactly once. The checkpoint (``CHECKPOINT_KEY`` in the coordination store) holds the
 watermark, the files seen recently (``LISTING_MARGIN_MS``) or still pending, with the time of
-their last event, the detector's state, and the **outbox**: the matches of the step, written before they are published.
-Every write is fenced by the lease (``LEASE_NAME``): a former holder's write raises
+their last event, the detector's state, and the **outbox**: the matches of the step, written
+before they are published. Every write is fenced by the lease (``LEASE_NAME``): a former holder's write raises
 ``LeaseLost``. Publishing writes the matches as one raw file of level ``high`` whose name comes
 from the step's watermark (``<W>-detect-lake``: rewritten identically when redone), indexes
 them (idempotent on ``event_id``, a uuid5 of definition and events) and counts them in the
@@ -92,7 +92,7 @@ class Checkpoint(msgspec.Struct):
     files: dict[str, int] = {}
     detector: bytes = b""  # Detector.dump()
     outbox: list[dict] = []  # matches (Match fields) decided, not yet published
-    outbox_at_ms: int = 0  # their file's name and received_at: the same bytes when published again
+    outbox_at_ms: int = 0  # their received_at (the file's name is the watermark's): the same bytes again
     listed_mtime_ms: int = 0  # the newest modification time of a raw file seen (the storage's clock)
 
 
