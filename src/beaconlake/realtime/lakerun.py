@@ -55,9 +55,9 @@ def run(settings: Settings, stop: threading.Event, metrics: Metrics | None = Non
             try:
                 feed = None
                 while not stop.is_set() and lease.renew():
-                    if feed is None:
-                        feed = LakeDetector(settings, storage, coordination, lease, index, counters, metrics)
                     try:
+                        if feed is None:  # reads the checkpoint: the coordination store may be down too
+                            feed = LakeDetector(settings, storage, coordination, lease, index, counters, metrics)
                         feed.step()
                     except LeaseLost:
                         raise
