@@ -299,6 +299,7 @@ def check_node(settings: Settings, where: str = "node.role") -> None:
 def _check(settings: Settings) -> None:
     _check_server(settings.server)
     check_node(settings)
+    _check_sequences_source(settings)
     prefix = settings.collector.snowplow_path_prefix
     if not re.fullmatch(PATH_PREFIX, prefix):
         raise ConfigError(f"collector.snowplow_path_prefix: {prefix!r} is not a path prefix; write it as /name[/name...] "
@@ -341,6 +342,21 @@ def _check(settings: Settings) -> None:
                 raise ConfigError(
                     f"tenants.{t.id}.schemas ({ref.level}, {ref.name}): give exactly one of 'schema' or 'file'"
                 )
+
+
+def _check_sequences_source(settings: Settings) -> None:
+    """Per-deliverer detection sees one node's events: several nodes must share one detector."""
+    rt = settings.realtime
+    if not rt.enabled or rt.sequences_from != "spool" or not any(t.sequences for t in settings.tenants):
+        return
+    coordination = type_of(settings.coordination)
+    several = settings.node.role != "all" or coordination != "local"
+    if several:
+        raise ConfigError(
+            f"realtime.sequences_from: \"spool\" detects sequences in each node's deliverer over that node's "
+            f"events only, which misses sequences whose events reach different nodes (node.role = "
+            f"{settings.node.role!r}, coordination.type = {coordination!r}: several nodes); set "
+            "realtime.sequences_from = \"lake\" (one detector on the active jobs node, over every node's raw files)")
 
 
 def _check_sequences(t: TenantSettings) -> None:

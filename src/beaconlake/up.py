@@ -20,8 +20,10 @@ the server and deliverer too: its server answers the dashboard, the read API, ``
 ``/metrics``, and since that same server would acknowledge an event sent to it (a misrouted load
 balancer), the deliverer runs beside it so no acknowledged event is ever left in a spool that
 nothing delivers. Point the event load balancer at the collectors only.
+- **Lake sequence detector** (``realtime.lakerun``), on a node that runs jobs when
+  ``realtime.sequences_from = "lake"``; restarted like the deliverer.
 
-The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``) that
+The processes carry names (``bl-up``, ``bl-worker``, ``bl-deliver``, ``bl-schedule``, ``bl-sequences``) that
 ``ps``, ``top`` and the OOM killer's log show.
 
 Start-up order: build one app (a bad tenant schema stops us here, before anything serves), take
@@ -153,18 +155,27 @@ class KeptAlive:
             proc.join()
 
 
-def jobs_companions(settings: Settings) -> list:
-    """Work that runs beside the scheduler on the active jobs node only (``schedule.run.JobsCompanion``):
-    started with the jobs lease, stopped when the node loses it. Cross-node sequence detection
-    (realtime/) joins here."""
-    return []
-
-
 def run_scheduler(settings: Settings, log_level: str = "INFO") -> None:
     from beaconlake.schedule.run import run_forever
 
     stop_with_parent("scheduler")
-    run_forever(settings, log_level, jobs_companions(settings))
+    run_forever(settings, log_level)
+
+
+def run_lake_sequences(settings: Settings, log_level: str = "INFO") -> None:
+    from beaconlake.realtime.lakerun import run_process
+
+    stop_with_parent("sequence detection")
+    run_process(settings, log_level)
+
+
+def lake_sequences(settings: Settings, log_level: str) -> KeptAlive | None:
+    """The lake detector (``realtime/lakerun.py``) on a node that runs jobs, when
+    ``realtime.sequences_from = "lake"``: one process per jobs node, one detecting at a time (its lease)."""
+    rt = settings.realtime
+    if not (settings.node.runs_jobs and rt.enabled and rt.sequences_from == "lake"):
+        return None
+    return KeptAlive("sequence detection", "beaconlake-sequences", run_lake_sequences, settings, log_level)
 
 
 def prepare_counters_for_start(settings: Settings) -> None:
@@ -210,6 +221,7 @@ def run(settings: Settings) -> int:
     deliverer = KeptAlive("lake delivery", "beaconlake-deliver", run_deliverer, settings, level)
     try:
         scheduler = KeptAlive("scheduler", "beaconlake-schedule", run_scheduler, settings, level) if node.runs_jobs else None
+        sequences = lake_sequences(settings, level)
         try:
             log.info("collector on http://%s:%d (%d worker(s)), lake at %s",
                      settings.server.host, settings.server.port, settings.server.workers, settings.storage)
@@ -217,6 +229,8 @@ def run(settings: Settings) -> int:
         finally:
             if scheduler is not None:
                 scheduler.stop(SCHEDULER_STOP_SECS)
+            if sequences is not None:
+                sequences.stop(SCHEDULER_STOP_SECS)  # a step is short; its checkpoint makes a cut one safe
     finally:
         deliverer.stop(settings.delivery.drain_timeout_secs + 5)
         heartbeat.stop()

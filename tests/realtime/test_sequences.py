@@ -114,6 +114,21 @@ def test_not_followed_by_cancels_or_emits_after_its_deadline():
     assert qa
 
 
+def test_negation_that_arrived_before_the_step_it_negates_still_cancels():
+    """Two workers' segments fed out of order: the checkout (later in event time) is fed before
+    the add_to_cart it follows. Found by the spool-vs-lake end-to-end test."""
+    det = detector(ABANDONED)
+    p = Person(det)
+    p.ev("checkout", 100)
+    p.ev("add_to_cart", 0)  # arrives after the checkout that follows it
+    assert due(det, 5000) == []
+    q = Person(det, anon="a2")
+    q.ev("checkout", 50)  # before the add_to_cart: negates nothing
+    qa = q.ev("add_to_cart", 60)
+    p.ev("checkout", 70)  # another person's
+    assert due(det, 5000) == [("abandoned_cart", [qa])]
+
+
 def test_late_event_is_slotted_in_event_time_order():
     det = detector(CONSIDERED)
     p = Person(det)

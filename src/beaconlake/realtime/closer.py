@@ -1,8 +1,10 @@
 """Closed windows go to the lake: ``stats/tenant=T/grain=G/year=/month=/day=/<from>.parquet``
 (``lake/layout.py``).
 
-Runs in the deliverer (one process, so one writer). A minute window is closed once no
-process can still add to it: ``allowed_lateness_secs`` after its end, plus a margin for the
+Runs in one process, so one writer: the deliverer (``realtime.sequences_from = "spool"``, its
+marker ``closed.json`` in the node's ``data_dir``) or the lake detector on the active jobs node
+(``"lake"``, its marker in the coordination store, written fenced by the detector's lease).
+A minute window is closed once no process can still add to it: ``allowed_lateness_secs`` after its end, plus a margin for the
 memory backend's partials to be published. When the minutes of an hour (a day) are all
 closed, the hour's (day's) row is written too; ``<from>`` is the first window start the
 file covers, so a pass repeated after a crash rewrites the same file.
@@ -16,6 +18,7 @@ import logging
 from collections import defaultdict
 from datetime import date
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -42,12 +45,43 @@ STATS_SCHEMA = pa.schema(
 )
 
 
+class Marker(Protocol):
+    """Where the closer keeps ``until``: window starts below it are written."""
+
+    def load(self) -> int | None: ...
+
+    def save(self, until: int) -> None: ...
+
+
+class FileMarker:
+    """The marker of one node: a JSON file, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> int | None:
+        try:
+            return int(json.loads(self.path.read_text())["until"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save(self, until: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"until": until}))
+        tmp.replace(self.path)
+
+
 class WindowCloser:
-    def __init__(self, counters: Counters, storage: Storage, state_path: Path, lateness_ms: int, margin_ms: int,
-                 retention_ms: int) -> None:
+    def __init__(self, counters: Counters, storage: Storage, state_path: Path | None, lateness_ms: int, margin_ms: int,
+                 retention_ms: int, marker: Marker | None = None) -> None:
         self.counters = counters
         self.storage = storage
-        self.state_path = state_path
+        if marker is None:
+            if state_path is None:
+                raise ValueError("WindowCloser needs a state_path or a marker")
+            marker = FileMarker(state_path)
+        self.marker = marker
         self.delay_ms = lateness_ms + margin_ms
         self.retention_ms = retention_ms
 
@@ -56,16 +90,10 @@ class WindowCloser:
         last_end = now_ms - self.delay_ms
         return last_end - last_end % MINUTE_MS
 
-    def _load(self) -> int | None:
-        try:
-            return int(json.loads(self.state_path.read_text())["until"])
-        except (OSError, ValueError, KeyError):
-            return None
-
     def run(self, now_ms: int) -> int:
         """Write the windows closed since the last run; return the rows written."""
         until = self.closed_until(now_ms)
-        since = self._load()
+        since = self.marker.load()
         if since is None:
             since = until - self.retention_ms
         if until <= since:
@@ -93,8 +121,5 @@ class WindowCloser:
             pq.write_table(pa.Table.from_pylist(part, schema=STATS_SCHEMA), buf, compression="zstd")
             self.storage.put(layout.stats_key(tenant, grain, day, since), buf.getvalue())
             written += len(part)
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"until": until}))
-        tmp.replace(self.state_path)
+        self.marker.save(until)
         return written

@@ -7,6 +7,10 @@ events (the browser's and its own), and writes closed statistics windows to the 
 runs before a segment's lake delivery, and records which segments it has fed in the same
 checkpoint as the detector's state, so a segment redelivered after a crash is not fed twice.
 
+With ``realtime.sequences_from = "lake"`` it only indexes (the browsers' reports, identity
+links): detection and closing windows move to the lake detector (``lakefeed``), which sees every
+node's events.
+
 It is one of the deliverer's pre-delivery consumers (``ingest.deliver.PreDelivery``): the
 composition root (``beaconlake.up``) builds it and hands it to delivery, which never imports it.
 """
@@ -21,14 +25,14 @@ from pathlib import Path
 import msgspec
 
 from beaconlake.backends.counters import open_counters
-from beaconlake.backends.highlevel import HighLevelEvent, open_highlevel
+from beaconlake.backends.highlevel import open_highlevel
 from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt, StorageError
 from beaconlake.lake.privacy import SuppressionList
 from beaconlake.lake.records import ROW_ERRORS
 from beaconlake.realtime.closer import WindowCloser
-from beaconlake.realtime.emit import is_own, write_segment
+from beaconlake.realtime.emit import indexed, is_own, write_segment
 from beaconlake.realtime.feed import segment_events
 from beaconlake.realtime.sequences import Detector, Seen
 from beaconlake.realtime.stats import Folder
@@ -49,7 +53,11 @@ class RealtimeConsumer:
         self.metrics = metrics
         self.spool_root = settings.spool_path
         self.state_path = settings.realtime_path / "detector.bin"
-        self.detector = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person)
+        # "lake": the active jobs node's lake detector (lakefeed) detects and closes windows; here
+        # high-level events (browser reports) and identities are still indexed
+        self.detects = rt.sequences_from == "spool"
+        self.detector = Detector(settings.tenants if self.detects else [], int(rt.browser_grace_secs * 1000),
+                                 rt.max_events_per_person)
         if self.state_path.exists():
             self.detector.load(self.state_path.read_bytes())
         self.retention_ms = rt.retention_hours * 3_600_000
@@ -99,14 +107,7 @@ class RealtimeConsumer:
             self.detector.feed(tenant, Seen(event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id,
                                             ts, ev.url, ev.title, ev.referrer, props), now)
             if ev.level == "high":
-                source = props.get("source") if isinstance(props, dict) else None
-                highs.append(HighLevelEvent(
-                    tenant=tenant, event_id=event_id, name=ev.name, anonymous_id=ev.anonymous_id, user_id=ev.user_id,
-                    session_id=ev.session_id, event_ts=ts, source=str(source or "client"),
-                    matched_event_ids=[str(i) for i in (props or {}).get("matched_event_ids", [])]
-                    if isinstance(props, dict) and isinstance(props.get("matched_event_ids"), list) else [],
-                    props=ev.props if props is not None else "{}",
-                ))
+                highs.append(indexed(tenant, ev, props))
         if highs or idents:
             self.index.add(highs, sorted(idents))
             if len(self._known) > MAX_KNOWN_IDENTITIES:
@@ -133,7 +134,7 @@ class RealtimeConsumer:
         if matches or force_checkpoint or forgot:
             self.checkpoint()
         self.counters.flush()
-        if time.monotonic() - self._last_close >= 5.0:
+        if self.detects and time.monotonic() - self._last_close >= 5.0:
             self._last_close = time.monotonic()
             self.counters.prune(now_ms - self.retention_ms)
             rows = self.closer.run(now_ms)

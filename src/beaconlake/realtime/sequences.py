@@ -259,9 +259,17 @@ def search(definition: SequenceDefinition, number: int, history: list[Held], las
 
 
 class Detector:
-    def __init__(self, tenants: list[TenantSettings], grace_ms: int, max_events_per_person: int) -> None:
+    """``event_time``: the clock (``now_ms``) is event time, a watermark below which every event
+    has been fed (the lake detector, ``lakefeed``). Then a browser report cancels a waiting match
+    only when its own time is at most the match's deadline plus the grace, so when a match is
+    emitted depends on the events alone, never on how they were batched. Otherwise (the spool
+    detector) ``now_ms`` is the wall clock and a report cancels any match still waiting."""
+
+    def __init__(self, tenants: list[TenantSettings], grace_ms: int, max_events_per_person: int,
+                 event_time: bool = False) -> None:
         self.rules = {t.id: _Rules(t.sequences) for t in tenants if t.sequences}
         self.grace_ms = grace_ms
+        self.event_time = event_time
         self.max_events = max_events_per_person
         self.state = State()
 
@@ -342,6 +350,11 @@ class Detector:
             deadline = last.ts + int(neg.within_secs * 1000)
         else:
             deadline = found[0].ts + int(q.within_secs * 1000)
+        if neg is not None:
+            # a negation that arrived before the match's late last event, and is held after it
+            negation = step_key(number, NEGATION)
+            if any(negation in x.fits and last.ts < x.ts <= deadline for x in history[last_index + 1:]):
+                return
         ts.pending.setdefault(anon, []).append(Pending(q.name, anon, ids, last.ts, deadline, person.user_id, person.session_id))
 
     def _cancel_negated(self, ts: TenantState, rules: _Rules, anon: str, event: Held) -> None:
@@ -366,8 +379,11 @@ class Detector:
         keys = {f"{definition}\x1f{i}" for i in ids if isinstance(i, str)}
         for k in keys:
             ts.reported[k] = forget
+        latest = ev.event_ts - self.grace_ms if self.event_time else None  # deadline a report can still reach
         for anon in [ev.anonymous_id] if ev.anonymous_id in ts.pending else []:
-            keep = [p for p in ts.pending[anon] if not (p.definition == definition and keys & {f"{definition}\x1f{i}" for i in p.ids})]
+            keep = [p for p in ts.pending[anon] if not (
+                p.definition == definition and (latest is None or p.deadline >= latest)
+                and keys & {f"{definition}\x1f{i}" for i in p.ids})]
             if keep:
                 ts.pending[anon] = keep
             else:

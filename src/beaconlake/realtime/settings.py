@@ -24,6 +24,16 @@ class RealtimeSettings(Section):
     # How long a server-detected match waits for the browser's report of the same match.
     browser_grace_secs: Annotated[float, msgspec.Meta(ge=0)] = 30.0
     max_events_per_person: Annotated[int, msgspec.Meta(ge=16, le=10_000)] = 200
+    # Where server-side sequence detection reads events (docs/realtime.md, "Sequences across
+    # nodes"). "spool": each node's deliverer, over that node's events only (one machine, lowest
+    # lag). "lake": one detector on the active jobs node over the raw lake files every node
+    # delivered, in event-time order (required when several nodes collect).
+    sequences_from: Literal["spool", "lake"] = "spool"
+    # "lake": how long after an event's time its raw file may reach the lake and still be
+    # detected (delivery interval plus margin); later events are counted and left out.
+    lake_lateness_secs: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
+    # "lake": how often the detector lists new raw files.
+    lake_poll_interval_secs: Annotated[float, msgspec.Meta(gt=0, le=3_600)] = 5.0
 
 
 class Predicate(Section):

@@ -25,7 +25,7 @@ import signal
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 
@@ -50,16 +50,6 @@ POLL_SECS = 0.5
 
 class Busy(Exception):
     """Another run holds the run lease."""
-
-
-class JobsCompanion(Protocol):
-    """Work that runs on the active jobs node only, beside the scheduler (the sequence detector
-    of realtime/ goes here): started with the jobs lease when this node becomes active, stopped
-    when it stops being so. It fences its own writes with ``put(..., lease)``."""
-
-    def start(self, coordination: Coordination, lease: Lease) -> None: ...
-
-    def stop(self) -> None: ...
 
 
 def coordination_of(settings: Settings) -> Coordination:
@@ -163,15 +153,14 @@ def _run(settings: Settings, run_id: str, trigger: str, runs: RunLog, tenants: l
 
 class Scheduler:
     """Runs on the interval and whenever a dashboard leaves a request, while this node holds the
-    jobs lease; ``stop()`` ends the loop after the run in progress. ``companions``: work that runs
-    on the active jobs node only (``JobsCompanion``)."""
+    jobs lease; ``stop()`` ends the loop after the run in progress. (The lake sequence detector runs beside
+    it in a process of its own, under a lease of its own: ``realtime/lakerun.py``.)"""
 
-    def __init__(self, settings: Settings, companions: list[JobsCompanion] | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.coord = coordination_of(settings)
         self.runs = self.coord.run_log(settings.schedule.keep_runs)
         self.metrics = Metrics(settings.run_path, role="schedule")
-        self.companions = companions or []
         self.jobs: Lease | None = None  # the jobs lease, while this node is the active one
         self.stopping = False
 
@@ -233,8 +222,6 @@ class Scheduler:
         self.next_at = now_ms() + int(s.first_run_delay_secs * 1000)
         self.trigger = "startup"
         self.published = -1
-        for companion in self.companions:
-            companion.start(self.coord, lease)
         self.runs.set("interval_mins", s.convert_interval_mins)
         self.runs.set("active_node", self.coord.node)
         stale = self.runs.interrupt_stale()  # runs of a node whose run lease already expired
@@ -243,8 +230,6 @@ class Scheduler:
         return True
 
     def _step_down(self) -> None:
-        for companion in self.companions:
-            companion.stop()
         if self.jobs is not None:
             self.jobs.release()
             self.jobs = None
@@ -274,14 +259,14 @@ class Scheduler:
         time.sleep(POLL_SECS)
 
 
-def run_forever(settings: Settings, log_level: str = "INFO", companions: list[JobsCompanion] | None = None) -> None:
+def run_forever(settings: Settings, log_level: str = "INFO") -> None:
     """The scheduler process of ``beaconlake up``."""
     from beaconlake.logs import setup
     from beaconlake.procname import set_process_name
 
     setup(log_level)
     set_process_name("bl-schedule")
-    scheduler = Scheduler(settings, companions)
+    scheduler = Scheduler(settings)
     signal.signal(signal.SIGTERM, lambda *_: scheduler.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     os.nice(5)  # analytics can wait; acknowledging events cannot
