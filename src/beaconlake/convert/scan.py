@@ -106,12 +106,12 @@ class ScanStats:
 
     files: int = 0
     bytes: int = 0
-    tables: dict[str, int] = field(default_factory=dict)  # files per table
+    paths: dict[str, list[str]] = field(default_factory=dict)  # table -> the planned files
 
     def add(self, table: str, tasks: list[FileScanTask]) -> None:
         self.files += len(tasks)
         self.bytes += sum(t.file.file_size_in_bytes for t in tasks)
-        self.tables[table] = self.tables.get(table, 0) + len(tasks)
+        self.paths.setdefault(table, []).extend(t.file.file_path for t in tasks)
 
 
 def plan(table: Table, read: Read) -> list[FileScanTask]:

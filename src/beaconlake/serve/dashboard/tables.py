@@ -58,7 +58,8 @@ class Tables:
         self._store: Any = store
         self._handles: dict[str, Any] = {}  # table name -> pyiceberg Table
         self._signature: Any = None
-        self._watch: Path | None = settings.catalog.local_file(settings.data_dir)
+        # the embedded catalog's file, when the tables are the ones the settings describe
+        self._watch: Path | None = settings.catalog.local_file(settings.data_dir) if store is None else None
         self.last_stats = ScanStats()  # the latest view's, for the benchmark and the tests
         self._database: Any = None
 
@@ -153,7 +154,7 @@ class WholeView(View):
     def read(self, read: Read) -> None:
         if not self.has(read.table):
             raise LookupError(f"no table {read.table} yet: the first convert run has not happened")
-        if read.table not in self.stats.tables:
+        if read.table not in self.stats.paths:
             self.stats.add(read.table, list(self._handles[read.table].scan().plan_files()))
             self._tables.store.register(self._engine, read.table)
 
