@@ -10,12 +10,18 @@ pyiceberg's Arrow reader through the table's FileIO with the same projection and
 remote warehouse is never read whole either.
 
 Both paths give exactly the rows of the table that pass the filter (the same filter is applied
-to the rows, not only used to choose files), so a query over the registered view answers as it
-would over the whole table with the filter in its WHERE clause.
+to the rows, not only used to choose files), so a query over the loaded rows answers as it would
+over the whole table with the filter in its WHERE clause.
+
+What may be kept between reads (``Cache``) is only what cannot change: the plan of a read at one
+snapshot, and the projected columns of a remote data file.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +45,7 @@ from beaconlake.convert import tables
 from beaconlake.convert.catalog import iso_ms, local_path
 
 BY_NAME = {t.name: t for t in tables.ALL}
+FETCH_THREADS = 8  # remote files fetched at once: object stores answer in parallel, one file is a few requests
 
 
 @dataclass(frozen=True)
@@ -114,31 +121,101 @@ class ScanStats:
         self.paths.setdefault(table, []).extend(t.file.file_path for t in tasks)
 
 
+class Cache:
+    """What a worker keeps between views, none of it a table's current state: the plans of
+    recent reads, by table, snapshot id and read (a snapshot never changes), and the projected
+    columns of remote data files, by file and columns (a data file never changes), within
+    ``max_bytes``, least recently used first out. A commit makes a new snapshot: its reads are
+    planned afresh, and only files it did not rewrite are found here."""
+
+    def __init__(self, max_bytes: int = 64 << 20, max_plans: int = 256) -> None:
+        self.max_bytes, self.max_plans = max_bytes, max_plans
+        self._plans: OrderedDict[Any, list[FileScanTask]] = OrderedDict()
+        self._files: OrderedDict[Any, pa.Table] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def plan(self, table: Table, read: Read) -> list[FileScanTask]:
+        snapshot = table.current_snapshot()
+        key = (str(table.metadata.table_uuid), snapshot.snapshot_id if snapshot else None, read)
+        with self._lock:
+            if key in self._plans:
+                self._plans.move_to_end(key)
+                return self._plans[key]
+        tasks = plan(table, read)
+        with self._lock:
+            self._plans[key] = tasks
+            while len(self._plans) > self.max_plans:
+                self._plans.popitem(last=False)
+        return tasks
+
+    def file(self, key: Any) -> pa.Table | None:
+        with self._lock:
+            data = self._files.get(key)
+            if data is not None:
+                self._files.move_to_end(key)
+            return data
+
+    def keep(self, key: Any, data: pa.Table) -> None:
+        with self._lock:
+            if key in self._files or data.nbytes > self.max_bytes:
+                return
+            self._files[key] = data
+            self._bytes += data.nbytes
+            while self._bytes > self.max_bytes:
+                _key, gone = self._files.popitem(last=False)
+                self._bytes -= gone.nbytes
+
+
 def plan(table: Table, read: Read) -> list[FileScanTask]:
     """The data files of ``table``'s current snapshot that may hold rows of ``read``."""
     return list(table.scan(row_filter=read.expression(), selected_fields=read.columns).plan_files())
 
 
-def register(con: duckdb.DuckDBPyConnection, table: Table, read: Read, stats: ScanStats | None = None) -> None:
+def register(con: duckdb.DuckDBPyConnection, table: Table, read: Read, stats: ScanStats | None = None,
+             cache: Cache | None = None) -> None:
     """Load ``read``'s rows and columns of ``table`` into a temporary DuckDB table named after the
     table on ``con``: a view's few queries then scan memory, not the files again."""
-    tasks = plan(table, read)
+    tasks = cache.plan(table, read) if cache is not None else plan(table, read)
     if stats is not None:
         stats.add(read.table, tasks)
     schema = table.schema().select(*read.columns)
     paths = [local_path(t.file.file_path) for t in tasks]
     if tasks and all(p is not None for p in paths) and not any(t.delete_files for t in tasks):
         source = _local_source(con, [p for p in paths if p is not None], schema.as_arrow(), read)
-    else:
-        data = ArrowScan(table.metadata, table.io, schema, read.expression()).to_table(tasks) if tasks \
-            else schema.as_arrow().empty_table()
-        con.register("_planned_arrow", data)
-        source = "SELECT * FROM _planned_arrow"
-    try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(read.table)} AS {source}")
+        return
+    con.register("_planned_arrow", _remote(table, read, tasks, cache or Cache(max_bytes=0)))
+    try:
+        cols = ", ".join(quote(c) for c in read.columns)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote(read.table)} AS SELECT {cols} FROM _planned_arrow WHERE {read.sql()}")
     finally:
-        if "_planned_arrow" in source:
-            con.unregister("_planned_arrow")
+        con.unregister("_planned_arrow")
+
+
+def _remote(table: Table, read: Read, tasks: list[FileScanTask], cache: Cache) -> pa.Table:
+    """The planned files' rows of the read's tenant, in the read's columns and the ones its filter
+    needs, by pyiceberg's reader through the table's FileIO, file by file (each kept in ``cache``;
+    the rest of the filter is applied by the caller)."""
+    wanted = list(dict.fromkeys([*read.columns, "tenant", *(c for c, _ in read.any_of),
+                                 *([read.day_column] if read.day_column else [])]))
+    schema = table.schema().select(*wanted)
+    keys = [(t.file.file_path, tuple(sorted(d.file_path for d in t.delete_files)), tuple(wanted), read.tenant)
+            for t in tasks]
+    parts = [cache.file(k) for k in keys]
+    missing = [i for i, part in enumerate(parts) if part is None]
+
+    def fetch(i: int) -> pa.Table:
+        data = ArrowScan(table.metadata, table.io, schema, EqualTo("tenant", read.tenant)).to_table([tasks[i]])
+        cache.keep(keys[i], data)
+        return data
+
+    if missing:
+        with ThreadPoolExecutor(min(len(missing), FETCH_THREADS)) as pool:
+            for i, data in zip(missing, pool.map(fetch, missing), strict=True):
+                parts[i] = data
+    found = [p for p in parts if p is not None]
+    return pa.concat_tables(found) if found else schema.as_arrow().empty_table()
 
 
 def _local_source(con: duckdb.DuckDBPyConnection, paths: list[str], schema: pa.Schema, read: Read) -> str:

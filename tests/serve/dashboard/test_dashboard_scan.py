@@ -111,7 +111,7 @@ def test_a_range_reads_only_the_files_of_its_days(readers, lake, where, monkeypa
     page view of the range); counted by what the planner hands out and by what the reader opens."""
     from pyiceberg.io.pyarrow import PyArrowFileIO
 
-    t = readers[where]
+    t = Tables(lake, store=readers[where].store) if where == "remote" else readers[where]  # nothing kept yet
     opened: list[str] = []
     real = PyArrowFileIO.new_input
     monkeypatch.setattr(PyArrowFileIO, "new_input",
@@ -129,8 +129,11 @@ def test_a_range_reads_only_the_files_of_its_days(readers, lake, where, monkeypa
     assert set(stats.paths["pageviews"]) == want_pageviews and len(want_pageviews) == 2
     assert set(stats.paths["sessions"]) == want_sessions and len(want_sessions) == 3
     data_files = {p for p in opened if p.endswith(".parquet")}
-    if where == "remote":  # pyiceberg's reader opened exactly the planned files
+    if where == "remote":  # pyiceberg's reader opened exactly the planned files...
         assert data_files == want_pageviews | want_sessions
+        opened.clear()  # ...and keeps their columns: the same view again opens none
+        assert traffic.traffic(t, "shop", start, start + 2 * DAY_MS, "day", 24) == out
+        assert {p for p in opened if p.endswith(".parquet")} == set()
     else:  # DuckDB read them in place: nothing went through the FileIO
         assert data_files == set()
 
@@ -169,3 +172,24 @@ def test_a_range_that_starts_inside_sessions(readers, lake, where):
         whole = traffic.traffic(readers["whole"], "shop", ts, ts + 3_600_000, "hour", 24)
         assert whole["scroll_depth"]  # the page view at ts, whose session began before it
         assert traffic.traffic(readers[where], "shop", ts, ts + 3_600_000, "hour", 24) == whole
+
+
+def test_a_commit_is_seen_by_the_next_view(readers, lake):
+    """Kept plans and file columns never hide a commit: a delete of one day of the remote tables
+    shows in the next view of every reader of that catalog (last in this module: it changes the
+    remote copy)."""
+    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
+
+    from beaconlake.convert.catalog import iso_ms
+
+    remote = readers["remote"]
+    fresh = Tables(lake, store=remote.store)  # another worker, nothing kept
+    day = START_MS + 4 * DAY_MS
+    before = traffic.traffic(remote, "other", day, day + DAY_MS, "day", 24)["totals"]["sessions"]
+    assert before > 0
+    remote.store.table("sessions").delete(And(EqualTo("tenant", "other"), And(
+        GreaterThanOrEqual("start_ts", iso_ms(day)), LessThan("start_ts", iso_ms(day + DAY_MS)))))
+    assert traffic.traffic(remote, "other", day, day + DAY_MS, "day", 24)["totals"]["sessions"] == 0
+    assert traffic.traffic(fresh, "other", day, day + DAY_MS, "day", 24)["totals"]["sessions"] == 0
+    assert traffic.traffic(remote, "other", day - DAY_MS, day + 2 * DAY_MS, "day", 24) == \
+        traffic.traffic(WholeTables(lake, store=remote.store), "other", day - DAY_MS, day + 2 * DAY_MS, "day", 24)

@@ -2,12 +2,13 @@
 asks for (``beaconlake.convert.scan``), never a whole table.
 
 A view opens a ``View`` (its own DuckDB connection, so views run side by side), declares each
-table it needs as a ``Read`` (tenant, time range, columns), and queries the views those reads
-register. What a worker keeps between requests is only each table's pyiceberg handle, keyed by
-the catalog's state: with the embedded SQLite catalog, the catalog file's modification time
-(every commit changes it; free to check); with a catalog server, the table's current metadata
-location, loaded again on every view (one catalog lookup and the metadata file; a run that commits
-on any node is seen by the next view on every node). No table data is cached.
+table it needs as a ``Read`` (tenant, time range, columns), and queries the rows those reads
+load. Each table's pyiceberg handle is kept while the catalog says it is current: with the
+embedded SQLite catalog, until the catalog file changes (every commit changes it; free to check);
+with a catalog server, it is loaded again for every view (one catalog lookup and the metadata
+file), so a run that commits on any node is seen by the next view on every node. Beyond that a
+worker keeps only what cannot change (``scan.Cache``): plans of reads at a snapshot, and the
+projected columns of remote data files, within a byte budget. No whole table, no table's state.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class View:
         """Load ``read`` into a temporary table named after its table (replacing an earlier read of it)."""
         if not self.has(read.table):
             raise LookupError(f"no table {read.table} yet: the first convert run has not happened")
-        scan.register(self.con, self._handles[read.table], read, self.stats)
+        scan.register(self.con, self._handles[read.table], read, self.stats, self._tables.cache)
 
     def query(self, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
         return scan.rows(self.con, sql, params)
@@ -62,6 +63,7 @@ class Tables:
         self._watch: Path | None = settings.catalog.local_file(settings.data_dir) if store is None else None
         self.last_stats = ScanStats()  # the latest view's, for the benchmark and the tests
         self._database: Any = None
+        self.cache = scan.Cache()  # plans by snapshot, remote files' columns: nothing that changes
 
     @property
     def database(self) -> Any:
