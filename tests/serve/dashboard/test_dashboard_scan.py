@@ -193,3 +193,20 @@ def test_a_commit_is_seen_by_the_next_view(readers, lake):
     assert traffic.traffic(fresh, "other", day, day + DAY_MS, "day", 24)["totals"]["sessions"] == 0
     assert traffic.traffic(remote, "other", day - DAY_MS, day + 2 * DAY_MS, "day", 24) == \
         traffic.traffic(WholeTables(lake, store=remote.store), "other", day - DAY_MS, day + 2 * DAY_MS, "day", 24)
+
+
+def test_an_unreachable_warehouse_is_a_clear_503(lake, readers):
+    """The object store behind a remote catalog is down: the view says which and why (the route
+    answers 503 with Retry-After), rather than failing with a traceback."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    from beaconlake.convert.catalog import TableStore
+    from beaconlake.errors import BackendUnavailable
+    from support import free_port
+
+    store = readers["remote"].store
+    props = {**store.catalog.properties, "s3.endpoint": f"http://127.0.0.1:{free_port()}", "s3.connect-timeout": "1",
+             "s3.request-timeout": "1"}
+    down = Tables(lake, store=TableStore(SqlCatalog("beaconlake", **props), "beaconlake"))
+    with pytest.raises(BackendUnavailable, match="the Iceberg catalog cannot be reached to read the sessions table"):
+        traffic.traffic(down, "shop", START_MS, START_MS + DAY_MS, "day", 24)

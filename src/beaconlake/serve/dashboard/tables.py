@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from beaconlake.config import Settings
+from beaconlake.errors import BackendUnavailable
 from beaconlake.convert import scan
 from beaconlake.convert.scan import Read, ScanStats
 
@@ -36,14 +37,31 @@ class View:
     def has(self, name: str) -> bool:
         """Whether table ``name`` exists (loaded once per view: every read of it sees one snapshot)."""
         if name not in self._handles:
-            self._handles[name] = self._tables.table(name)
+            with _reaching("the Iceberg catalog", name):
+                self._handles[name] = self._tables.table(name)
         return self._handles[name] is not None
 
     def read(self, read: Read) -> None:
         """Load ``read`` into a temporary table named after its table (replacing an earlier read of it)."""
         if not self.has(read.table):
             raise LookupError(f"no table {read.table} yet: the first convert run has not happened")
-        scan.register(self.con, self._handles[read.table], read, self.stats, self._tables.cache)
+        with _reaching("the warehouse", read.table):
+            scan.register(self.con, self._handles[read.table], read, self.stats, self._tables.cache)
+
+
+@contextmanager
+def _reaching(what: str, table: str) -> Iterator[None]:
+    """A catalog server or an object store that cannot be reached is a 503 for the view (the
+    next request tries again), not a 500."""
+    from sqlalchemy.exc import DBAPIError
+
+    from beaconlake.backends.catalog import CatalogError
+
+    try:
+        yield
+    except (OSError, DBAPIError, CatalogError) as exc:
+        raise BackendUnavailable(f"{what} cannot be reached to read the {table} table: "
+                                 f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}") from exc
 
     def query(self, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
         return scan.rows(self.con, sql, params)
