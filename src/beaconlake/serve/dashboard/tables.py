@@ -48,21 +48,6 @@ class View:
         with _reaching("the warehouse", read.table):
             scan.register(self.con, self._handles[read.table], read, self.stats, self._tables.cache)
 
-
-@contextmanager
-def _reaching(what: str, table: str) -> Iterator[None]:
-    """A catalog server or an object store that cannot be reached is a 503 for the view (the
-    next request tries again), not a 500."""
-    from sqlalchemy.exc import DBAPIError
-
-    from beaconlake.backends.catalog import CatalogError
-
-    try:
-        yield
-    except (OSError, DBAPIError, CatalogError) as exc:
-        raise BackendUnavailable(f"{what} cannot be reached to read the {table} table: "
-                                 f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}") from exc
-
     def query(self, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
         return scan.rows(self.con, sql, params)
 
@@ -188,3 +173,18 @@ class WholeTables(Tables):
         finally:
             v.con.close()
             self.last_stats = v.stats
+
+
+@contextmanager
+def _reaching(what: str, table: str) -> Iterator[None]:
+    """A catalog server or an object store that cannot be reached is a 503 for the view (the
+    next request tries again), not a 500."""
+    from sqlalchemy.exc import DBAPIError
+
+    from beaconlake.backends.catalog import CatalogError
+
+    try:
+        yield
+    except (OSError, DBAPIError, CatalogError) as exc:
+        raise BackendUnavailable(f"{what} cannot be reached to read the {table} table: "
+                                 f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}") from exc
