@@ -37,7 +37,7 @@ class View:
     def has(self, name: str) -> bool:
         """Whether table ``name`` exists (loaded once per view: every read of it sees one snapshot)."""
         if name not in self._handles:
-            with _reaching("the Iceberg catalog", name):
+            with _reaching("the Iceberg catalog", f"the {name} table"):
                 self._handles[name] = self._tables.table(name)
         return self._handles[name] is not None
 
@@ -45,7 +45,7 @@ class View:
         """Load ``read`` into a temporary table named after its table (replacing an earlier read of it)."""
         if not self.has(read.table):
             raise LookupError(f"no table {read.table} yet: the first convert run has not happened")
-        with _reaching("the warehouse", read.table):
+        with _reaching("the warehouse", f"the {read.table} table"):
             scan.register(self.con, self._handles[read.table], read, self.stats, self._tables.cache)
 
     def query(self, sql: str, params: list[Any] | tuple = ()) -> list[dict[str, Any]]:
@@ -101,11 +101,12 @@ class Tables:
 
         if self._catalog_signature() == "absent":
             return []
-        store = self.store
-        try:
-            return sorted(ident[-1] for ident in store.catalog.list_tables(store.namespace))
-        except NoSuchNamespaceError:
-            return []
+        with _reaching("the Iceberg catalog", "the list of tables"):
+            store = self.store
+            try:
+                return sorted(ident[-1] for ident in store.catalog.list_tables(store.namespace))
+            except NoSuchNamespaceError:
+                return []
 
     def table(self, name: str) -> Any:
         """The pyiceberg handle of ``name`` at its current snapshot, or None when it does not exist."""
@@ -176,7 +177,7 @@ class WholeTables(Tables):
 
 
 @contextmanager
-def _reaching(what: str, table: str) -> Iterator[None]:
+def _reaching(what: str, reading: str) -> Iterator[None]:
     """A catalog server or an object store that cannot be reached is a 503 for the view (the
     next request tries again), not a 500."""
     from sqlalchemy.exc import DBAPIError
@@ -186,5 +187,5 @@ def _reaching(what: str, table: str) -> Iterator[None]:
     try:
         yield
     except (OSError, DBAPIError, CatalogError) as exc:
-        raise BackendUnavailable(f"{what} cannot be reached to read the {table} table: "
+        raise BackendUnavailable(f"{what} cannot be reached to read {reading}: "
                                  f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__}") from exc
