@@ -65,3 +65,18 @@ def test_output_formats(lake):
     lines = out.getvalue().splitlines()
     assert lines[0].split(" | ") == ["anonymous_id", "start_ts                 ", "page_views"]
     assert lines[-1] == "(2 rows)" and len(lines) == 5
+
+
+def test_only_the_tables_the_sql_names_are_opened(lake, monkeypatch):
+    """A query of one table never reads the others (in a remote warehouse, each opened table is
+    fetched); a statement that names none (SHOW TABLES) still sees them all."""
+    from beaconlake.convert.catalog import TableStore
+
+    opened: list[str] = []
+    real = TableStore.register
+    monkeypatch.setattr(TableStore, "register", lambda self, engine, name: opened.append(name) or real(self, engine, name))
+    assert query(lake, "WITH s AS (SELECT * FROM sessions) SELECT count(*) AS n FROM s").to_pylist() == [{"n": 2}]
+    assert opened == ["sessions"]
+    opened.clear()
+    names = {r["name"] for r in query(lake, "SHOW TABLES").to_pylist()}
+    assert {"events", "sessions", "pageviews", "identities"} <= names and sorted(opened) == sorted(names)

@@ -2,7 +2,9 @@
 
 Each table of the namespace is a DuckDB view by its name (``events``, ``sessions``...), over the
 data files of its current snapshot as pyiceberg plans them, so the query sees exactly one
-committed version of every table.
+committed version of every table. Only the tables the SQL names are opened: a table in a remote
+warehouse is read through pyiceberg (DuckDB reads local files in place, only the columns and row
+groups the query needs), so a query of one table never fetches the others.
 """
 
 from __future__ import annotations
@@ -25,20 +27,33 @@ from beaconlake.convert.errors import QueryError
 MAX_CELL = 48  # characters per cell in the table format; csv and json are never cut
 
 
-def connect(store: TableStore, data_dir: str) -> tuple[DuckDBEngine, list[str]]:
-    """A DuckDB engine with a view per table of the store's namespace."""
+def connect(store: TableStore, data_dir: str, only: set[str] | None = None) -> tuple[DuckDBEngine, list[str]]:
+    """A DuckDB engine with a view per table of the store's namespace (of those in ``only``,
+    when given); returns every table's name."""
     engine = DuckDBEngine(DuckDBEngineSettings(), data_dir)
     try:
         names = sorted(ident[-1] for ident in store.catalog.list_tables(store.namespace))
     except NoSuchNamespaceError:
         names = []  # nothing converted yet
     for name in names:
-        store.register(engine, name)
+        if only is None or name in only:
+            store.register(engine, name)
     return engine, names
 
 
+def named_tables(sql: str) -> set[str] | None:
+    """The tables ``sql`` reads (CTEs left out), or None when that cannot be told (a statement
+    without a FROM, such as SHOW TABLES, or SQL that does not parse: every table is opened and
+    DuckDB says what is wrong)."""
+    try:
+        names = duckdb.get_table_names(sql)
+    except duckdb.Error:
+        return None
+    return names or None
+
+
 def run_query(store: TableStore, sql: str, data_dir: str) -> pa.Table:
-    engine, names = connect(store, data_dir)
+    engine, names = connect(store, data_dir, named_tables(sql))
     try:
         result = engine.con.sql(sql)
         return result.to_arrow_table() if result is not None else pa.table({})

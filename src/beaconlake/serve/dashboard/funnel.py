@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from beaconlake.config import SequenceDefinition, SequenceStep, TenantSettings
+from beaconlake.convert.scan import Read
 from beaconlake.serve.dashboard.tables import Tables
 from beaconlake.realtime.predicates import TOP_FIELDS, json_eq, test
 
@@ -59,43 +60,58 @@ def depth(events: list[dict[str, Any]], q: SequenceDefinition) -> int:
     return best
 
 
+EVENT_COLUMNS = ("tenant", "stitched_user", "anonymous_id", "name", "event_ts", "event_id", "props", "url", "title", "level",
+                 "referrer", "user_id", "session_id")
+
+
 def funnels(t: Tables, tenant: TenantSettings, start: int, end: int) -> dict[str, Any]:
-    if "events" not in t.names():
-        return {"ready": False, "note": "no converted tables yet: the first convert run has not happened", "funnels": []}
-    out = []
-    for q in tenant.sequences:
-        names = sorted({s.name for s in q.steps})
-        rows = t.query(
-            "SELECT coalesce(stitched_user, anonymous_id) AS person, name, epoch_ms(event_ts) AS ts, props, url, title, "
-            "level, referrer, user_id, session_id FROM events WHERE tenant = ? AND name IN (SELECT unnest(?)) "
-            "AND event_ts >= make_timestamptz(? * 1000) AND event_ts < make_timestamptz(? * 1000) "
-            "ORDER BY person, event_ts, event_id", [tenant.id, names, start, end])
-        people: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            mine = people.setdefault(r["person"], [])
-            if len(mine) < MAX_EVENTS_PER_PERSON:
-                try:
-                    r["props"] = json.loads(r["props"] or "{}")
-                except ValueError:
-                    r["props"] = {}
-                mine.append(r)
-        reached = [0] * len(q.steps)
-        for evs in people.values():
-            for k in range(depth(evs, q)):
-                reached[k] += 1
-        steps = []
-        for k, s in enumerate(q.steps):
-            steps.append({
-                "step": k + 1, "name": s.name, "where": [f"{p.field} {p.op}" + ("" if p.op == "exists" else f" {json.dumps(p.value)}") for p in s.where],
-                "same": list(s.same), "people": reached[k],
-                "conversion": round(reached[k] / reached[0], 4) if reached[0] else None,
-                "drop_off": reached[k - 1] - reached[k] if k else None,
-            })
-        done = t.query(
-            "SELECT count(*) AS events, count(DISTINCT coalesce(stitched_user, anonymous_id)) AS people "
-            "FROM high_level_events WHERE tenant = ? AND name = ? "
-            "AND event_ts >= make_timestamptz(? * 1000) AND event_ts < make_timestamptz(? * 1000)",
-            [tenant.id, q.name, start, end])[0] if "high_level_events" in t.names() else {"events": 0, "people": 0}
-        out.append({"name": q.name, "within_secs": q.within_secs, "steps": steps,
-                    "not_followed_by": q.not_followed_by.name if q.not_followed_by else None, "completed": done})
+    """Reads the range's days of ``events`` (only the steps' event names, only the columns the
+    rules look at) and of ``high_level_events``."""
+    with t.view() as v:
+        if not v.has("events"):
+            return {"ready": False, "note": "no converted tables yet: the first convert run has not happened", "funnels": []}
+        if tenant.sequences:
+            names = tuple(sorted({s.name for q in tenant.sequences for s in q.steps}))
+            v.read(Read("events", EVENT_COLUMNS, tenant.id, start, end, any_of=(("name", names),)))
+            if v.has("high_level_events"):
+                v.read(Read("high_level_events", ("tenant", "name", "event_ts", "stitched_user", "anonymous_id"),
+                            tenant.id, start, end, any_of=(("name", tuple(q.name for q in tenant.sequences)),)))
+        out = [_funnel(v, tenant, q, start, end) for q in tenant.sequences]
     return {"ready": True, "from": start, "to": end, "funnels": out}
+
+
+def _funnel(v: Any, tenant: TenantSettings, q: SequenceDefinition, start: int, end: int) -> dict[str, Any]:
+    names = sorted({s.name for s in q.steps})
+    rows = v.query(
+        "SELECT coalesce(stitched_user, anonymous_id) AS person, name, epoch_ms(event_ts) AS ts, props, url, title, "
+        "level, referrer, user_id, session_id FROM events WHERE tenant = ? AND name IN (SELECT unnest(?)) "
+        "AND event_ts >= make_timestamptz(? * 1000) AND event_ts < make_timestamptz(? * 1000) "
+        "ORDER BY person, event_ts, event_id", [tenant.id, names, start, end])
+    people: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        mine = people.setdefault(r["person"], [])
+        if len(mine) < MAX_EVENTS_PER_PERSON:
+            try:
+                r["props"] = json.loads(r["props"] or "{}")
+            except ValueError:
+                r["props"] = {}
+            mine.append(r)
+    reached = [0] * len(q.steps)
+    for evs in people.values():
+        for k in range(depth(evs, q)):
+            reached[k] += 1
+    steps = []
+    for k, s in enumerate(q.steps):
+        steps.append({
+            "step": k + 1, "name": s.name, "where": [f"{p.field} {p.op}" + ("" if p.op == "exists" else f" {json.dumps(p.value)}") for p in s.where],
+            "same": list(s.same), "people": reached[k],
+            "conversion": round(reached[k] / reached[0], 4) if reached[0] else None,
+            "drop_off": reached[k - 1] - reached[k] if k else None,
+        })
+    done = v.query(
+        "SELECT count(*) AS events, count(DISTINCT coalesce(stitched_user, anonymous_id)) AS people "
+        "FROM high_level_events WHERE tenant = ? AND name = ? "
+        "AND event_ts >= make_timestamptz(? * 1000) AND event_ts < make_timestamptz(? * 1000)",
+        [tenant.id, q.name, start, end])[0] if v.has("high_level_events") else {"events": 0, "people": 0}
+    return {"name": q.name, "within_secs": q.within_secs, "steps": steps,
+            "not_followed_by": q.not_followed_by.name if q.not_followed_by else None, "completed": done}

@@ -139,7 +139,8 @@ class Dashboard:
 
     async def traffic(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         start, end, by = self._range(request, 7)
-        return await run_in_threadpool(traffic.traffic, self.tables, tenant.id, start, end, by)
+        return await run_in_threadpool(traffic.traffic, self.tables, tenant.id, start, end, by,
+                                      self.settings.convert.max_session_hours)
 
     async def sequences(self, request: Request, tenant: TenantSettings) -> dict[str, Any]:
         start, end, _ = self._range(request, 7)
