@@ -27,6 +27,8 @@ NGINX_CONF = DEPLOY / "nginx" / "nginx.conf"
 DOCKERFILE = DEPLOY / "Dockerfile"
 CHART = DEPLOY / "helm" / "beaconlake"
 ENV_EXAMPLE = DEPLOY / "env.example"
+# The hand-written YAML (the chart's templates are not YAML until rendered).
+YAML_FILES = (DEPLOY / "compose.yaml", CHART / "Chart.yaml", CHART / "values.yaml", DEPLOY / ".yamllint.yaml")
 SPOOL_MOUNT = "/var/lib/beaconlake"
 CONFIG_MOUNT = "/etc/beaconlake/beaconlake.toml"
 # Kubernetes versions the rendered manifests are checked against: the chart's floor and the

@@ -12,19 +12,23 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import subprocess
 
 import pytest
 import yaml
 from deploy_artifacts import (
     COMPOSE,
     CONFIG_MOUNT,
+    DEPLOY,
     ENV_EXAMPLE,
     NGINX_CONF,
     SPOOL_MOUNT,
     TEST_SECRETS,
+    YAML_FILES,
     compose_config,
     deploy_settings,
     nginx_upstreams,
+    tool,
     write_env_file,
 )
 
@@ -133,3 +137,9 @@ def test_the_stop_grace_covers_the_spool_drain(model):
     needed = cfg["server"]["shutdown_timeout_secs"] + cfg["delivery"]["drain_timeout_secs"] + 20  # + the scheduler's stop
     for name, service in nodes(model, "collector").items():
         assert seconds(service["stop_grace_period"]) > needed, f"{name}: SIGKILL would cut the spool's drain short"
+
+
+def test_yamllint_accepts_the_yaml():
+    done = subprocess.run([tool("yamllint", "yamllint"), "-f", "parsable", "-c", str(DEPLOY / ".yamllint.yaml"),
+                           *map(str, YAML_FILES)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
