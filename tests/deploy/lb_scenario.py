@@ -41,6 +41,17 @@ def accepted(address: str) -> int:
     return int(float(m.group(1))) if m else 0
 
 
+def settled(addresses: dict[str, str], expected: int, timeout: float = 10.0) -> dict[str, int]:
+    """Each node's accepted count, once their sum is ``expected`` (a worker publishes its counters
+    to /metrics about once a second) or the time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = {n: accepted(a) for n, a in addresses.items()}
+        if sum(counts.values()) >= expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
+
+
 def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -103,7 +114,7 @@ def main(work: Path) -> dict:
         out: dict = {"nodes": list(addresses)}
         with httpx.Client(timeout=10, limits=httpx.Limits(max_keepalive_connections=0)) as client:
             out["first_codes"] = post(client, keys["write_key"], 30)
-            out["accepted_after_first"] = {n: accepted(a) for n, a in addresses.items()}
+            out["accepted_after_first"] = settled(addresses, 60)
             r = client.get(f"http://{LB}:8080/readyz")
             out["readyz"] = [r.status_code, r.json()]
             r = client.post(f"http://{LB}:8080/v1/events", params={"k": keys["write_key"]},
@@ -117,7 +128,8 @@ def main(work: Path) -> dict:
             nodes[stopped].wait(60)
             out["stopped"] = stopped
             out["second_codes"] = post(client, keys["write_key"], 30)
-            out["accepted_after_second"] = {n: accepted(a) for n, a in addresses.items() if n != stopped}
+            running = {n: a for n, a in addresses.items() if n != stopped}
+            out["accepted_after_second"] = settled(running, 120 - out["accepted_after_first"][stopped])
         return out
     finally:
         for proc in procs:

@@ -32,6 +32,8 @@ from deploy_artifacts import (
     write_env_file,
 )
 
+from beaconlake.up import SCHEDULER_STOP_SECS
+
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -134,7 +136,7 @@ def test_the_bucket_step_makes_the_bucket_the_config_uses(model):
 
 def test_the_stop_grace_covers_the_spool_drain(model):
     cfg = deploy_settings()
-    needed = cfg["server"]["shutdown_timeout_secs"] + cfg["delivery"]["drain_timeout_secs"] + 20  # + the scheduler's stop
+    needed = cfg["server"]["shutdown_timeout_secs"] + cfg["delivery"]["drain_timeout_secs"] + SCHEDULER_STOP_SECS
     for name, service in nodes(model, "collector").items():
         assert seconds(service["stop_grace_period"]) > needed, f"{name}: SIGKILL would cut the spool's drain short"
 

@@ -27,6 +27,7 @@ from deploy_artifacts import (
 )
 
 from beaconlake import config
+from beaconlake.up import SCHEDULER_STOP_SECS
 
 VALUE_SETS = {
     "defaults": {},
@@ -142,7 +143,7 @@ def test_the_configmap_is_a_config_beaconlake_accepts():
 def test_the_grace_period_covers_the_spool_drain():
     r = render_chart()
     s = chart_settings(r)
-    needed = s.server.shutdown_timeout_secs + s.delivery.drain_timeout_secs + 20  # + the scheduler's stop
+    needed = s.server.shutdown_timeout_secs + s.delivery.drain_timeout_secs + SCHEDULER_STOP_SECS
     sts = one(r, "StatefulSet", "-collector")
     assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > needed
 
