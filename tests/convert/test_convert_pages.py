@@ -114,7 +114,13 @@ def test_damage_is_refused_or_harmless(tmp_path, n, seed, page_kb, version, flip
         assert got is None or got == _read(db, tmp_path / "clean.parquet", clean)
 
 
-@pytest.mark.parametrize("data", [b"", b"\x15", b"\x15\x00\x15\x02", b"\xff" * 12, b"\x1c" * 40 + b"\x00"])
+@pytest.mark.parametrize("data", [
+    b"", b"\x15", b"\x15\x00\x15\x02", b"\xff" * 12, b"\x1c" * 40 + b"\x00",
+    # a data page header whose field 1 is a list claiming 2**40 one-byte elements: an answer, not a loop
+    b"\x5c\x19\xf3\x80\x80\x80\x80\x80\x20" + bytes(10),
+    b"\x5c\x1b\x80\x80\x80\x80\x80\x20\x33" + bytes(10),  # the same with a map
+])
+@pytest.mark.timeout(10)
 def test_a_broken_page_header_is_a_problem_not_an_exception(data):
     assert pages.chunk_problem(memoryview(data), 1) is not None
     assert pages.chunk_problem(memoryview(b""), 0) is None

@@ -73,11 +73,15 @@ def _skip(buf: bytes, pos: int, kind: int, depth: int) -> int:
         head = buf[pos]
         n, pos = (head >> 4, pos + 1) if head >> 4 != 15 else _varint(buf, pos + 1)
         elem = _BYTE if head & 0x0F in (_TRUE, _FALSE) else head & 0x0F
+        if n > len(buf) - pos:  # each element takes a byte at least: a damaged length must not loop for ever
+            raise _Damaged(f"a page header's list of {n} is longer than its bytes")
         for _ in range(n):
             pos = _skip(buf, pos, elem, depth + 1)
         return pos
     if kind == _MAP:
         n, pos = _varint(buf, pos)
+        if n > len(buf) - pos:
+            raise _Damaged(f"a page header's map of {n} is longer than its bytes")
         if n:
             if pos >= len(buf):
                 raise _Damaged("a page header ends inside a map")
