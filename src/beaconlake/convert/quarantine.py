@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from beaconlake.backends.storage import Storage
 from beaconlake.convert.lake import RawFile, RawLake
+from beaconlake.convert.pages import UNCHECKED, checksum_problem
 from beaconlake.errors import StorageError
 from beaconlake.lake import layout
 from beaconlake.types import RAW_SCHEMA
@@ -69,13 +70,22 @@ def _compatible(have: pa.DataType, want: pa.DataType) -> bool:
 def footer_problem(source: pa.NativeFile) -> str | None:
     """Why a raw file cannot be converted, judged from its footer alone (one small read): not
     Parquet, truncated, a raw-schema column of another type, a required column missing or NULL."""
+    return _footer(source)[1]
+
+
+def _footer(source: pa.NativeFile):
+    """(the footer, None) or (None or the footer, ``footer_problem``'s verdict)."""
     import pyarrow.parquet as pq
 
     try:
-        meta = pq.ParquetFile(source).metadata
+        meta = pq.read_metadata(source)
         schema = meta.schema.to_arrow_schema()
     except (OSError, ValueError, pa.ArrowException) as exc:
-        return f"unreadable Parquet footer: {_first_line(exc)}"
+        return None, f"unreadable Parquet footer: {_first_line(exc)}"
+    return meta, _schema_problem(meta, schema)
+
+
+def _schema_problem(meta, schema: pa.Schema) -> str | None:
     for field in RAW_SCHEMA:
         i = schema.get_field_index(field.name)
         if i < 0:
@@ -106,14 +116,23 @@ def _null_counts(meta, columns: list[str]) -> dict[str, int]:
 
 
 def page_problem(source: pa.NativeFile) -> str | None:
-    """Why a raw file cannot be converted, found by its footer, then by decoding every page of its
-    raw-schema columns with the page's checksum verified (lake delivery writes page checksums).
-    Every new raw file gets this before the engines see it: damage to a page whose bytes still
-    decode (zstd keeps high-entropy values such as event ids uncompressed) gives other values,
-    not an error, and DuckDB does not check page checksums, so without it a damaged file would
-    be converted into wrong rows. Costs a decode of the new files: about a fifth of convert's CPU
-    on 1 million events (bench/convert, with and without it, same run)."""
-    return _pages_problem(source, validate=False)
+    """Why a raw file cannot be converted, found by its footer, then by the checksum of every page
+    of its raw-schema columns (lake delivery writes page checksums). Every new raw file gets this
+    before the engines see it: damage to a page whose bytes still decode (zstd keeps high-entropy
+    values such as event ids uncompressed) gives other values, not an error, and DuckDB does not
+    check page checksums, so without it a damaged file would be converted into wrong rows.
+
+    The checksums are compared without decoding the pages (pages.py): decoding them as well cost
+    about a fifth of convert's CPU (docs/performance.md). A file with a page without a checksum
+    (another writer's, or delivery's before it wrote them) is decoded whole instead, as before:
+    a damaged page that no longer decodes is then still found here."""
+    meta, found = _footer(source)
+    if found:
+        return found
+    found = checksum_problem(source, meta, RAW_SCHEMA.names)
+    if found == UNCHECKED:
+        return _pages_problem(source, validate=False)
+    return f"a data page does not decode or fails its checksum: {found}" if found else None
 
 
 def read_problem(source: pa.NativeFile) -> str | None:
