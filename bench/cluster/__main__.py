@@ -125,7 +125,7 @@ def measure(n: int, args: argparse.Namespace, tmp: Path, script: Path, env: dict
             node.start()
         urls = [f"{node.url}/v1/events?k={WRITE_KEY}" for node in nodes]
         acked = wrk_all(urls, script, args.connections, args.warmup, args.timeout)[0] * EVENTS_PER_BATCH
-        rates, errors = [], 0
+        rates, errors, loads = [], 0, []
         for run in range(args.runs):
             for node in nodes:
                 node.wait_delivered()
@@ -133,17 +133,20 @@ def measure(n: int, args: argparse.Namespace, tmp: Path, script: Path, env: dict
             t0 = time.monotonic()
             ok, bad, secs = wrk_all(urls, script, args.connections, args.duration, args.timeout)
             cores = (machine_cpu_seconds()[0] - busy0) / (time.monotonic() - t0)
+            load = os.getloadavg()[0]  # other work on a shared machine: above the cores, figures are low
             rates.append(ok * EVENTS_PER_BATCH / secs)
+            loads.append(round(load, 1))
             acked += ok * EVENTS_PER_BATCH
             errors += bad
             print(f"  {n} node(s), run {run + 1}: {rates[-1]:,.0f} events/s acknowledged, {bad} errors, "
-                  f"machine busy {cores:.2f} cores", flush=True)
+                  f"machine busy {cores:.2f} cores, load average {load:.1f}", flush=True)
         accepted = sum(node.settled_metrics().get("beaconlake_events_accepted_total", 0) for node in nodes)
         # wrk stops counting at its deadline: requests in flight then are accepted but not counted
         in_flight = (args.runs + 1) * args.connections * EVENTS_PER_BATCH
         check = "ok" if acked <= accepted <= acked + in_flight else "MISMATCH"
         print(f"  accounting: wrk 2xx x {EVENTS_PER_BATCH} = {acked:,}, nodes' accepted_total = {int(accepted):,} ({check})")
-        return {"nodes": n, "events_per_sec": statistics.median(rates), "runs": rates, "errors": errors,
+        return {"nodes": n, "events_per_sec": statistics.median(rates), "runs": rates, "load_average": loads,
+                "errors": errors,
                 "wrk_2xx_events": acked, "accepted_total": int(accepted), "accounting": check}
     finally:
         for node in nodes:
@@ -184,10 +187,11 @@ def main() -> None:
 
 def report(results: list[dict], args: argparse.Namespace) -> None:
     base = results[0]["events_per_sec"] if results and results[0]["nodes"] == 1 else None
-    print(f"\n{'nodes':>5} {'events/s':>10} {'vs 1 node':>9} {'errors':>6}")
+    print(f"\n{'nodes':>5} {'events/s':>10} {'vs 1 node':>9} {'errors':>6}  load average")
     for r in results:
         ratio = f"{r['events_per_sec'] / base:.2f}x" if base else "-"
-        print(f"{r['nodes']:>5} {r['events_per_sec']:>10,.0f} {ratio:>9} {r['errors']:>6}")
+        print(f"{r['nodes']:>5} {r['events_per_sec']:>10,.0f} {ratio:>9} {r['errors']:>6}  "
+              + " ".join(map(str, r["load_average"])))
     print(f"\n(median of {args.runs} runs of {args.duration:g} s, {args.connections} connections split over the nodes; "
           f"every node, moto S3, Redis and wrk share this machine's {os.cpu_count()} cores, so more nodes compete "
           "for the same CPU: the curve is what a node costs here, not what N machines would give)")

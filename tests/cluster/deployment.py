@@ -1,7 +1,8 @@
 """The cluster the tests run on (conftest.py's ``cluster`` fixture, once per module): moto S3,
 Redis and PostgreSQL from the test process; two collector nodes and two jobs nodes, each in its
-own mount namespace (``namespace.py``) with the same data path on a private tmpfs; and a single-node reference (``role = "all"``, local
-everything) that gets the same batches at the same moments.
+own mount namespace (``namespace.py``) with the same data path on a private tmpfs; and a
+single-node reference (``role = "all"``, local everything) that gets the same batches at the
+same moments.
 
 Settings the cluster nodes use (issue 13): ``[node] id/role``, ``[coordination] type =
 "postgres"`` (``url``), ``convert.warehouse = "s3://..."`` with ``[catalog] type = "sql"`` on
@@ -105,7 +106,8 @@ def started(tmp: Path) -> Iterator[Cluster]:
     try:
         with moto_s3() as endpoint:
             dbs = _databases(pg)
-            warehouse = Warehouse(endpoint, "warehouse", "tables", _pg_url(dbs["catalog"], "catalog", "postgresql+psycopg"))
+            catalog_uri = _pg_url(dbs["catalog"], "catalog", "postgresql+psycopg")
+            warehouse = Warehouse(endpoint, "warehouse", "tables", catalog_uri)
             s3 = warehouse.s3()
             for bucket in ("lake", "warehouse"):
                 s3.create_bucket(Bucket=bucket)
@@ -119,10 +121,11 @@ def started(tmp: Path) -> Iterator[Cluster]:
                 "convert": {"warehouse": warehouse.uri},
                 "coordination": {"type": "local"} if AS_IS else {"type": "postgres", "url": coordination_url},
             }
-            collectors = [_node(tmp, f"collector-{i}", data_path, {**shared, "node": {"id": f"collector-{i}", "role": "collector"}})
-                          for i in (1, 2)]
-            jobs = [_node(tmp, f"jobs-{i}", data_path, {**shared, "node": {"id": f"jobs-{i}", "role": "jobs"}},
-                          ready_path="/healthz") for i in (1, 2)]
+            collectors = [_node(tmp, name, data_path, {**shared, "node": {"id": name, "role": "collector"}})
+                          for name in ("collector-1", "collector-2")]
+            # a jobs node serves the read API and dashboard too, but takes no events: /healthz, not /readyz
+            jobs = [_node(tmp, name, data_path, {**shared, "node": {"id": name, "role": "jobs"}}, ready_path="/healthz")
+                    for name in ("jobs-1", "jobs-2")]
             reference = _node(tmp, "reference", data_path, {"node": {"id": "reference", "role": "all"}})
             for node in (*collectors, *jobs, reference):
                 nodes.append(node.start())
