@@ -32,7 +32,9 @@ def _event(name: str, anon: str, ago_secs: float, **props: object) -> dict:
 def person_events(i: int) -> list[dict]:
     """A person's visit, oldest first. Kinds (i % 4): 0 views then adds 60 s later (a match),
     1 adds 800 s after viewing (outside the 600 s window: no match), 2 only views, 3 views,
-    reads, views another product and adds 100 s after the first view (one match)."""
+    reads, views another product and adds 100 s after the first view (one match). Each ends
+    with a page view 20 s ago, inside ``realtime.allowed_lateness_secs``, so ``/v1/stats`` counts it
+    (older events are late for the live statistics)."""
     anon = f"person-{i:03d}"
     kind = i % 4
     events = [_event("page_view", anon, 1500), _event("product_view", anon, 1000 if kind == 1 else 400, category="shoes")]
@@ -43,7 +45,7 @@ def person_events(i: int) -> list[dict]:
     elif kind == 3:
         events += [_event("page_view", anon, 380), _event("product_view", anon, 350, category="bags"),
                    _event("add_to_cart", anon, 300, sku="b1")]
-    return events
+    return [*events, _event("page_view", anon, 20)]
 
 
 def expected_matchers(people: int) -> set[str]:
