@@ -99,6 +99,7 @@ def test_a_collector_node_runs_no_scheduler_and_sends_heartbeats(tmp_path):
         "node": {"id": "collector-1"},
         "coordination": {"type": "postgres", "url": dsn, "heartbeat_secs": 0.3},
         "schedule": {"first_run_delay_secs": 0, "convert_interval_mins": 0.01},
+        "realtime": {"sequences_from": "lake"},  # the test tenant defines sequences: one detector for all nodes
     })
     node = Collector(tmp_path, port, path, "", "", tmp_path / "up.log", extra_args=["--role", "collector"]).start()
     coord = PostgresCoordination(dsn, "test")

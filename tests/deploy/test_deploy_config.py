@@ -14,11 +14,10 @@ import shlex
 from urllib.parse import urlparse
 
 import pytest
-from deploy_artifacts import CONFIG, CONFIG_MOUNT, DOCKERFILE, SPOOL_MOUNT, documented_env_names, env_for
+from deploy_artifacts import CHART, CONFIG, CONFIG_MOUNT, DOCKERFILE, SPOOL_MOUNT, documented_env_names, env_for
 
 from beaconlake import cli, config
 from beaconlake.errors import ConfigError
-from beaconlake.realtime.settings import RealtimeSettings
 from beaconlake.sections import type_of
 
 SECRET_ENV = documented_env_names(CONFIG.read_text(encoding="utf-8"))
@@ -79,17 +78,12 @@ def test_a_misspelt_environment_variable_is_refused():
         load(env)
 
 
-def test_the_pending_cross_node_detection_setting():
-    """The [realtime] setting for detection from the lake is commented out until it is merged;
-    once RealtimeSettings has it, the commented value must load as written."""
-    m = re.search(r"^\[realtime\].*?^#\s*(\w+)\s*=\s*(.+?)\s*$", CONFIG.read_text(encoding="utf-8"), re.S | re.M)
-    assert m, "deploy/beaconlake.toml lost its commented [realtime] cross-node detection line"
-    key, value = m.group(1), m.group(2)
-    if key not in RealtimeSettings.__struct_fields__:
-        pytest.skip(f"realtime.{key} (cross-node sequence detection, issue 13) is not merged yet: "
-                    "the line stays commented out in deploy/beaconlake.toml and the chart's values.yaml")
-    s = load(env_for(SECRET_ENV) | {f"BEACONLAKE__REALTIME__{key.upper()}": value})
-    assert getattr(s.realtime, key) is not None
+def test_sequences_are_detected_from_the_lake():
+    """Several nodes: one detector over every node's raw files, not one per deliverer (which the
+    loader refuses for a shared coordination anyway)."""
+    s = load(env_for(SECRET_ENV))
+    assert s.realtime.sequences_from == "lake"
+    assert 'sequences_from = "lake"' in (CHART / "values.yaml").read_text(encoding="utf-8")
 
 
 def _up_parser() -> argparse.ArgumentParser:
@@ -112,9 +106,7 @@ def test_the_image_command_line_parses(role):
     assert entry[:2] == ["tini", "--"], "tini must be PID 1, so SIGTERM reaches `up` and zombies are reaped"
     assert entry[2:4] == ["beaconlake", "up"] and CONFIG_MOUNT in entry
     up = _up_parser()
-    if "--role" not in up._option_string_actions:
-        pytest.skip("`beaconlake up --role` is not merged yet (issue 13, roles); the image, the compose "
-                    "file and the chart pass it")
+    assert "--role" in up._option_string_actions
     args = cli.build_parser().parse_args([*entry[3:], "--role", role])
     assert args.role == role and args.config == CONFIG_MOUNT
     default = cli.build_parser().parse_args([*entry[3:], *_dockerfile_exec("CMD")])

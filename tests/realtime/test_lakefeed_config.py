@@ -15,8 +15,10 @@ def parse(**sections):
     return config.parse({"tenants": [TENANT], **sections}, Path("/tmp"), environ={})
 
 
-@pytest.mark.parametrize("several", [{"node": {"role": "collector"}}, {"node": {"role": "jobs"}},
-                                     {"coordination": {"type": "postgres"}}])
+PG = {"coordination": {"type": "postgres"}}  # a collector or jobs role needs it anyway (config.check_node)
+
+
+@pytest.mark.parametrize("several", [{"node": {"role": "collector"}, **PG}, {"node": {"role": "jobs"}, **PG}, PG])
 def test_several_nodes_with_spool_detection_is_refused_naming_the_setting(several):
     with pytest.raises(ConfigError, match=r'realtime\.sequences_from.*set realtime\.sequences_from = "lake"'):
         parse(**several)
@@ -25,7 +27,7 @@ def test_several_nodes_with_spool_detection_is_refused_naming_the_setting(severa
 
 def test_one_machine_keeps_spool_detection_and_no_sequences_need_no_choice():
     assert parse().realtime.sequences_from == "spool"
-    plain = config.parse({"tenants": [{**TENANT, "sequences": []}], "node": {"role": "collector"}}, Path("/tmp"),
+    plain = config.parse({"tenants": [{**TENANT, "sequences": []}], "node": {"role": "collector"}, **PG}, Path("/tmp"),
                          environ={})
     assert plain.realtime.sequences_from == "spool"
 
@@ -38,6 +40,6 @@ def test_bad_values_name_the_key(key, value):
 
 
 def test_environment_selects_the_lake():
-    settings = config.parse({"tenants": [TENANT], "node": {"role": "jobs"}}, Path("/tmp"),
+    settings = config.parse({"tenants": [TENANT], "node": {"role": "jobs"}, **PG}, Path("/tmp"),
                             environ={"BEACONLAKE__REALTIME__SEQUENCES_FROM": "lake"})
     assert settings.realtime.sequences_from == "lake"
