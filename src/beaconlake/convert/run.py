@@ -66,8 +66,8 @@ Sections = tuple[ConvertSettings, EngineSettings, CatalogSettings]
 
 def open_store(settings: Settings, sections: Sections | None = None, hold: bool = False) -> TableStore:
     convert, _engine, catalog = sections or sections_of(settings)
-    return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace,
-                      hold)
+    warehouse = convert.warehouse_uri(settings.data_dir)
+    return TableStore(open_catalog(catalog, settings.data_dir, warehouse, settings.storage), convert.namespace, hold)
 
 
 def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]], late_hours: int) -> list[RawFile]:

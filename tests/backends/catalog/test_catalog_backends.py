@@ -35,7 +35,7 @@ def test_an_explicit_sqlalchemy_uri_is_used(tmp_path):
 
 def test_an_unreachable_rest_catalog_is_a_clear_error(tmp_path):
     settings = RestCatalogSettings(uri="http://127.0.0.1:9", properties={"rest.request-timeout": "1"})
-    with pytest.raises(CatalogError, match=r"catalog.type = 'rest': cannot open http://127.0.0.1:9"):
+    with pytest.raises(CatalogError, match=r"catalog.type = 'rest': cannot open catalog.uri = 'http://127.0.0.1:9'"):
         open_catalog(settings, str(tmp_path), "s3://bucket/wh")
 
 
