@@ -44,12 +44,15 @@ from beaconlake.convert.tables import TableDef, iceberg_schema, partition_spec
 log = logging.getLogger(__name__)
 RUN_PROPERTY = "beaconlake.convert.run-id"
 # Table properties that keep metadata from piling up: appends merge small manifests (a run adds
-# one per table), and a commit deletes metadata files beyond the newest 20.
+# one per table), and a commit deletes metadata files beyond the newest 20. Commits are retried by
+# beaconlake (commits.py), with the rechecks a blind rebuild skips (pyiceberg's own retry would
+# append converted_files rows another run just committed): the library's retry is off.
 TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
     "commit.manifest-merge.enabled": "true",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
+    "commit.retry.num-retries": "0",
 }
 
 
@@ -177,7 +180,9 @@ class TableStore:
                     # file names are fresh UUIDs, so the duplicate check (a scan of every manifest) is skipped
                     tx.add_files(placed, snapshot_properties=props, check_duplicate_files=False)
 
-        commit_with_retry(self.ident(tdef.name), table, commit, no_new_data)
+        lo, hi = (ms_day(r0) - EPOCH).days, (ms_day(r1 - 1) - EPOCH).days
+        commit_with_retry(self.ident(tdef.name), table, commit,
+                          no_new_data(lambda f: f.partition[0] == tenant and lo <= f.partition[1] <= hi))
 
     def day_files(self, tdef: TableDef, tenant: str, r0: int, r1: int) -> list[DayFile]:
         """The data files of ``tenant``'s days [r0, r1) of a table partitioned by tenant and day,
@@ -232,7 +237,7 @@ class TableStore:
                 table.overwrite(data.cast(table.schema().as_arrow()), overwrite_filter=EqualTo("tenant", tenant),
                                 snapshot_properties={RUN_PROPERTY: run_id})
 
-        commit_with_retry(self.ident(tdef.name), table, commit, no_new_data)
+        commit_with_retry(self.ident(tdef.name), table, commit, no_new_data(lambda f: f.partition[0] == tenant))
 
     def record_converted(self, rows: pa.Table, run_id: str) -> None:
         """Append ``converted_files`` rows; on a conflict, rows another run committed first are dropped."""

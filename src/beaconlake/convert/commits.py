@@ -4,13 +4,16 @@ Iceberg commits are optimistic: a commit names the snapshot it was built on, and
 refuses it (pyiceberg's ``CommitFailedException``) when the table moved on meanwhile: another
 node's convert run, an erasure, retention, maintenance, or another tool. ``commit_with_retry``
 then reloads the table and, when the change still makes sense on the new snapshot, builds and
-commits it again, a bounded number of times. What "still makes sense" is the caller's
+commits it again, a bounded number of times. (pyiceberg 0.10+ first retries by itself,
+``commit.retry.num-retries``, and may give up with a ``ValidationException`` where a swap of
+other files would have been fine: both end here, and the rechecks below decide.) What "still makes sense" is the caller's
 ``recheck``, given the snapshots committed since the one its change was built on:
 
 - a swap of exact data files (``replace_files``) goes on only while every file it deletes is
   still in the table (another writer that rewrote one of them changed rows this swap never saw);
 - a whole-partition replace (``replace_days``, the identity map) goes on only when nothing added
-  data files meanwhile (their rows would be deleted unseen); deletes and maintenance do not stop it;
+  data files to those partitions meanwhile (their rows would be deleted unseen); deletes,
+  maintenance and other partitions' changes do not stop it;
 - an append of ``converted_files`` rows drops the rows another run committed first.
 
 A refused retry is a ``ConvertError``: nothing of the batch is recorded as converted, so the next
@@ -25,7 +28,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, ValidationException
+from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
 from pyiceberg.table import Table
 from pyiceberg.table.snapshots import Snapshot
 
@@ -53,9 +57,17 @@ def snapshots_since(table: Table, base_id: int | None) -> list[Snapshot]:
     return out
 
 
-def added_data(snapshots: list[Snapshot]) -> list[Snapshot]:
-    """Those of ``snapshots`` that added data files."""
-    return [s for s in snapshots if s.summary is not None and int(s.summary["added-data-files"] or 0) > 0]
+def added_files(table: Table, since: list[Snapshot]) -> list[DataFile]:
+    """The data files the snapshots ``since`` added (still live or not)."""
+    ids = {s.snapshot_id for s in since}
+    current = table.current_snapshot()
+    out = []
+    for manifest in current.manifests(table.io) if current is not None and ids else []:
+        if manifest.content != ManifestContent.DATA or manifest.added_snapshot_id not in ids:
+            continue
+        out.extend(e.data_file for e in manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+                   if e.status == ManifestEntryStatus.ADDED and e.snapshot_id in ids)
+    return out
 
 
 def commit_with_retry(
@@ -73,7 +85,7 @@ def commit_with_retry(
         base_id = base.snapshot_id if base is not None else None
         try:
             return commit(table)
-        except CommitFailedException as exc:
+        except (CommitFailedException, ValidationException) as exc:
             table.refresh()
             since = snapshots_since(table, base_id)
             why = recheck(table, since) if recheck is not None else None
@@ -92,7 +104,13 @@ def commit_with_retry(
     raise AssertionError("unreachable")
 
 
-def no_new_data(table: Table, since: list[Snapshot]) -> str | None:
-    """A whole-partition replace's recheck: refused when another writer added data files."""
-    added = added_data(since)
-    return f"{len(added)} of them added data files this replace would delete unseen" if added else None
+def no_new_data(where: Callable[[DataFile], bool]) -> Callable[[Table, list[Snapshot]], str | None]:
+    """A partition replace's recheck: refused when another writer added a data file ``where``
+    says is in the partitions it replaces (its rows would be deleted unseen)."""
+
+    def recheck(table: Table, since: list[Snapshot]) -> str | None:
+        added = [f for f in added_files(table, since) if where(f)]
+        return (f"{len(added)} data file(s) it added are in the partitions this replace would delete unseen, "
+                f"e.g. {added[0].file_path}") if added else None
+
+    return recheck
