@@ -39,12 +39,17 @@ SECRET_FIELDS = frozenset({"secret_access_key", "account_key", "sas_token", "adm
 SECRET_KEY_NAME = re.compile(r"secret|password|passwd|token|credential|account[-_.]key|sas|private", re.IGNORECASE)
 # user:password@ in a URL, and password=... in a libpq DSN or a URL's query.
 _URL_PASSWORD = re.compile(r"(://[^/@\s:]*:)[^@/\s]+@")
-_DSN_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|[^\s&;]+)", re.IGNORECASE)
+# libpq keyword form: password=value up to the next space, or quoted ('a b', with \' inside)
+_DSN_PASSWORD = re.compile(r"((?:^|\s)password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# a URL's query: ?password=value or &password=value up to the next &
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
     """``text`` (a URL, a DSN) with any password in it replaced by ``***``."""
-    return _DSN_PASSWORD.sub(rf"\g<1>{REDACTED}", _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text))
+    text = _URL_PASSWORD.sub(rf"\g<1>{REDACTED}@", text)
+    text = _QUERY_PASSWORD.sub(rf"\g<1>{REDACTED}", text)
+    return _DSN_PASSWORD.sub(rf"\g<1>{REDACTED}", text)
 
 
 def _redacted(name: str, value: Any) -> Any:
