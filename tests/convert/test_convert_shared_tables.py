@@ -196,3 +196,37 @@ def test_the_schedulers_run_record_names_the_unreachable_warehouse(tmp_path, s3)
     assert record["status"] == "failed" and record["stage"] == "convert"
     assert record["error"].startswith("CatalogError: convert.warehouse = 's3://warehouse-bucket/tables': cannot reach "
                                       f"the warehouse's store at catalog.properties['s3.endpoint'] = '{closed}'")
+
+
+def test_a_warehouse_on_azure_blob_storage_takes_the_storage_account(tmp_path, scratch):
+    """The same with [storage] on Azure (Azurite): an abfs:// warehouse gets the account, key and
+    endpoint of the storage section; a second store on the catalog reads the rows back."""
+    from azure.storage.blob import ContainerClient
+    from convert_lake import Lake
+    from support import AZURITE_ACCOUNT, AZURITE_KEY, azurite
+
+    from beaconlake import config
+    from beaconlake.backends.catalog import CatalogError
+    from beaconlake.backends.storage import open_storage
+    from beaconlake.convert.run import open_store
+
+    with azurite() as endpoint:
+        key = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
+        for container in ("lake", "tables"):
+            ContainerClient(endpoint, container, credential=key).create_container()
+        lake = Lake(tmp_path / "data", "duckdb", scratch)
+        raw = {"data_dir": str(tmp_path / "data"), "tenants": [TENANT], "convert": {"warehouse": "abfs://tables/wh"},
+               "storage": {"type": "azure", "container": "lake", "endpoint_url": endpoint, **key}}
+        lake.settings = config.parse(raw, tmp_path, environ={})
+        lake.sections = (lake.settings.convert, *lake.sections[1:])
+        put = open_storage(lake.settings.storage)
+        staging = tmp_path / "raw"
+        for path in write_raw(staging, [event("a", ms("2026-03-10T10:00:00")), event("b", ms("2026-03-10T11:00:00"))]):
+            put.put(path.relative_to(staging).as_posix(), path.read_bytes())
+        assert lake.convert().events == 2
+        assert open_store(lake.settings, lake.sections).table("events").location().startswith("abfs://tables/wh/")
+        rows = open_store(lake.settings, lake.sections).table("events").scan().to_arrow()
+        assert sorted(rows.column("anonymous_id").to_pylist()) == ["a", "b"]
+        raw["convert"] = {"warehouse": "abfs://no-such-container/wh"}
+        with pytest.raises(CatalogError, match=r"abfs://no-such-container does not exist"):
+            open_store(config.parse(raw, tmp_path, environ={}))

@@ -43,6 +43,8 @@ from beaconlake.convert.tables import TableDef, iceberg_schema, partition_spec
 
 log = logging.getLogger(__name__)
 RUN_PROPERTY = "beaconlake.convert.run-id"
+# Under a table's data folder, the folder of each run's files that an engine wrote in place.
+RUN_FOLDER = "runs"
 # Table properties that keep metadata from piling up: appends merge small manifests (a run adds
 # one per table), and a commit deletes metadata files beyond the newest 20. Commits are retried by
 # beaconlake (commits.py), with the rechecks a blind rebuild skips (pyiceberg's own retry would
@@ -148,8 +150,13 @@ class TableStore:
 
     def register(self, engine: Engine, name: str) -> None:
         """Make table ``name`` readable in ``engine`` under its name: its data files read in place
-        when they are local, else the table read through pyiceberg (remote files, delete files)."""
+        when they are local, or remote and the engine reaches them (Spark with S3A), else the
+        table read through pyiceberg (remote files, delete files)."""
         paths = self.data_files(name)
+        if paths is None and not engine.capabilities.in_process:
+            tasks = list(self.table(name).scan().plan_files())
+            if not any(t.delete_files for t in tasks) and all(engine.reaches(t.file.file_path) for t in tasks):
+                paths = [t.file.file_path for t in tasks]
         if paths is None:
             engine.register_arrow(name, self.table(name).scan().to_arrow())
         else:
@@ -272,11 +279,25 @@ class TableStore:
 
             commit_with_retry(self.ident(tdef.name), self.table(tdef.name), commit)
 
+    def output_folder(self, tdef: TableDef, engine: Engine, staging: str, run_id: str) -> str:
+        """Where ``engine`` writes new files of ``tdef``: into the table's own data folder when the
+        engine runs apart from this process and reaches it (Spark: its executors write the files
+        where they stay, on a shared mount or S3A, no copy through this machine), else ``staging``
+        on this machine, from which a commit moves or uploads them (``_place``)."""
+        data = self.table(tdef.name).location().rstrip("/") + "/data"
+        if engine.capabilities.in_process or not engine.reaches(data):
+            return staging
+        return f"{data}/{RUN_FOLDER}/{run_id}"
+
     def _place(self, table: Table, files: list[str]) -> list[str]:
-        """Move engine output from staging into the table's data folder; returns their URIs."""
+        """Move engine output from staging into the table's data folder; returns their URIs.
+        Files an engine wrote into the table's location already stay where they are."""
         base = table.location().rstrip("/") + "/data"
         placed = []
         for src in files:
+            if src.startswith(base + "/"):
+                placed.append(src)
+                continue
             rel = _partition_folder(src) + "/" + os.path.basename(src)
             dest = f"{base}/{rel}"
             local = local_path(dest)

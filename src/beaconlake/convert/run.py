@@ -186,7 +186,7 @@ def convert(
         bar = Progress(len(new), enabled=progress)
         own_engine = engine is None
         if new and own_engine:
-            engine = open_engine(engine_settings, settings.data_dir)
+            engine = open_engine(engine_settings, settings.data_dir, storage=settings.storage)
         ctx = RunContext(engine, store, convert_settings, promoted, run_id, str(staging), bar, known,
                          lake, quarantine, full)
         try:

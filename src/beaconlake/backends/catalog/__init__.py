@@ -87,11 +87,14 @@ def check_warehouse(warehouse: str, properties: dict[str, str], own: dict[str, s
 def _unreachable(warehouse: str, properties: dict[str, str], own: dict[str, str], why: str) -> str:
     key = next((k for k in ("s3.endpoint", "adls.blob-storage-authority") if k in properties), None)
     if key is None:
-        where, check = "", "the region, the credentials and the bucket"
+        where, check = "", "the region, the credentials"
     elif key in own:
         where, check = f" at catalog.properties[{key!r}] = {properties[key]!r}", "catalog.properties"
-    else:
+    elif key == "s3.endpoint":
         where, check = f" at storage.endpoint_url = {properties[key]!r}", "storage.endpoint_url, the credentials"
+    else:
+        where, check = f" at the Blob endpoint {properties[key]!r} (storage.endpoint_url)", \
+            "storage.endpoint_url, the account key or SAS token"
     return (f"convert.warehouse = {warehouse!r}: cannot reach the warehouse's store{where}: {why}; "
             f"check {check} and that the bucket or container exists")
 

@@ -133,7 +133,9 @@ class AzureStorageSettings(Section, tag="azure", tag_field="type"):
         pyiceberg's pyarrow FileIO takes the container from the URI's host)."""
         if uri_scheme(uri) not in AZURE_SCHEMES:
             return {}
-        props = {"adls.account-name": self.account_name}
+        # pyiceberg prefers fsspec (adlfs, not a dependency) for abfs://: pyarrow's Azure
+        # filesystem is the one the lake already reads through
+        props = {"py-io-impl": "pyiceberg.io.pyarrow.PyArrowFileIO", "adls.account-name": self.account_name}
         if self.account_key:
             props["adls.account-key"] = self.account_key
         if self.sas_token:
