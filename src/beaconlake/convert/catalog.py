@@ -35,14 +35,13 @@ from pyiceberg.table import Table, TableProperties
 
 from beaconlake.backends.engine.base import Engine
 from beaconlake.convert import tables
-from beaconlake.convert.commits import commit_with_retry, no_new_data
+from beaconlake.convert.commits import RUN_PROPERTY, commit_with_retry, no_new_data
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.lake import EPOCH, ms_day
 from beaconlake.convert.promote import Promoted
 from beaconlake.convert.tables import TableDef, iceberg_schema, partition_spec
 
 log = logging.getLogger(__name__)
-RUN_PROPERTY = "beaconlake.convert.run-id"
 # Under a table's data folder, the folder of each run's files that an engine wrote in place.
 RUN_FOLDER = "runs"
 # Table properties that keep metadata from piling up: appends merge small manifests (a run adds

@@ -4,9 +4,7 @@ Iceberg commits are optimistic: a commit names the snapshot it was built on, and
 refuses it (pyiceberg's ``CommitFailedException``) when the table moved on meanwhile: another
 node's convert run, an erasure, retention, maintenance, or another tool. ``commit_with_retry``
 then reloads the table and, when the change still makes sense on the new snapshot, builds and
-commits it again, a bounded number of times. (pyiceberg 0.10+ first retries by itself,
-``commit.retry.num-retries``, and may give up with a ``ValidationException`` where a swap of
-other files would have been fine: both end here, and the rechecks below decide.) What "still makes sense" is the caller's
+commits it again, a bounded number of times. What "still makes sense" is the caller's
 ``recheck``, given the snapshots committed since the one its change was built on:
 
 - a swap of exact data files (``replace_files``) goes on only while every file it deletes is
@@ -15,6 +13,11 @@ other files would have been fine: both end here, and the rechecks below decide.)
   data files to those partitions meanwhile (their rows would be deleted unseen); deletes,
   maintenance and other partitions' changes do not stop it;
 - an append of ``converted_files`` rows drops the rows another run committed first.
+
+pyiceberg (0.10+) can retry by itself, but rebuilds a commit without such checks (it appended
+``converted_files`` rows another run had just committed): beaconlake's tables turn it off
+(``commit.retry.num-retries = 0``, catalog.py). Its ``ValidationException`` (a rebuilt overwrite
+it refused) is handled as a conflict too, for tables made before that property.
 
 A refused retry is a ``ConvertError``: nothing of the batch is recorded as converted, so the next
 run redoes it, which never duplicates rows (whole days are replaced). No lost rows, no duplicates.
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 # Tries of one commit, in all; between them a short random pause so two writers that failed
 # together do not collide again.
 COMMIT_ATTEMPTS = 5
+RUN_PROPERTY = "beaconlake.convert.run-id"  # the snapshot property naming the run that committed it
 RETRY_PAUSE_SECS = (0.05, 0.5)
 
 T = TypeVar("T")
@@ -89,7 +93,7 @@ def commit_with_retry(
             table.refresh()
             since = snapshots_since(table, base_id)
             why = recheck(table, since) if recheck is not None else None
-            writers = sorted({s.summary.additional_properties.get("beaconlake.convert.run-id", "?") if s.summary else "?"
+            writers = sorted({(s.summary.additional_properties if s.summary else {}).get(RUN_PROPERTY, "?")
                               for s in since})
             if why is not None:
                 raise ConvertError(f"{name}: another writer committed meanwhile ({len(since)} snapshot(s), run(s) "
