@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from pyiceberg.expressions import GreaterThanOrEqual
 from convert_lake import Lake
 from rawlake import MIN, event, ms, write_raw
@@ -147,3 +150,40 @@ def _shaped(t: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.table({f.name: (t.column(f.name) if f.name in t.column_names else pa.nulls(t.num_rows))
                      .cast(f.type) for f in schema})
 
+
+
+@hyp_settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mine=st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=6, unique=True),
+       theirs=st.lists(st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=4, unique=True), min_size=1,
+                       max_size=3))
+def test_every_converted_file_is_recorded_once_whatever_other_runs_commit_meanwhile(tmp_path_factory, mine, theirs):
+    """One run's append of converted_files rows meets 1-3 commits of other runs (overlapping keys)
+    made after it loaded the table: the table ends with every key once."""
+    from beaconlake import config
+    from beaconlake.backends.catalog.settings import SqlCatalogSettings
+    from beaconlake.convert.settings import ConvertSettings
+
+    root = tmp_path_factory.mktemp("conflict")
+    settings = config.parse({"data_dir": str(root), "tenants": [{"id": "shop", "write_key": "w" * 20,
+                                                                  "read_key": "r" * 20}]}, root, environ={})
+    sections = (ConvertSettings(), None, SqlCatalogSettings())
+    setup = open_store(settings, sections)
+    setup.ensure([])
+    schema = setup.arrow_schema("converted_files")
+
+    def rows(keys):
+        return pa.table({f.name: (pa.array(list(keys)) if f.name == "raw_key" else
+                                  pa.array([1] * len(keys)) if f.name == "size_bytes" else pa.nulls(len(keys)))
+                         .cast(f.type) for f in schema})
+
+    run = open_store(settings, sections, hold=True)
+    run.converted()  # its base snapshot
+    for i, keys in enumerate(theirs):
+        other = open_store(settings, sections, hold=True)
+        known = {k for k, _ in other.converted()}  # the other runs ran one after another: each saw the last
+        fresh = [k for k in keys if k not in known]
+        if fresh:
+            other.record_converted(rows(fresh), f"run-other-{i}")
+    run.record_converted(rows(mine), "run-mine")
+    recorded = open_store(settings, sections).table("converted_files").scan().to_arrow().column("raw_key").to_pylist()
+    assert sorted(recorded) == sorted(set(mine).union(*theirs))  # every key, none twice
