@@ -313,9 +313,8 @@ class SparkEngine(Engine):
         return sorted(files)
 
     def _rename_uris(self, folder: str, out: str) -> list[str]:
-        """The same through Hadoop's FileSystem, where the files are (a shared mount, S3A: there a
-        rename is a server-side copy, no byte goes through the driver). Returns URIs in
-        ``folder``'s scheme."""
+        """The same through Hadoop's FileSystem, where the files are (S3A: a rename there is a
+        server-side copy, no byte goes through the driver). Returns URIs in ``folder``'s scheme."""
         jvm = self.spark._jvm
         hadoop_path = jvm.org.apache.hadoop.fs.Path
         base = hadoop_path(spark_uri(out))
