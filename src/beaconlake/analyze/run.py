@@ -252,7 +252,7 @@ def analyze(settings: Settings, *, tenants: set[str] | list[str] | None = None, 
         raise ConfigError(f"unknown tenant(s) {', '.join(sorted(unknown))}; the config has {', '.join(t.id for t in settings.tenants)}")
     summary = AnalyzeSummary()
     store = open_store(settings)
-    engine = open_engine(settings.engine, settings.data_dir)
+    engine = open_engine(settings.engine, settings.data_dir, storage=settings.storage)
     profiles = open_profiles(settings.profiles)
     try:
         connect(engine, store)

@@ -35,20 +35,25 @@ from pyiceberg.table import Table, TableProperties
 
 from beaconlake.backends.engine.base import Engine
 from beaconlake.convert import tables
+from beaconlake.convert.commits import RUN_PROPERTY, commit_with_retry, no_new_data
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.lake import EPOCH, ms_day
 from beaconlake.convert.promote import Promoted
 from beaconlake.convert.tables import TableDef, iceberg_schema, partition_spec
 
 log = logging.getLogger(__name__)
-RUN_PROPERTY = "beaconlake.convert.run-id"
+# Under a table's data folder, the folder of each run's files that an engine wrote in place.
+RUN_FOLDER = "runs"
 # Table properties that keep metadata from piling up: appends merge small manifests (a run adds
-# one per table), and a commit deletes metadata files beyond the newest 20.
+# one per table), and a commit deletes metadata files beyond the newest 20. Commits are retried by
+# beaconlake (commits.py), with the rechecks a blind rebuild skips (pyiceberg's own retry would
+# append converted_files rows another run just committed): the library's retry is off.
 TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
     "commit.manifest-merge.enabled": "true",
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "20",
+    "commit.retry.num-retries": "0",
 }
 
 
@@ -144,8 +149,13 @@ class TableStore:
 
     def register(self, engine: Engine, name: str) -> None:
         """Make table ``name`` readable in ``engine`` under its name: its data files read in place
-        when they are local, else the table read through pyiceberg (remote files, delete files)."""
+        when they are local, or remote and the engine reaches them (Spark with S3A), else the
+        table read through pyiceberg (remote files, delete files)."""
         paths = self.data_files(name)
+        if paths is None and not engine.capabilities.in_process:
+            tasks = list(self.table(name).scan().plan_files())
+            if not any(t.delete_files for t in tasks) and all(engine.reaches(t.file.file_path) for t in tasks):
+                paths = [t.file.file_path for t in tasks]
         if paths is None:
             engine.register_arrow(name, self.table(name).scan().to_arrow())
         else:
@@ -166,13 +176,19 @@ class TableStore:
             GreaterThanOrEqual(tdef.day_column, iso_ms(r0)), LessThan(tdef.day_column, iso_ms(r1))
         ))
         props = {RUN_PROPERTY: run_id}
-        with table.transaction() as tx, warnings.catch_warnings():
-            # a first conversion deletes nothing, and pyiceberg warns about that
-            warnings.filterwarnings("ignore", "Delete operation did not match any records")
-            tx.delete(days, snapshot_properties=props)
-            if placed:
-                # file names are fresh UUIDs, so the duplicate check (a scan of every manifest) is skipped
-                tx.add_files(placed, snapshot_properties=props, check_duplicate_files=False)
+
+        def commit(table: Table) -> None:
+            with table.transaction() as tx, warnings.catch_warnings():
+                # a first conversion deletes nothing, and pyiceberg warns about that
+                warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                tx.delete(days, snapshot_properties=props)
+                if placed:
+                    # file names are fresh UUIDs, so the duplicate check (a scan of every manifest) is skipped
+                    tx.add_files(placed, snapshot_properties=props, check_duplicate_files=False)
+
+        lo, hi = (ms_day(r0) - EPOCH).days, (ms_day(r1 - 1) - EPOCH).days
+        commit_with_retry(self.ident(tdef.name), table, commit,
+                          no_new_data(lambda f: f.partition[0] == tenant and lo <= f.partition[1] <= hi))
 
     def day_files(self, tdef: TableDef, tenant: str, r0: int, r1: int) -> list[DayFile]:
         """The data files of ``tenant``'s days [r0, r1) of a table partitioned by tenant and day,
@@ -199,39 +215,88 @@ class TableStore:
             return
         table = self.table(tdef.name)
         placed = self._place(table, files)
-        with table.transaction() as tx:
-            if tx.table_metadata.name_mapping() is None:  # engine files carry no field ids: map by name
-                tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING:
-                                     tx.table_metadata.schema().name_mapping.model_dump_json()})
-            with tx.update_snapshot(snapshot_properties={RUN_PROPERTY: run_id}).overwrite() as overwrite:
-                for f in deleted:
-                    overwrite.delete_data_file(f)
-                for path in placed:
-                    overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
+
+        def commit(table: Table) -> None:
+            with table.transaction() as tx:
+                if tx.table_metadata.name_mapping() is None:  # engine files carry no field ids: map by name
+                    tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING:
+                                         tx.table_metadata.schema().name_mapping.model_dump_json()})
+                with tx.update_snapshot(snapshot_properties={RUN_PROPERTY: run_id}).overwrite() as overwrite:
+                    for f in deleted:
+                        overwrite.delete_data_file(f)
+                    for path in placed:
+                        overwrite.append_data_file(parquet_file_to_data_file(table.io, tx.table_metadata, path))
+
+        def still_there(table: Table, since: list) -> str | None:
+            live = {task.file.file_path for task in table.scan().plan_files()} if deleted else set()
+            gone = [f.file_path for f in deleted if f.file_path not in live]
+            return f"{len(gone)} file(s) this swap deletes are gone, e.g. {gone[0]}" if gone else None
+
+        commit_with_retry(self.ident(tdef.name), table, commit, still_there)
 
     def replace_tenant(self, tdef: TableDef, tenant: str, data: pa.Table, run_id: str) -> None:
         table = self.table(tdef.name)
-        data = data.cast(table.schema().as_arrow())
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Delete operation did not match any records")
-            table.overwrite(data, overwrite_filter=EqualTo("tenant", tenant), snapshot_properties={RUN_PROPERTY: run_id})
+
+        def commit(table: Table) -> None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                table.overwrite(data.cast(table.schema().as_arrow()), overwrite_filter=EqualTo("tenant", tenant),
+                                snapshot_properties={RUN_PROPERTY: run_id})
+
+        commit_with_retry(self.ident(tdef.name), table, commit, no_new_data(lambda f: f.partition[0] == tenant))
 
     def record_converted(self, rows: pa.Table, run_id: str) -> None:
-        table = self.table(tables.CONVERTED_FILES.name)
-        table.append(rows.cast(table.schema().as_arrow()), snapshot_properties={RUN_PROPERTY: run_id})
+        """Append ``converted_files`` rows; on a conflict, rows another run committed first are dropped."""
+        conflicted = False
+
+        def recheck(table: Table, since: list) -> None:
+            nonlocal conflicted
+            conflicted = True  # the retry re-reads what is committed now
+
+        def commit(table: Table) -> None:
+            new = rows
+            if conflicted:
+                have = self.converted()
+                keys = zip(rows.column("raw_key").to_pylist(), rows.column("size_bytes").to_pylist(), strict=True)
+                new = rows.filter(pa.array([key not in have for key in keys], pa.bool_()))
+                if new.num_rows < rows.num_rows:
+                    log.warning("converted_files: %d of %d row(s) were committed by another run meanwhile; "
+                                "not added again", rows.num_rows - new.num_rows, rows.num_rows)
+            if new.num_rows:
+                table.append(new.cast(table.schema().as_arrow()), snapshot_properties={RUN_PROPERTY: run_id})
+
+        commit_with_retry(self.ident(tables.CONVERTED_FILES.name), self.table(tables.CONVERTED_FILES.name), commit,
+                          recheck)
 
     def drop_tenant(self, tenant: str, run_id: str) -> None:
         """Forget everything converted for ``tenant`` (``convert --full``)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Delete operation did not match any records")
-            for tdef in tables.ALL:
-                self.table(tdef.name).delete(EqualTo("tenant", tenant), snapshot_properties={RUN_PROPERTY: run_id})
+        for tdef in tables.ALL:
+            def commit(table: Table) -> None:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "Delete operation did not match any records")
+                    table.delete(EqualTo("tenant", tenant), snapshot_properties={RUN_PROPERTY: run_id})
+
+            commit_with_retry(self.ident(tdef.name), self.table(tdef.name), commit)
+
+    def output_folder(self, tdef: TableDef, engine: Engine, staging: str, run_id: str) -> str:
+        """Where ``engine`` writes new files of ``tdef``: into the table's own data folder when the
+        engine runs apart from this process and reaches it (Spark: its executors write the files
+        where they stay, on a shared mount or S3A, no copy through this machine), else ``staging``
+        on this machine, from which a commit moves or uploads them (``_place``)."""
+        data = self.table(tdef.name).location().rstrip("/") + "/data"
+        if engine.capabilities.in_process or not engine.reaches(data):
+            return staging
+        return f"{data}/{RUN_FOLDER}/{run_id}"
 
     def _place(self, table: Table, files: list[str]) -> list[str]:
-        """Move engine output from staging into the table's data folder; returns their URIs."""
+        """Move engine output from staging into the table's data folder; returns their URIs.
+        Files an engine wrote into the table's location already stay where they are."""
         base = table.location().rstrip("/") + "/data"
         placed = []
         for src in files:
+            if src.startswith(base + "/"):
+                placed.append(src)
+                continue
             rel = _partition_folder(src) + "/" + os.path.basename(src)
             dest = f"{base}/{rel}"
             local = local_path(dest)

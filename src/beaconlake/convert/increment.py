@@ -171,7 +171,8 @@ class Increment:
             parts = [((job.tenant, day.isoformat()), sql) for day, sql in events_parts]
             written[tables.EVENTS.name] = self.e.write_parquet(
                 " UNION ALL ".join(f"SELECT * FROM ({sql}) p{i}" for i, (_, sql) in enumerate(parts)),
-                str(staging / tables.EVENTS.name), ["tenant", "event_date"], job.ctx.convert.target_file_mb,
+                self.store.output_folder(tables.EVENTS, self.e, str(staging / tables.EVENTS.name), job.ctx.run_id),
+                ["tenant", "event_date"], job.ctx.convert.target_file_mb,
                 parts=parts, bucket="bucket")
         self.store.replace_files(tables.EVENTS, deleted, written.get(tables.EVENTS.name, []), job.ctx.run_id)
         self._replace_days(tables.SESSIONS, b, sorted(touched))
@@ -241,8 +242,8 @@ class Increment:
                 wrap=True):
             return  # the affected people's rows come back as they are: nothing to rewrite
         sql = f"{merge.kept_rows_sql(schema, view)} UNION ALL {recomputed}"
-        written = self.e.write_parquet(sql, str(Path(self.job.ctx.staging) / tdef.name), ["tenant", tdef.date_column],
-                                       self.job.ctx.convert.target_file_mb)
+        folder = self.store.output_folder(tdef, self.e, str(Path(self.job.ctx.staging) / tdef.name), self.job.ctx.run_id)
+        written = self.e.write_parquet(sql, folder, ["tenant", tdef.date_column], self.job.ctx.convert.target_file_mb)
         self.store.replace_files(tdef, [f.file for f in files], written, self.job.ctx.run_id)
 
     def _buckets_of(self, files: list[DayFile], n: int) -> set[int]:
@@ -260,6 +261,8 @@ class Increment:
         path = local_path(f.uri)
         if path is not None:
             return path
+        if self.e.reaches(f.uri):  # Spark with S3A: its executors read the file where it is
+            return f.uri
         dest = Path(self.job.ctx.staging) / "tables" / f.uri.split("://", 1)[1]
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)

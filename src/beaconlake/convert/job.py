@@ -82,7 +82,7 @@ class TenantJob:
 
     def paths(self, files: list[RawFile]) -> list[str]:
         self._handed.update((f.key, f) for f in files)
-        return self.ctx.lake.local_paths(files, Path(self.ctx.staging) / "raw")
+        return self.ctx.lake.engine_paths(files, Path(self.ctx.staging) / "raw", self.e)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -330,7 +330,8 @@ class TenantJob:
                 parts[tables.HIGH_LEVEL_EVENTS.name].append((where, bake.high_level_out_sql(b, self.d, lo, hi, high)))
         written = {}
         for tdef in tables.BAKED:
-            folder = os.path.join(self.ctx.staging, tdef.name)
+            folder = self.ctx.store.output_folder(tdef, self.e, os.path.join(self.ctx.staging, tdef.name),
+                                                  self.ctx.run_id)
             written[tdef.name] = self.e.write_parquet(
                 whole[tdef.name], folder, ["tenant", tdef.date_column], self.ctx.convert.target_file_mb,
                 parts=parts.get(tdef.name), bucket="bucket" if tdef is tables.EVENTS else None)

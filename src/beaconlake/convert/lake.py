@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from beaconlake.backends.engine.base import Engine
 from beaconlake.backends.storage import Storage
 from beaconlake.lake import layout
 from beaconlake.units import DAY_MS
@@ -55,6 +56,13 @@ class RawLake:
     def open(self, f: RawFile) -> pa.NativeFile:
         """``f`` for random access (a Parquet footer is read from its end)."""
         return self.storage.open_input(f.key)
+
+    def engine_paths(self, files: list[RawFile], cache: Path, engine: Engine) -> list[str]:
+        """What ``engine`` is given to read ``files``: the objects' own URIs when it reaches the
+        store itself (Spark with S3A: executors read them, not this machine), else ``local_paths``."""
+        if files and not self.storage.capabilities.local_paths and engine.reaches(self.storage.uri(files[0].key)):
+            return [self.storage.uri(f.key) for f in files]
+        return self.local_paths(files, cache)
 
     def local_paths(self, files: list[RawFile], cache: Path) -> list[str]:
         """Paths an engine can read: the files themselves when the storage has local paths,

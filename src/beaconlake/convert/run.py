@@ -67,8 +67,8 @@ Sections = tuple[ConvertSettings, EngineSettings, CatalogSettings]
 
 def open_store(settings: Settings, sections: Sections | None = None, hold: bool = False) -> TableStore:
     convert, _engine, catalog = sections or sections_of(settings)
-    return TableStore(open_catalog(catalog, settings.data_dir, convert.warehouse_uri(settings.data_dir)), convert.namespace,
-                      hold)
+    warehouse = convert.warehouse_uri(settings.data_dir)
+    return TableStore(open_catalog(catalog, settings.data_dir, warehouse, settings.storage), convert.namespace, hold)
 
 
 def _late(new: list[RawFile], files: list[RawFile], known: set[tuple[str, int]], late_hours: int) -> list[RawFile]:
@@ -194,7 +194,7 @@ def _convert(settings: Settings, sections: Sections, tenants: set[str] | None, f
         bar = Progress(len(new), enabled=progress)
         own_engine = engine is None
         if new and own_engine:
-            engine = open_engine(engine_settings, settings.data_dir)
+            engine = open_engine(engine_settings, settings.data_dir, storage=settings.storage)
         ctx = RunContext(engine, store, convert_settings, promoted, run_id, str(staging), bar, known,
                          lake, quarantine, full)
         try:

@@ -35,7 +35,7 @@ def test_an_explicit_sqlalchemy_uri_is_used(tmp_path):
 
 def test_an_unreachable_rest_catalog_is_a_clear_error(tmp_path):
     settings = RestCatalogSettings(uri="http://127.0.0.1:9", properties={"rest.request-timeout": "1"})
-    with pytest.raises(CatalogError, match=r"catalog.type = 'rest': cannot open http://127.0.0.1:9"):
+    with pytest.raises(CatalogError, match=r"catalog.type = 'rest': cannot open catalog.uri = 'http://127.0.0.1:9'"):
         open_catalog(settings, str(tmp_path), "s3://bucket/wh")
 
 
@@ -71,3 +71,38 @@ def test_the_default_catalog_is_the_file_it_names(tmp_path):
     section = SqlCatalogSettings()
     open_catalog(section, str(tmp_path), (tmp_path / "wh").as_uri()).create_namespace("x")
     assert section.local_file(str(tmp_path)).is_file()
+
+
+def test_a_warehouse_on_the_storages_s3_gets_its_endpoint_region_keys_and_addressing():
+    from beaconlake.backends.catalog import fileio_properties
+    from beaconlake.backends.storage.settings import S3StorageSettings
+
+    storage = S3StorageSettings(bucket="lake", endpoint_url="http://minio:9000", region="eu-west-1",
+                                access_key_id="AK", secret_access_key="SK", timeout_secs=7)
+    props = fileio_properties(SqlCatalogSettings(), "s3://tables/wh", storage)
+    assert props == {"s3.endpoint": "http://minio:9000", "s3.region": "eu-west-1", "s3.access-key-id": "AK",
+                     "s3.secret-access-key": "SK", "s3.force-virtual-addressing": "false",
+                     "s3.connect-timeout": "7", "s3.request-timeout": "7"}
+    assert fileio_properties(SqlCatalogSettings(), "file:///data/warehouse", storage) == {}
+    # the catalog's own properties win: a warehouse on another endpoint
+    own = SqlCatalogSettings(properties={"s3.endpoint": "https://s3.example"})
+    assert fileio_properties(own, "s3a://tables/wh", storage)["s3.endpoint"] == "https://s3.example"
+    # AWS itself: no endpoint, virtual-hosted buckets, keys from the default chain
+    aws = fileio_properties(SqlCatalogSettings(), "s3://tables/wh", S3StorageSettings(bucket="lake"))
+    assert aws["s3.force-virtual-addressing"] == "true" and "s3.endpoint" not in aws and "s3.access-key-id" not in aws
+
+
+def test_catalog_and_storage_urls_are_checked_and_postgres_means_psycopg_3(tmp_path):
+    import msgspec
+
+    from beaconlake.backends.storage.settings import S3StorageSettings
+
+    assert SqlCatalogSettings(uri="postgresql://u:p@db/iceberg").sqlalchemy_uri("/d") == \
+        "postgresql+psycopg://u:p@db/iceberg"
+    assert SqlCatalogSettings(uri="postgres://db/iceberg").sqlalchemy_uri("/d") == "postgresql+psycopg://db/iceberg"
+    assert SqlCatalogSettings(uri="postgresql+psycopg://db/x").sqlalchemy_uri("/d") == "postgresql+psycopg://db/x"
+    assert SqlCatalogSettings().sqlalchemy_uri(str(tmp_path)) == f"sqlite:///{tmp_path}/catalog.db"
+    with pytest.raises(msgspec.ValidationError, match="catalog.uri = 'db.internal:5432': give a SQLAlchemy URL"):
+        msgspec.convert({"type": "sql", "uri": "db.internal:5432"}, SqlCatalogSettings)
+    with pytest.raises(msgspec.ValidationError, match="storage.endpoint_url = 'minio:9000': an S3 endpoint URL starts"):
+        msgspec.convert({"type": "s3", "bucket": "lake", "endpoint_url": "minio:9000"}, S3StorageSettings)

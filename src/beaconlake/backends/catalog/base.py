@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pyiceberg is imported by the backend modules, when a catalo
 
 
 class CatalogError(BeaconlakeError):
-    """The catalog could not be opened or reached."""
+    """The catalog, or the warehouse storage its tables live in, could not be opened or reached."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,10 @@ class CatalogBackend(ABC):
 
     @classmethod
     @abstractmethod
-    def from_settings(cls, settings: Any, data_dir: str, warehouse: str) -> Catalog:
+    def from_settings(cls, settings: Any, data_dir: str, warehouse: str, properties: dict[str, str]) -> Catalog:
         """Open the catalog its ``[catalog]`` section describes; ``warehouse`` is where new
-        tables' files go (a URI), ``data_dir`` holds an embedded catalog."""
+        tables' files go (a URI), ``data_dir`` holds an embedded catalog, ``properties`` are
+        pyiceberg catalog/FileIO properties (the storage's, then the section's own ``properties``)."""
 
 
 __all__ = ["Capabilities", "CatalogBackend", "CatalogError"]

@@ -12,8 +12,9 @@ class GlueCatalogBackend(CatalogBackend):
     capabilities = Capabilities(server_warehouse=False)
 
     @classmethod
-    def from_settings(cls, settings: GlueCatalogSettings, data_dir: str, warehouse: str) -> GlueCatalog:
-        props = {"warehouse": warehouse, **settings.properties}
+    def from_settings(cls, settings: GlueCatalogSettings, data_dir: str, warehouse: str,
+                      properties: dict[str, str]) -> GlueCatalog:
+        props = {"warehouse": warehouse, **properties}
         if settings.region:
             props["glue.region"] = settings.region
         if settings.profile:

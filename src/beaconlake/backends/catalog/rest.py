@@ -13,8 +13,11 @@ class RestCatalogBackend(CatalogBackend):
     capabilities = Capabilities(server_warehouse=True)
 
     @classmethod
-    def from_settings(cls, settings: RestCatalogSettings, data_dir: str, warehouse: str) -> RestCatalog:
-        props = {"uri": settings.uri, **settings.properties}
+    def from_settings(cls, settings: RestCatalogSettings, data_dir: str, warehouse: str,
+                      properties: dict[str, str]) -> RestCatalog:
+        # The storage's FileIO properties go to the client: a server that vends none of its own
+        # (or vends credentials only) still reaches a self-hosted S3 endpoint.
+        props = {**properties, "uri": settings.uri}
         props["warehouse"] = settings.warehouse or warehouse
         if settings.credential:
             props["credential"] = settings.credential

@@ -93,9 +93,10 @@ class Engine(ABC):
     capabilities: ClassVar[Capabilities]
 
     @classmethod
-    def from_settings(cls, settings: Any, data_dir: str, **kwargs: Any) -> Engine:
+    def from_settings(cls, settings: Any, data_dir: str, storage: Any = None, **kwargs: Any) -> Engine:
         """The engine its ``[engine]`` section (of this backend's type) describes; relative paths
-        in it are under ``data_dir``. By default the constructor takes exactly these."""
+        in it are under ``data_dir``. ``storage``: the ``[storage]`` section, for an engine that
+        reaches the store itself (Spark's S3A). By default the constructor takes the others."""
         return cls(settings, data_dir, **kwargs)  # type: ignore[call-arg]
 
     @abstractmethod
@@ -106,6 +107,12 @@ class Engine(ABC):
         With ``key_offset``, the view also has ``_row_key`` (BIGINT): ``(key_offset + the file's
         position in paths) << 32 | the row's number in its file``, so rows read through two views
         whose path lists line up (a day's files are a slice of the batch's) can be joined back."""
+
+    def reaches(self, uri: str) -> bool:
+        """Whether this engine reads and writes ``uri`` (a file's or a folder's) itself, wherever it
+        runs: then it is given table and lake files where they are, not copies on this machine.
+        By default only local paths (``file://`` or none)."""
+        return "://" not in uri or uri.startswith("file://")
 
     @abstractmethod
     def register_arrow(self, view: str, table: pa.Table) -> None:
@@ -131,7 +138,8 @@ class Engine(ABC):
         may write those one by one instead (DuckDB does: a plain write per partition, with no
         buffering of the whole result by partition). ``bucket``: a column of the rows that splits
         each partition further into ``bucket=<value>`` folders, and is left out of the files.
-        Returns the absolute paths written."""
+        ``folder`` is a local path, or a URI the engine ``reaches`` (the table's own data folder).
+        Returns the absolute paths written (URIs when ``folder`` is one)."""
 
     def unreadable(self, path: str, schema: pa.Schema) -> str | None:
         """Why this engine cannot read every value of ``schema``'s columns in the Parquet file at

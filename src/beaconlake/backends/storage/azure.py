@@ -13,8 +13,6 @@ the same filesystem object whatever the storage.
 from __future__ import annotations
 
 import functools
-import ipaddress
-from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
 from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
@@ -32,27 +30,10 @@ READ_TIMEOUT_SECS = 60
 
 
 def _authorities(settings: AzureStorageSettings) -> dict[str, str]:
-    """pyarrow's blob/dfs authority and scheme for ``endpoint_url``: an emulator's host:port as
-    it is, or a cloud's host suffix (``.blob.core.<cloud>``) after the account name."""
-    if settings.endpoint_url is None:
-        return {}
-    url = urlsplit(settings.endpoint_url)
-    host = url.hostname or ""
     try:
-        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if local:  # Azurite: http://127.0.0.1:10000/<account>
-        blob = dfs = url.netloc
-    elif host.startswith(f"{settings.account_name}.blob."):
-        blob = url.netloc[len(settings.account_name):]
-        dfs = blob.replace(".blob.", ".dfs.", 1)
-    else:
-        raise ConfigError(
-            f"storage.endpoint_url = {settings.endpoint_url!r}: expected https://{settings.account_name}.blob.<cloud "
-            "suffix> or a local emulator (http://127.0.0.1:10000/<account>)")
-    return {"blob_storage_authority": blob, "dfs_storage_authority": dfs,
-            "blob_storage_scheme": url.scheme, "dfs_storage_scheme": url.scheme}
+        return settings.arrow_authorities()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class AzureStorage(Storage):

@@ -33,7 +33,8 @@ class S3Storage(Storage):
             # Lake delivery retries a failed segment for ever, with its own backoff and counters:
             # a request may be tried twice here, and never wait longer than timeout_secs.
             config=Config(connect_timeout=settings.timeout_secs, read_timeout=settings.timeout_secs,
-                          retries={"mode": "standard", "total_max_attempts": 2}),
+                          retries={"mode": "standard", "total_max_attempts": 2},
+                          s3={"addressing_style": "path" if settings.path_style else "virtual"}),
         )
 
     def _key(self, key: str) -> str:
@@ -96,6 +97,7 @@ class S3Storage(Storage):
             region=s.region,
             endpoint_override=s.endpoint_url,
             scheme="http" if (s.endpoint_url or "").startswith("http://") else "https",
+            force_virtual_addressing=not s.path_style,
         )
 
     def arrow_filesystem(self) -> tuple[pafs.FileSystem, str]:
