@@ -121,7 +121,7 @@ def started(tmp: Path) -> Iterator[Cluster]:
                 "convert": {"warehouse": warehouse.uri},
                 "coordination": {"type": "local"} if AS_IS else {"type": "postgres", "url": coordination_url},
                 # one detector on the active jobs node over every node's raw files
-                "realtime": {"browser_grace_secs": 1, **({} if AS_IS else {"sequences_from": "lake", "lake_lateness_secs": 5,
+                "realtime": {"browser_grace_secs": 1, **({} if AS_IS else {"sequences_from": "lake", "lake_lateness_secs": 60,
                                                                             "lake_poll_interval_secs": 1})},
             }
             collectors = [_node(tmp, name, data_path, {**shared, "node": {"id": name, "role": "collector"}})

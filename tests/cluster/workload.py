@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 
-SEQUENCE = {"name": "viewed_then_added", "within_secs": 600,
+SEQUENCE = {"name": "viewed_then_added", "within_secs": 120,
             "steps": [{"name": "product_view", "where": [{"field": "props.category", "op": "exists"}]},
                       {"name": "add_to_cart"}]}
 BATCH_EVENTS = 5
+# a browser's: httpx's own agent makes every event a bot's, and analyze leaves bots without profiles
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 
 def _event(name: str, anon: str, ago_secs: float, **props: object) -> dict:
@@ -30,21 +32,23 @@ def _event(name: str, anon: str, ago_secs: float, **props: object) -> dict:
 
 
 def person_events(i: int) -> list[dict]:
-    """A person's visit, oldest first. Kinds (i % 4): 0 views then adds 60 s later (a match),
-    1 adds 800 s after viewing (outside the 600 s window: no match), 2 only views, 3 views,
-    reads, views another product and adds 100 s after the first view (one match). Each ends
-    with a page view 20 s ago, inside ``realtime.allowed_lateness_secs``, so ``/v1/stats`` counts it
-    (older events are late for the live statistics)."""
+    """A person's visit, oldest first. Kinds (i % 4): 0 views then adds 3 s later (a match),
+    1 adds to the cart before viewing (the steps out of order: no match), 2 only views, 3 views,
+    reads, views another product and adds 4 s after the first view (one match). Each ends with
+    a page view 20 s ago, inside ``realtime.allowed_lateness_secs``, so ``/v1/stats`` counts it.
+    Every event is at most 50 s old when sent: inside the lake detector's lateness (60 s in the
+    cluster's config), so the detector on the jobs node sees every one of them in time."""
     anon = f"person-{i:03d}"
     kind = i % 4
-    events = [_event("page_view", anon, 1500), _event("product_view", anon, 1000 if kind == 1 else 400, category="shoes")]
+    if kind == 1:
+        return [_event("page_view", anon, 50), _event("add_to_cart", anon, 46, sku="s1"),
+                _event("product_view", anon, 45, category="shoes"), _event("page_view", anon, 20)]
+    events = [_event("page_view", anon, 50), _event("product_view", anon, 45, category="shoes")]
     if kind == 0:
-        events.append(_event("add_to_cart", anon, 340, sku="s1"))
-    elif kind == 1:
-        events.append(_event("add_to_cart", anon, 200, sku="s1"))
+        events.append(_event("add_to_cart", anon, 42, sku="s1"))
     elif kind == 3:
-        events += [_event("page_view", anon, 380), _event("product_view", anon, 350, category="bags"),
-                   _event("add_to_cart", anon, 300, sku="b1")]
+        events += [_event("page_view", anon, 44), _event("product_view", anon, 43, category="bags"),
+                   _event("add_to_cart", anon, 41, sku="b1")]
     return [*events, _event("page_view", anon, 20)]
 
 
@@ -56,7 +60,7 @@ def batches(people: int, extra_events: int = 0) -> list[list[dict]]:
     """Every person's events, step by step (all first steps, then all second steps...), cut into
     batches of ``BATCH_EVENTS``; ``extra_events`` more page views of other people at the end."""
     visits = [person_events(i) for i in range(people)]
-    ordered = [v[step] for step in range(max(map(len, visits))) for v in visits if step < len(v)]
+    ordered = [v[step] for step in range(max(map(len, visits), default=0)) for v in visits if step < len(v)]
     ordered += [_event("page_view", f"visitor-{j:05d}", 30, path=f"/p/{j % 50}") for j in range(extra_events)]
     return [ordered[k:k + BATCH_EVENTS] for k in range(0, len(ordered), BATCH_EVENTS)]
 
@@ -71,7 +75,7 @@ def post(url: str, write_key: str, events: Sequence[dict], sent_at: int) -> http
     body = {"sent_at": sent_at, "events": [{k: v for k, v in e.items() if k != "_ago_ms"}
                                            | {"client_ts": sent_at - e["_ago_ms"]} for e in events]}
     # a new connection per batch: a load balancer's round robin spreads connections, not requests
-    return httpx.post(f"{url}/v1/events?k={write_key}", headers={"content-type": "text/plain"},
+    return httpx.post(f"{url}/v1/events?k={write_key}", headers={"content-type": "text/plain", "user-agent": BROWSER},
                       content=msgspec.json.encode(body), timeout=30)
 
 
