@@ -21,6 +21,7 @@ Backends: ``local`` (the default: flock and SQLite under ``<data_dir>/run/``; on
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from abc import ABC, abstractmethod
@@ -72,6 +73,34 @@ class Lease(ABC):
     @abstractmethod
     def release(self) -> None:
         """Give the lease up now (idempotent)."""
+
+
+# The fields a run's record has, and those a run may change after it started.
+RUN_FIELDS = ("run_id", "node", "token", "trigger", "started_at", "finished_at", "status", "stage", "events",
+              "new_files", "quarantined", "analyze", "error", "tenants", "erasures", "erasures_waiting")
+RUN_UPDATABLE = frozenset(RUN_FIELDS) - {"run_id", "node", "token", "trigger", "started_at"}
+
+
+def run_update(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` of a run update, checked, with the analyze summary as JSON text (both backends
+    store it as text: a summary that is not JSON, an old run's, stays readable)."""
+    unknown = set(fields) - RUN_UPDATABLE
+    if unknown:
+        raise ValueError(f"run log: no field {sorted(unknown)[0]!r}; fields: {', '.join(sorted(RUN_UPDATABLE))}")
+    if "analyze" in fields and not isinstance(fields["analyze"], (str, type(None))):
+        fields = {**fields, "analyze": json.dumps(fields["analyze"], default=str)}
+    return fields
+
+
+def run_record(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored run as both backends give it: analyze decoded when it is JSON, its length in seconds."""
+    if d["analyze"]:
+        try:
+            d["analyze"] = json.loads(d["analyze"])
+        except ValueError:
+            pass
+    d["seconds"] = round((d["finished_at"] - d["started_at"]) / 1000, 3) if d["finished_at"] else None
+    return d
 
 
 class RunLog(ABC):

@@ -20,7 +20,7 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from beaconlake.backends.coordination.base import RUN_LEASE, Lease, RunLog
+from beaconlake.backends.coordination.base import RUN_LEASE, Lease, RunLog, run_record, run_update
 from beaconlake.units import now_ms
 
 if TYPE_CHECKING:
@@ -47,8 +47,6 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-UPDATABLE = {"finished_at", "status", "stage", "events", "new_files", "quarantined", "analyze", "error", "tenants",
-             "erasures", "erasures_waiting"}
 ADDED_COLUMNS = (("quarantined", "INTEGER"), ("tenants", "TEXT"), ("erasures", "INTEGER"),
                  ("erasures_waiting", "INTEGER"), ("node", "TEXT"), ("token", "INTEGER"))
 
@@ -88,11 +86,7 @@ class LocalRunLog(RunLog):
         self._update(run_id, fields, "")
 
     def _update(self, run_id: str, fields: dict[str, Any], where: str) -> None:
-        unknown = set(fields) - UPDATABLE
-        if unknown:
-            raise ValueError(f"run log: no field {sorted(unknown)[0]!r}; fields: {', '.join(sorted(UPDATABLE))}")
-        if "analyze" in fields and not isinstance(fields["analyze"], (str, type(None))):
-            fields["analyze"] = json.dumps(fields["analyze"], default=str)
+        fields = run_update(fields)
         if "tenants" in fields and fields["tenants"] is not None:
             fields["tenants"] = json.dumps(fields["tenants"])
         cols = ", ".join(f"{k} = ?" for k in fields)
@@ -169,13 +163,7 @@ class LocalRunLog(RunLog):
         for r in rows:
             d = dict(r)
             d["tenants"] = json.loads(d["tenants"]) if d["tenants"] else None
-            if d["analyze"]:
-                try:
-                    d["analyze"] = json.loads(d["analyze"])
-                except ValueError:
-                    pass
-            d["seconds"] = round((d["finished_at"] - d["started_at"]) / 1000, 3) if d["finished_at"] else None
-            out.append(d)
+            out.append(run_record(d))
         return out
 
     def get(self, run_id: str) -> dict[str, Any]:

@@ -8,12 +8,11 @@ cut off: they will never finish), and a late ``finish`` from such a node leaves 
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
-from beaconlake.backends.coordination.base import RUN_LEASE, Lease, RunLog
+from beaconlake.backends.coordination.base import RUN_FIELDS, RUN_LEASE, Lease, RunLog, run_record, run_update
 from beaconlake.units import now_ms
 
 if TYPE_CHECKING:
@@ -29,10 +28,8 @@ create index if not exists coord_runs_started on coord_runs (started_at desc);
 create table if not exists coord_run_state (key text primary key, value jsonb not null);
 create table if not exists coord_run_requests (id bigserial primary key, who text not null, tenant text);
 """
-FIELDS = ("run_id", "node", "token", "trigger", "started_at", "finished_at", "status", "stage", "events", "new_files",
-          "quarantined", "analyze", "error", "tenants", "erasures", "erasures_waiting")
+FIELDS = RUN_FIELDS
 COLUMNS = ", ".join(f'"{f}"' for f in FIELDS)  # quoted: "analyze" is a keyword of PostgreSQL
-UPDATABLE = set(FIELDS) - {"run_id", "node", "token", "trigger", "started_at"}
 
 
 class PostgresRunLog(RunLog):
@@ -50,11 +47,7 @@ class PostgresRunLog(RunLog):
         self._update(run_id, fields, only_running=False)
 
     def _update(self, run_id: str, fields: dict[str, Any], only_running: bool) -> None:
-        unknown = set(fields) - UPDATABLE
-        if unknown:
-            raise ValueError(f"run log: no field {sorted(unknown)[0]!r}; fields: {', '.join(sorted(UPDATABLE))}")
-        if "analyze" in fields and not isinstance(fields["analyze"], (str, type(None))):
-            fields["analyze"] = json.dumps(fields["analyze"], default=str)
+        fields = run_update(fields)
         if "tenants" in fields and fields["tenants"] is not None:
             fields["tenants"] = Jsonb(fields["tenants"])
         cols = ", ".join(f'"{k}" = %s' for k in fields)
@@ -108,22 +101,11 @@ class PostgresRunLog(RunLog):
         rows = self.db.run(lambda c: c.execute(
             f"select {COLUMNS} from coord_runs order by started_at desc, run_id desc limit %s",
             (limit,)).fetchall())
-        return [_decoded(dict(zip(FIELDS, r, strict=True))) for r in rows]
+        return [run_record(dict(zip(FIELDS, r, strict=True))) for r in rows]
 
     def get(self, run_id: str) -> dict[str, Any]:
         row = self.db.run(lambda c: c.execute(f"select {COLUMNS} from coord_runs where run_id = %s",
                                               (run_id,)).fetchone())
         if row is None:
             raise KeyError(f"no run {run_id!r} in the run log")
-        return _decoded(dict(zip(FIELDS, row, strict=True)))
-
-
-def _decoded(d: dict[str, Any]) -> dict[str, Any]:
-    """A run as both backends give it: analyze decoded when it is JSON, its length in seconds."""
-    if d["analyze"]:
-        try:
-            d["analyze"] = json.loads(d["analyze"])
-        except ValueError:
-            pass
-    d["seconds"] = round((d["finished_at"] - d["started_at"]) / 1000, 3) if d["finished_at"] else None
-    return d
+        return run_record(dict(zip(FIELDS, row, strict=True)))
