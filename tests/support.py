@@ -199,7 +199,11 @@ def moto_s3() -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        endpoint = f"http://{host}:{port}"
+        # moto keeps its buckets in this process's memory, shared by every server it starts: an
+        # earlier test's objects would still be there under the same bucket name
+        httpx.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        yield endpoint
     finally:
         server.stop()
 

@@ -45,10 +45,15 @@ def named_tables(sql: str) -> set[str] | None:
     """The tables ``sql`` reads (CTEs left out), or None when that cannot be told (a statement
     without a FROM, such as SHOW TABLES, or SQL that does not parse: every table is opened and
     DuckDB says what is wrong)."""
+    # a connection of its own: the module's default one is shared with whatever else in the
+    # process used it (and closed it, or left settings on it)
+    con = duckdb.connect()
     try:
-        names = duckdb.get_table_names(sql)
+        names = con.get_table_names(sql)
     except duckdb.Error:
         return None
+    finally:
+        con.close()
     return names or None
 
 
