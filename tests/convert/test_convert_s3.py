@@ -3,6 +3,7 @@ listed and read through the storage backend, copied for the engine."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from convert_lake import Lake
 from rawlake import MIN, event, ms, write_raw
@@ -58,6 +59,6 @@ def test_a_raw_lake_on_azure_converts(tmp_path, scratch):
     with azurite() as endpoint:
         section = {"type": "azure", "account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY, "container": "lake",
                    "prefix": "prod", "endpoint_url": endpoint}
-        storage = open_storage(AzureStorageSettings(**{k: v for k, v in section.items() if k != "type"}))
+        storage = open_storage(msgspec.convert(section, AzureStorageSettings))  # the section as the config loader reads it
         storage.container.create_container()
         converts_through(section, tmp_path, scratch, lambda key, path: storage.put(key, path.read_bytes()))
