@@ -12,10 +12,12 @@ from __future__ import annotations
 import fcntl
 import json
 import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from beaconlake.backends.coordination.base import Capabilities, Coordination, Lease, LeaseLost, RunLog
+from beaconlake.backends.coordination.local_db import connect
 from beaconlake.backends.coordination.settings import LocalCoordinationSettings
 from beaconlake.units import now_ms
 
@@ -61,12 +63,9 @@ class LocalCoordination(Coordination):
     def from_settings(cls, settings: LocalCoordinationSettings, *, run_dir: Path, node: str) -> LocalCoordination:
         return cls(run_dir, node)
 
-    def _db(self) -> sqlite3.Connection:
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
         # a connection per call: read by server worker threads, written by other processes
-        db = sqlite3.connect(self.path, timeout=10)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        return connect(self.path)
 
     def acquire(self, name: str, ttl_secs: float) -> Lease | None:
         path = self.run_dir / "leases" / f"{name}.lock"

@@ -17,10 +17,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from beaconlake.backends.coordination.base import RUN_LEASE, Lease, RunLog, run_record, run_update
+from beaconlake.backends.coordination.local_db import connect
 from beaconlake.units import now_ms
 
 if TYPE_CHECKING:
@@ -67,11 +69,8 @@ class LocalRunLog(RunLog):
                 if column not in have:
                     db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
-    def _db(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return connect(self.path)
 
     # -- the scheduler's side ---------------------------------------------------------------
 
