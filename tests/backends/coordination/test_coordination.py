@@ -272,6 +272,17 @@ def test_a_write_under_an_older_token_never_replaces_a_newer_ones(pg):
     assert b.get("checkpoint") == "newest"
 
 
+def test_run_now_asked_many_times_while_no_jobs_node_runs_stays_one_request(pg):
+    ask = pg("collector-1").run_log()
+    for _ in range(500):
+        ask.request("requested (demo)", tenant="demo")
+        ask.request("requested (server admin)")
+    pending = ask.db.run(lambda c: c.execute("select count(*) from coord_run_requests").fetchone()[0])
+    assert pending == 2
+    who, tenants = pg("jobs-1").run_log().take_request()
+    assert sorted(who.split(", ")) == ["requested (demo)", "requested (server admin)"] and tenants is None
+
+
 # -- local: a lease ends with its holder's process ----------------------------------------------
 
 

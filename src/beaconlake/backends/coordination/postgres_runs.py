@@ -79,7 +79,12 @@ class PostgresRunLog(RunLog):
         return dict(self.db.run(lambda c: c.execute("select key, value from coord_run_state").fetchall()))
 
     def request(self, who: str = "requested", tenant: str | None = None) -> None:
-        self.db.run(lambda c: c.execute("insert into coord_run_requests (who, tenant) values (%s, %s)", (who, tenant)))
+        # like the local backend's one file per tenant: asking again before the run starts adds nothing,
+        # so a "Run now" pressed (or scripted) a thousand times while no jobs node is up stays one row
+        self.db.run(lambda c: c.execute(
+            "insert into coord_run_requests (who, tenant) select %s, %s where not exists "
+            "(select 1 from coord_run_requests where who = %s and tenant is not distinct from %s)",
+            (who, tenant, who, tenant)))
 
     def requested(self, tenant: str | None = None) -> bool:
         if tenant is None:
