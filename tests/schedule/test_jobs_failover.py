@@ -207,3 +207,52 @@ def test_one_active_jobs_node_takes_over_from_a_paused_or_killed_one_and_fencing
         coord.close()
         with psycopg.connect(dsn, autocommit=True) as c:
             c.execute("select 1")
+
+
+def test_postgres_restarted_under_the_active_jobs_node_costs_runs_not_data(tmp_path):
+    """PostgreSQL (coordination and catalog) crashed under a running jobs node and started again a
+    while later: the node neither exits nor needs an operator; no run claims success while the
+    database is away; once it is back the node is the active one again and converts what arrived
+    meanwhile, every event once."""
+    from faults.fault_services import PostgresServer
+
+    pg = PostgresServer()
+    shared = tmp_path / "shared"
+    lake = shared / "lake"
+    node = _node(tmp_path, "jobs-a", pg.dsn, shared, None)
+    settings = config.load(node.config_path)
+    written = _events(settings.tenants[0].id, "2026-05-01", 3, 40, "before")
+    _deliver(shared, written, "seg-0001")
+    coord = None
+    try:
+        node.start(timeout=60)
+        coord = PostgresCoordination(pg.dsn, "test")
+        runs = coord.run_log()
+        _wait("the first batch converted", lambda: any(r["status"] == "ok" and r["events"] for r in runs.runs(50)))
+        _assert_exactly_once(settings, lake, written)
+
+        pg.crash()
+        down_ms = int(time.time() * 1000)
+        during = _events(settings.tenants[0].id, "2026-05-10", 2, 30, "during")
+        _deliver(shared, during, "seg-0002")
+        written += during
+        time.sleep(LEASE_SECS * 3)  # past its lease: the node cannot know whether another one took over
+        assert node.proc.poll() is None, node.log_path.read_text()[-3000:]
+        assert httpx.get(f"{node.url}/healthz", timeout=10).status_code == 200  # alive, for a supervisor
+        pg.start()
+        up_ms = int(time.time() * 1000)
+
+        _wait("a run after the restart converts what arrived meanwhile", lambda: [
+            r for r in runs.runs(50) if r["status"] == "ok" and r["started_at"] >= up_ms and r["events"]], 120)
+        _assert_exactly_once(settings, lake, written)
+        assert (coord.holder(JOBS_LEASE) or {}).get("holder") == "jobs-a"
+        # whatever ran into the outage is recorded as not done; none of it says ok
+        for r in runs.runs(200):
+            if down_ms <= r["started_at"] < up_ms:
+                assert r["status"] != "ok", r
+        assert node.proc.poll() is None
+    finally:
+        if coord is not None:
+            coord.close()
+        node.stop()
+        pg.close()
