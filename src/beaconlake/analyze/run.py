@@ -174,13 +174,19 @@ class TenantRun:
 
     def fit_segments(self, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         self.summary.refit = True
+        why = None
         if len(rows) < self.s.min_people:
-            log.info("analyze %s: %d people, fewer than analyze.min_people = %d: no segments",
-                     self.tenant, len(rows), self.s.min_people)
+            why = f"{len(rows)} people, fewer than analyze.min_people = {self.s.min_people}"
+        else:
+            try:
+                model = segments.fit(rows, self.s.max_segments)
+            except segments.TooUniform as e:  # a young site whose visitors all did the same: profiles, no segments
+                why = str(e)
+        if why is not None:
+            log.info("analyze %s: %s: no segments", self.tenant, why)
             self.profiles.set_meta(self.tenant, MODEL, None)
             self.profiles.set_segments(self.tenant, [])
             return None
-        model = segments.fit(rows, self.s.max_segments)
         self.profiles.set_meta(self.tenant, MODEL, model)
         self.profiles.set_segments(self.tenant, model["segments"])
         self.summary.segments, self.summary.silhouette = model["k"], model["silhouette"]

@@ -55,16 +55,24 @@ def _units(z: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return x
 
 
+class TooUniform(ValueError):
+    """Fewer than two distinct behaviours: there is nothing to tell segments apart by."""
+
+
 def fit(rows: list[dict[str, Any]], max_k: int, seed: int = 0) -> dict[str, Any]:
     """Fit k-means for k in 2..max_k on standardised features, keep the best silhouette."""
     x = matrix(rows)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     z = (x - mean) / scale
+    # k-means asked for more clusters than there are distinct points warns and makes empty ones
+    distinct = len(np.unique(z.round(9), axis=0))
+    if distinct < 2:
+        raise TooUniform(f"cannot segment {len(z)} people: they all behave the same")
     best = None
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(z), size=min(len(z), SILHOUETTE_SAMPLE), replace=False)
-    for k in range(2, min(max_k, len(z) - 1) + 1):
+    for k in range(2, min(max_k, len(z) - 1, distinct) + 1):
         km = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(z)
         if len(set(km.labels_[sample])) < 2:
             continue
@@ -73,7 +81,7 @@ def fit(rows: list[dict[str, Any]], max_k: int, seed: int = 0) -> dict[str, Any]
         if best is None or score > best[0]:
             best = (score, k, km)
     if best is None:
-        raise ValueError(f"cannot segment {len(z)} people: too few distinct behaviours")
+        raise TooUniform(f"cannot segment {len(z)} people: too few distinct behaviours")
     score, k, km = best
     # ids by size, largest first: "s1" is the biggest segment of this fit
     sizes = np.bincount(km.labels_, minlength=k)
