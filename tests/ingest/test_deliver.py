@@ -373,8 +373,9 @@ class Recorder:
         if what == self.fail_on:
             raise RuntimeError(f"{what} broke")
 
-    def process(self, segments):
+    def process(self, segments, events):
         self._call("process", segments)
+        self.events = [(tenant, ev.name) for p in segments for tenant, ev in events(p)]
 
     def tick(self):
         self._call("tick")
@@ -396,6 +397,22 @@ def test_consumers_see_every_sealed_segment_before_delivery_deletes_it(tmp_path)
     expected = [("process", [(p.name, True) for p in segs]), ("tick", []), ("close", [])]
     assert first.calls == second.calls == expected
     assert not any(p.exists() for p in segs) and len(read_lake(s.data_path)) == 2
+    assert first.events == second.events == [("t1", "page_view"), ("t1", "click")]
+
+
+def test_a_segment_is_decoded_once_for_its_consumers_and_its_delivery(tmp_path, monkeypatch):
+    s = settings(tmp_path)
+    spool_records(s, [record([ev(), ev("click", "low")])])
+    segs = spool_records(s, [record([ev()])])  # every sealed segment: both
+    decoded = []
+    real = deliver.segment_rows
+    monkeypatch.setattr(deliver, "segment_rows", lambda name, *a: decoded.append(name) or real(name, *a))
+    first, second = Recorder(), Recorder()
+    d = Deliverer(s, consumers=[first, second])
+    assert d.run_once() == 2
+    assert sorted(decoded) == sorted(p.stem for p in segs)  # once each, for two consumers and delivery
+    lake = sorted((r["tenant"], r["name"]) for r in read_lake(s.data_path))
+    assert sorted(first.events) == sorted(second.events) == lake and len(lake) == 3
 
 
 def test_a_failing_consumer_is_counted_and_delivery_goes_on(tmp_path, caplog):

@@ -37,7 +37,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -49,12 +49,13 @@ import pyarrow.parquet as pq
 
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
-from beaconlake.errors import StorageError
+from beaconlake.errors import SpoolCorrupt, StorageError
 from beaconlake.files import fsync_dir
 from beaconlake.ingest import spool
 from beaconlake.ingest.forget import scrub_spool
-from beaconlake.ingest.rows import segment_rows
+from beaconlake.ingest.rows import SegmentRows, segment_rows
 from beaconlake.lake import layout, segment
+from beaconlake.lake.records import LakeEvent
 from beaconlake.lake.privacy import SuppressionList
 from beaconlake.telemetry import Metrics
 
@@ -66,6 +67,9 @@ PARK_AFTER_ATTEMPTS = 5
 # Counters reach /metrics through a snapshot: written after every pass, and at least this often
 # during a long one (an outage makes each segment's attempt wait for the storage's timeouts).
 PUBLISH_SECS = 1.0
+# A pass over a backlog (after an outage) keeps at most this much of its segments decoded between
+# the consumers' read and their delivery; the rest are decoded again when delivered.
+MAX_DECODED_BYTES = 256 * 1024 * 1024
 # Failures of the machine rather than of one segment: retried for ever, never a reason to park.
 MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EAGAIN})
 
@@ -73,8 +77,11 @@ MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EMFILE, errno.ENFI
 class PreDelivery(Protocol):
     """Something that must see every sealed segment before lake delivery deletes it.
 
-    ``process`` gets a pass's sealed segments (oldest first) before any of them is delivered;
-    a segment redelivered after a crash comes again, so a consumer remembers what it has seen.
+    ``process`` gets a pass's sealed segments (oldest first) before any of them is delivered,
+    and ``events``, which gives a segment's (tenant, event) pairs from the decode its delivery
+    then uses (raising SpoolCorrupt or OSError as ``segment.read_frames`` does): a segment is
+    decoded once per pass, not once per reader. A segment redelivered after a crash comes
+    again, so a consumer remembers what it has seen.
     ``tick`` is a pass with nothing sealed: time-driven work (matches whose wait is over, windows
     to close). ``close`` at the end of the process, after the last pass. A call that raises is
     logged and counted in ``failures_metric`` (a counter in ``telemetry.HELP``); delivery goes on.
@@ -83,7 +90,7 @@ class PreDelivery(Protocol):
     name: str
     failures_metric: str
 
-    def process(self, segments: list[Path]) -> None: ...
+    def process(self, segments: list[Path], events: Callable[[Path], Iterable[tuple[str, LakeEvent]]]) -> None: ...
 
     def tick(self) -> None: ...
 
@@ -136,6 +143,10 @@ class Deliverer:
         self.parked: list[Path] = []  # parked by this deliverer
         self._published = 0.0  # when the metrics snapshot was last written (monotonic)
         self.consumers = list(consumers)
+        # segment name -> its scan and rows, decoded for the consumers and kept for its delivery
+        # in the same pass (cleared at the pass's end: a retry reads the file again)
+        self._decoded: dict[str, tuple[segment.Scan, SegmentRows | None]] = {}
+        self._decoded_bytes = 0
         privacy = settings.privacy
         self.suppression = SuppressionList(self.storage, None, privacy.id_salt or None,
                                            privacy.suppression_refresh_secs)
@@ -145,14 +156,13 @@ class Deliverer:
     def deliver_segment(self, path: Path) -> Delivery:
         """Write one segment's files, then delete it (or park it, when damaged). Raises
         StorageOutage when the lake refuses a write, OSError when the spool cannot be read."""
-        scan = segment.read(path)
+        scan, rows = self._decoded.pop(path.name, None) or self._decode(path)
         if scan.holds_no_frame:
             path.unlink()  # holds no frame, so nothing acknowledged: quietly gone
             return Delivery()
-        if scan.version is None:
+        if rows is None:
             self._park(path, "corrupt", scan.problems[0], scan)
             return Delivery(parked=True, unreadable_bytes=scan.unreadable_bytes)
-        rows = segment_rows(path.stem, scan.frames, spool.created_ms(path) or int(path.stat().st_mtime * 1000))
         raw, rejected = rows.tables()
         level = self.settings.delivery.zstd_level
         out = Delivery(undeliverable=rows.undeliverable, unreadable_bytes=scan.unreadable_bytes)
@@ -175,6 +185,29 @@ class Deliverer:
             path.unlink()
             fsync_dir(path.parent)
         return out
+
+    def _decode(self, path: Path) -> tuple[segment.Scan, SegmentRows | None]:
+        """The segment's scan and, when it is a readable segment, its rows. Raises OSError."""
+        scan = segment.read(path)
+        if scan.holds_no_frame or scan.version is None:
+            return scan, None
+        return scan, segment_rows(path.stem, scan.frames, spool.created_ms(path) or int(path.stat().st_mtime * 1000))
+
+    def events_of(self, path: Path) -> Iterable[tuple[str, LakeEvent]]:
+        """A segment's events for the consumers, decoded once: its delivery later in the pass
+        takes the same decode."""
+        got = self._decoded.get(path.name)
+        if got is None:
+            got = self._decode(path)
+            if self._decoded_bytes + got[0].size <= MAX_DECODED_BYTES:
+                self._decoded[path.name] = got
+                self._decoded_bytes += got[0].size
+        scan, rows = got
+        if rows is None:
+            if scan.holds_no_frame:
+                return ()
+            raise SpoolCorrupt(f"{path}: {scan.problems[0]}")
+        return rows.events()
 
     def _put(self, key: str, data: bytes) -> None:
         try:
@@ -224,7 +257,7 @@ class Deliverer:
                 segments = [p for p in segments if p.name not in held]
             for consumer in self.consumers:  # before delivery deletes them
                 if segments:
-                    self._guarded(consumer, consumer.process, segments)
+                    self._guarded(consumer, consumer.process, segments, self.events_of)
                 else:
                     self._guarded(consumer, consumer.tick)
             now = time.monotonic()
@@ -235,6 +268,8 @@ class Deliverer:
                 if time.monotonic() - self._published >= PUBLISH_SECS:
                     self._publish()  # a pass through many failing segments takes a while
         finally:
+            self._decoded.clear()
+            self._decoded_bytes = 0
             self._publish()
         return done
 

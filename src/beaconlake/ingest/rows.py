@@ -18,6 +18,7 @@ Arrow still refuse the columns, the rows are tried one by one and only the refus
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pyarrow as pa
 
@@ -122,6 +123,13 @@ class SegmentRows:
             tenant = rec.tenant
             received_at = rec.received_at if 0 <= rec.received_at <= MAX_MS else self.fallback_ms
         self.reject(tenant, received_at, -1, UNDELIVERABLE, error, excerpt(payload))
+
+    def events(self) -> Iterator[tuple[str, LakeEvent]]:
+        """(tenant, event) for every accepted event the lake can store, in segment order: what the
+        realtime consumer is fed, from this one decode of the segment."""
+        records = self.records
+        for owner, ev in zip(self.owner, self.rows):
+            yield records[owner][0], ev
 
     # -- columns ---------------------------------------------------------------------------
 

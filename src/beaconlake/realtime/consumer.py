@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
@@ -30,7 +31,7 @@ from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt, StorageError
 from beaconlake.lake.privacy import SuppressionList
-from beaconlake.lake.records import ROW_ERRORS
+from beaconlake.lake.records import ROW_ERRORS, LakeEvent
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.emit import indexed, is_own, write_segment
 from beaconlake.realtime.feed import segment_events
@@ -76,8 +77,10 @@ class RealtimeConsumer:
         self.suppression = SuppressionList(storage, None, privacy.id_salt or None, privacy.suppression_refresh_secs)
         self._suppressed: dict[str, set[str]] = {}
 
-    def process(self, segments: list[Path]) -> None:
-        """Feed the segments not fed yet, then checkpoint; call before delivering them."""
+    def process(self, segments: list[Path],
+                events: Callable[[Path], Iterable[tuple[str, LakeEvent]]] = segment_events) -> None:
+        """Feed the segments not fed yet, then checkpoint; call before delivering them. ``events``
+        reads a segment's events (the deliverer passes its own decode, which delivery reuses)."""
         done = set(self.detector.state.processed)
         todo = [p for p in segments if p.name not in done]
         now = time.time_ns() // 1_000_000
@@ -85,7 +88,7 @@ class RealtimeConsumer:
         for path in todo:
             own_seg = is_own(path)
             try:
-                fed.extend((own_seg, *e) for e in segment_events(path))
+                fed.extend((own_seg, *e) for e in events(path))
             except (SpoolCorrupt, OSError) as exc:  # lake delivery parks it; go on
                 log.error("realtime: cannot read %s: %s", path.name, exc)
         fed.sort(key=lambda x: x[2].event_ts)  # stable, so per-segment order holds within a ms
