@@ -84,30 +84,32 @@ class RealtimeConsumer:
         done = set(self.detector.state.processed)
         todo = [p for p in segments if p.name not in done]
         now = time.time_ns() // 1_000_000
-        fed = []
+        wanted = self.detector.names_by_tenant()
+        # one look at every event; only those a definition mentions (or the browser's high-level
+        # reports) go on to be sorted and fed: most events are neither
+        fed: list[tuple[str, LakeEvent]] = []
+        idents, own = set(), {}
         for path in todo:
             own_seg = is_own(path)
             try:
-                fed.extend((own_seg, *e) for e in events(path))
+                for tenant, ev in events(path):
+                    if own_seg:
+                        own.setdefault(tenant, []).append((ev, ev.event_ts))
+                    if ev.user_id and (tenant, ev.anonymous_id, ev.user_id) not in self._known:
+                        idents.add((tenant, ev.anonymous_id, ev.user_id))
+                    if ev.level == "high" or ev.name in wanted.get(tenant, ()):
+                        fed.append((tenant, ev))
             except (SpoolCorrupt, OSError) as exc:  # lake delivery parks it; go on
                 log.error("realtime: cannot read %s: %s", path.name, exc)
-        fed.sort(key=lambda x: x[2].event_ts)  # stable, so per-segment order holds within a ms
-        highs, idents, own = [], set(), {}
-        wanted = self.detector.names_by_tenant()
-        for own_seg, tenant, ev in fed:
-            ts = ev.event_ts
-            if own_seg:
-                own.setdefault(tenant, []).append((ev, ts))
-            if ev.user_id and (tenant, ev.anonymous_id, ev.user_id) not in self._known:
-                idents.add((tenant, ev.anonymous_id, ev.user_id))
-            if ev.level != "high" and ev.name not in wanted.get(tenant, ()):
-                continue  # most events: no definition mentions them
+        fed.sort(key=lambda x: x[1].event_ts)  # stable, so per-segment order holds within a ms
+        highs = []
+        for tenant, ev in fed:
             try:
                 props = None if ev.props is None else _props.decode(ev.props)
             except ROW_ERRORS:  # props are JSON text the lake keeps as it is; realtime needs them decoded
                 continue
-            event_id = ev.event_id
-            self.detector.feed(tenant, Seen(event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id,
+            ts = ev.event_ts
+            self.detector.feed(tenant, Seen(ev.event_id, ev.level, ev.name, ev.anonymous_id, ev.user_id, ev.session_id,
                                             ts, ev.url, ev.title, ev.referrer, props), now)
             if ev.level == "high":
                 highs.append(indexed(tenant, ev, props))
@@ -118,6 +120,7 @@ class RealtimeConsumer:
             self._known |= idents
             self.metrics.inc("beaconlake_highlevel_indexed_total", len(highs))
         for tenant, pairs in own.items():
+            pairs.sort(key=lambda x: x[1])
             # server matches never passed a collector's router: count them here
             late = self.counters.fold(self.folder, tenant, pairs, now)
             self.metrics.inc("beaconlake_stats_events_total", len(pairs) - late)
