@@ -125,7 +125,10 @@ def test_real_collector_backpressure_reaches_the_tracker(context, site, own_coll
     times = [t for t, _ in tab.posts]
     gaps = [b - a for a, b in pairwise(times)]
     assert len(times) >= 2, times
-    assert all(g >= 0.95 for g in gaps), gaps
+    # the times are taken in this process when Playwright reports each request, which a loaded
+    # machine delays by tens of ms (0.94 s once); the tracker's own backoff for its first retries
+    # (100 ms flushes) is at most 0.3 and 0.6 s, so 0.85 still tells the two apart
+    assert all(g >= 0.85 for g in gaps), gaps
     assert not lake_events(c)
 
 

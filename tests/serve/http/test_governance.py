@@ -172,12 +172,10 @@ def test_a_client_that_pipelines_without_reading_is_stopped_then_cut(short):
     time.sleep(0.3)
     queues = server_side_queues(short.port, client_port)
     assert queues is not None, "the server dropped the connection before its send timeout"
-    # how far the kernel's receive buffer grows depends on the machine's load (949 KB on a busy one),
-    # so the claim is checked as it is: a large backlog that the server does not drain
+    # A server that kept reading would leave next to nothing of the 3.7 MB unread. How much waits
+    # depends on how far the kernel grew the buffers (949 KB to 1.8 MB seen), and the server does
+    # read on as the kernel takes more of its answers, so the claim is a large backlog, not a size.
     assert queues[1] > 256_000, f"the server kept reading requests whose answers nobody read: queues {queues}"
-    time.sleep(0.2)
-    later = server_side_queues(short.port, client_port)  # None: already cut for its send timeout, undrained
-    assert later is None or later[1] >= queues[1], f"the server went on reading: receive queue {queues[1]} -> {later[1]}"
     assert wait_metric(short, "beaconlake_http_connections_closed_total", 1, timeout=10, reason="send_timeout") >= 1
     sock.close()
     assert httpx.get(short.url + "/healthz", timeout=2.0).status_code == 200
