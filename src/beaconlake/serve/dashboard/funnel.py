@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
+
 from beaconlake.config import SequenceDefinition, SequenceStep, TenantSettings
 from beaconlake.convert.scan import Read
 from beaconlake.serve.dashboard.tables import Tables
 from beaconlake.realtime.predicates import TOP_FIELDS, json_eq, test
 
 MAX_EVENTS_PER_PERSON = 500  # keeps the pairwise search bounded for a very busy person
+_json = msgspec.json.decode
 
 
 def _field(ev: dict[str, Any], field: str) -> Any:
@@ -80,21 +83,31 @@ def funnels(t: Tables, tenant: TenantSettings, start: int, end: int) -> dict[str
     return {"ready": True, "from": start, "to": end, "funnels": out}
 
 
+def _columns(q: SequenceDefinition) -> tuple[list[str], bool]:
+    """The event columns the rules of ``q`` read, and whether they read props (decoded per row:
+    the view's main cost, so only when a rule looks inside)."""
+    fields = {p.field for s in q.steps for p in s.where} | {f for s in q.steps for f in s.same}
+    return sorted(f for f in fields if f in TOP_FIELDS and f != "name"), any(f.startswith("props.") for f in fields)
+
+
 def _funnel(v: Any, tenant: TenantSettings, q: SequenceDefinition, start: int, end: int) -> dict[str, Any]:
     names = sorted({s.name for s in q.steps})
+    tops, with_props = _columns(q)
+    read = ", ".join(["props"] * with_props + tops)
     rows = v.query(
-        "SELECT coalesce(stitched_user, anonymous_id) AS person, name, epoch_ms(event_ts) AS ts, props, url, title, "
-        "level, referrer, user_id, session_id FROM events WHERE tenant = ? AND name IN (SELECT unnest(?)) "
+        f"SELECT coalesce(stitched_user, anonymous_id) AS person, name, epoch_ms(event_ts) AS ts{', ' if read else ''}{read} "
+        "FROM events WHERE tenant = ? AND name IN (SELECT unnest(?)) "
         "AND event_ts >= make_timestamptz(? * 1000) AND event_ts < make_timestamptz(? * 1000) "
         "ORDER BY person, event_ts, event_id", [tenant.id, names, start, end])
     people: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         mine = people.setdefault(r["person"], [])
         if len(mine) < MAX_EVENTS_PER_PERSON:
-            try:
-                r["props"] = json.loads(r["props"] or "{}")
-            except ValueError:
-                r["props"] = {}
+            if with_props:
+                try:  # msgspec, as the detector decodes props
+                    r["props"] = _json(r["props"] or "{}")
+                except ValueError:
+                    r["props"] = {}
             mine.append(r)
     reached = [0] * len(q.steps)
     for evs in people.values():
