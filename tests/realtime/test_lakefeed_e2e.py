@@ -70,6 +70,20 @@ def read(c, path, **params):
     return r.json()
 
 
+def settled_high_level(c, quiet_secs: float, timeout: float = 30) -> dict:
+    """``/v1/high-level`` once it has not changed for ``quiet_secs`` (or at ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    last, stable_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        got = read(c, "/v1/high-level", limit=1000)
+        if got != last:
+            last, stable_since = got, time.monotonic()
+        elif time.monotonic() - stable_since > quiet_secs:
+            break
+        time.sleep(0.3)
+    return last
+
+
 def run(tmp_path, source: str) -> dict:
     tmp_path.mkdir()
     c = start_collector(tmp_path, args=["--workers", "2"], config_overrides={
@@ -86,15 +100,7 @@ def run(tmp_path, source: str) -> dict:
         # every match is due (the last cart + negation + grace, + lateness for the lake), then nothing may move
         wait_secs = 2 + GRACE_SECS + (LATENESS_SECS if source == "lake" else 0) + 1
         time.sleep(max(0.0, now / 1000 + wait_secs - time.time()))
-        deadline = time.monotonic() + 30
-        last, stable_since = None, time.monotonic()
-        while time.monotonic() < deadline:
-            got = read(c, "/v1/high-level", limit=1000)
-            if got != last:
-                last, stable_since = got, time.monotonic()
-            elif time.monotonic() - stable_since > 3:
-                break
-            time.sleep(0.3)
+        last = settled_high_level(c, quiet_secs=3)
         stats = {n: sum(r["count"] for r in read(c, "/v1/stats", name=n, by="hour")["rows"]) for n in NAMES}
         settings = config.load(c.config_path, environ={})
     finally:
@@ -153,15 +159,7 @@ def test_lake_detector_killed_repeatedly_publishes_every_match_once(tmp_path):
             killed.add(pid)
         wait_role(c.proc.pid, "bl-sequences", exclude=killed)
         time.sleep(3 + 1 + 3)  # lateness, grace, and a few steps
-        deadline = time.monotonic() + 30
-        last, stable_since = None, time.monotonic()
-        while time.monotonic() < deadline:
-            got = read(c, "/v1/high-level", limit=1000)
-            if got != last:
-                last, stable_since = got, time.monotonic()
-            elif time.monotonic() - stable_since > 2:
-                break
-            time.sleep(0.3)
+        last = settled_high_level(c, quiet_secs=2)
         settings = config.load(c.config_path, environ={})
     finally:
         c.stop()
