@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from beaconlake.ingest.collector.validate import excerpt
 from beaconlake.lake.records import (
@@ -195,14 +196,18 @@ def native_source(context: str | None) -> str:
 
 
 def _partition(table: pa.Table) -> dict[tuple, pa.Table]:
-    """Split by (tenant, level, UTC day of event_ts)."""
-    days = [ts // DAY_MS for ts in table["event_ts"].to_pylist()]
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, key in enumerate(zip(table["tenant"].to_pylist(), table["level"].to_pylist(), days)):
-        groups[key].append(i)
+    """Split by (tenant, level, UTC day of event_ts), in Arrow: a segment holds few partitions and
+    many rows, so the rows are never visited in Python. Rows keep their order within a part."""
+    days = pc.divide(table["event_ts"], pa.scalar(DAY_MS, pa.int64()))  # event_ts >= 0: the floor
+    keys = table.select(["tenant", "level"]).append_column("day", days)
+    parts = keys.group_by(["tenant", "level", "day"], use_threads=False).aggregate([])
+    if parts.num_rows == 1:
+        [(tenant, level, day)] = zip(*(parts[c].to_pylist() for c in ("tenant", "level", "day")))
+        return {(tenant, level, *day_of(day * DAY_MS)): table}
     out = {}
-    for (tenant, level, day), idx in groups.items():
-        out[(tenant, level, *day_of(day * DAY_MS))] = table.take(pa.array(idx, pa.int32()))
+    for tenant, level, day in zip(*(parts[c].to_pylist() for c in ("tenant", "level", "day"))):
+        mask = pc.and_(pc.and_(pc.equal(keys["tenant"], tenant), pc.equal(keys["level"], level)), pc.equal(days, day))
+        out[(tenant, level, *day_of(day * DAY_MS))] = table.filter(mask)
     return out
 
 
