@@ -301,3 +301,23 @@ def test_what_only_the_general_path_finds_is_still_scrubbed(doors, url, mark):
     assert record == reference
     spooled = msgspec.json.decode(record.body)["events"][0]["url"]
     assert spooled != url and (mark in spooled) == (mark == "[card]")
+
+
+def test_enrichment_is_worked_out_once_per_peer_and_headers_and_kept_within_bounds(doors, monkeypatch):
+    endpoint = doors["default"][0].endpoint
+    endpoint._enriched.clear()
+    calls = []
+    real = events.enrich.client_ip
+    monkeypatch.setattr(events.enrich, "client_ip", lambda *a: calls.append(a) or real(*a))
+    agent = HEADERS["user-agent"]
+    first = endpoint.enrichment("203.0.113.9", None, agent)
+    assert endpoint.enrichment("203.0.113.9", None, agent) == first and len(calls) == 1
+    assert first[0] == "203.0.113.0" and first[1] == agent and first[2].browser == "Firefox"  # anonymised, parsed
+    assert endpoint.enrichment("203.0.113.10", None, agent)[0] == "203.0.113.0" and len(calls) == 2
+    long = "Mozilla/5.0 " + "x" * events.ENRICHED_KEY_CHARS
+    endpoint.enrichment("203.0.113.9", None, long)
+    endpoint.enrichment("203.0.113.9", None, long)
+    assert len(calls) == 4 and all(key[2] != long for key in endpoint._enriched)  # a long header is not kept
+    for n in range(events.ENRICHED_KEPT + 10):
+        endpoint.enrichment(f"10.0.{n // 256}.{n % 256}", None, agent)
+    assert len(endpoint._enriched) <= events.ENRICHED_KEPT

@@ -33,7 +33,7 @@ from beaconlake.ingest.collector.scrub import scrubbers
 from beaconlake.ingest.collector.validate import BatchError, Checked, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
-from beaconlake.types import Rejection, SpoolRecord
+from beaconlake.types import Rejection, SpoolRecord, UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ JSON_TYPES = ("application/json", "text/plain")
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 _json = msgspec.json.Encoder()
+ENRICHED_KEPT = 4096  # (peer, X-Forwarded-For, User-Agent) triples whose enrichment is kept
+ENRICHED_KEY_CHARS = 1024  # ... when the two headers are this short together (a browser's are)
 Headers = list[tuple[str, str]]
 PREFLIGHT_HEADERS: Headers = [
     ("access-control-allow-methods", "POST, OPTIONS"),
@@ -91,6 +93,7 @@ class EventsEndpoint:
         self.proxies = enrich.TrustedProxies(settings.server.trusted_proxies, settings.server.trust_forwarded_for)
         self.scrubbers = scrubbers(settings.tenants, self._hasher)  # [tenants.pii], before the spool
         self._id_hasher = None
+        self._enriched: dict[tuple[str | None, str | None, str | None], tuple[str | None, str | None, UserAgent]] = {}
 
     def _hasher(self):
         """The keyed id hash that pseudonyms use, made on first use (it may read the lake's salt)."""
@@ -211,15 +214,26 @@ class EventsEndpoint:
     def record(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
                 body: bytes, accepted: list[int] | None, rejected: list[Rejection]) -> SpoolRecord:
         """The spool record of a request of ``rules``' tenant: its clocks and the request's enrichment."""
-        ip = enrich.client_ip(req.peer, req.header("x-forwarded-for"), self.proxies)
+        ip, ua, parsed = self.enrichment(req.peer, req.header("x-forwarded-for"), req.header("user-agent"))
+        return SpoolRecord(rules.tenant.id, received_at, sent_at or received_at, ip, ua, parsed, body, accepted, rejected)
+
+    def enrichment(self, peer: str | None, forwarded_for: str | None, agent: str | None) -> tuple[str | None, str | None, UserAgent]:
+        """(address, agent, parsed agent) of a request: a pure function of its peer and two
+        headers, kept for the last ``ENRICHED_KEPT`` of them (a connection sends many requests)."""
+        key = (peer, forwarded_for, agent)
+        found = self._enriched.get(key)
+        if found is not None:
+            return found
+        ip = enrich.client_ip(peer, forwarded_for, self.proxies)
         if ip is not None and self.limits.anonymize_ip:
             ip = enrich.anonymize_ip(ip)
-        ua = req.header("user-agent")
-        if ua is not None:
-            ua = clean_text(ua)
-        return SpoolRecord(
-            rules.tenant.id, received_at, sent_at or received_at, ip, ua, enrich.user_agent(ua), body, accepted, rejected
-        )
+        ua = None if agent is None else clean_text(agent)
+        found = (ip, ua, enrich.user_agent(ua))
+        if len(agent or "") + len(forwarded_for or "") <= ENRICHED_KEY_CHARS:  # bounded memory, whatever is sent
+            if len(self._enriched) >= ENRICHED_KEPT:
+                self._enriched.clear()
+            self._enriched[key] = found
+        return found
 
     async def make_durable(self, batch: Batch) -> None:
         """Return once ``batch`` is in the spool (the router's durable destination); a 503 when it cannot be."""
