@@ -253,8 +253,9 @@ class EventsEndpoint:
         if scrubber is None:
             return checked
         checked = scrubber.batch(checked, body, verbatim)
-        for rule, times in scrubber.take_counts().items():
-            self.metrics.inc("beaconlake_pii_scrubbed_total", times, rule=rule)
+        if scrubber.counts:  # the usual batch has nothing scrubbed: no counter to swap
+            for rule, times in scrubber.take_counts().items():
+                self.metrics.inc("beaconlake_pii_scrubbed_total", times, rule=rule)
         return checked
 
     async def _keep_refusal(self, rules: TenantRules, req: EventRequest, received_at: int, reason: str, error: str,
