@@ -80,3 +80,14 @@ def test_an_escaped_email_in_the_body_is_found_too():
     plain = b'{"events":[{"level":"mid","name":"search","anonymous_id":"a1","props":{"q":"tents"}}]}'
     checked = Checked(list(decode_envelope(plain, 32).typed), [], plain)
     assert scrubber().batch(checked, plain) is checked
+
+
+def test_a_percent_encoded_email_is_found_by_the_quick_look_at_the_body():
+    """The only sign of it in the body is "%40": the batch must not be passed over, whichever quick look runs."""
+    from beaconlake.ingest.collector.validate import Checked, decode_envelope
+
+    body = b'{"events":[{"level":"mid","name":"page_view","anonymous_id":"a1","url":"https://x.example/?to=ann%40mail.example"}]}'
+    for verbatim in (True, False):
+        checked = Checked(list(decode_envelope(body, 32).typed), [], body)
+        out = scrubber(drop_query_params=[]).batch(checked, body, verbatim)
+        assert out.accepted[0].url == "https://x.example/?to=[email]" and b"mail.example" not in out.body

@@ -28,12 +28,12 @@ from urllib.parse import unquote_plus
 import msgspec
 
 from beaconlake.config import Settings
-from beaconlake.ingest.collector import endusers, enrich
+from beaconlake.ingest.collector import endusers, enrich, onepass
 from beaconlake.ingest.collector.scrub import scrubbers
 from beaconlake.ingest.collector.validate import BatchError, Checked, TenantRules, clean_text, decode_envelope, excerpt
 from beaconlake.ingest.route import Batch, Router
 from beaconlake.telemetry import Metrics
-from beaconlake.types import Rejection, SpoolRecord
+from beaconlake.types import Rejection, SpoolRecord, UserAgent
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ JSON_TYPES = ("application/json", "text/plain")
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
 _json = msgspec.json.Encoder()
+ENRICHED_KEPT = 4096  # (peer, X-Forwarded-For, User-Agent) triples whose enrichment is kept
+ENRICHED_KEY_CHARS = 1024  # ... when the two headers are this short together (a browser's are)
 Headers = list[tuple[str, str]]
 PREFLIGHT_HEADERS: Headers = [
     ("access-control-allow-methods", "POST, OPTIONS"),
@@ -76,6 +78,10 @@ class SpoolPressure:
 
 
 class EventsEndpoint:
+    # The usual batch takes ``onepass`` and the quick looks at the whole body; off, every batch
+    # takes the general path, as the fast path's property tests' reference does.
+    fast_path = True
+
     def __init__(self, settings: Settings, router: Router, metrics: Metrics, pressure: SpoolPressure) -> None:
         self.settings = settings
         self.limits = settings.collector
@@ -87,6 +93,7 @@ class EventsEndpoint:
         self.proxies = enrich.TrustedProxies(settings.server.trusted_proxies, settings.server.trust_forwarded_for)
         self.scrubbers = scrubbers(settings.tenants, self._hasher)  # [tenants.pii], before the spool
         self._id_hasher = None
+        self._enriched: dict[tuple[str | None, str | None, str | None], tuple[str | None, str | None, UserAgent]] = {}
 
     def _hasher(self):
         """The keyed id hash that pseudonyms use, made on first use (it may read the lake's salt)."""
@@ -165,8 +172,9 @@ class EventsEndpoint:
         if body[:3] == UTF8_BOM:  # RFC 8259 lets a parser ignore it; some HTTP clients add one
             body = body[3:]
         received_at = time.time_ns() // 1_000_000
+        fast = self.fast_path
         try:
-            batch = decode_envelope(body, self.limits.max_json_depth)
+            batch = (onepass.decode if fast else decode_envelope)(body, self.limits.max_json_depth)
         except BatchError as exc:
             if rules is not None:
                 await self._keep_refusal(rules, req, received_at, exc.reason, exc.error, body)
@@ -182,8 +190,11 @@ class EventsEndpoint:
         if n == 0:
             raise Refused(400, "empty_batch", "batch has no events; send at least one")
 
-        checked = rules.check_batch(batch, 0 if batch.sent_at is None else received_at - batch.sent_at)
-        checked = self.scrub(rules, checked, body)
+        skew = 0 if batch.sent_at is None else received_at - batch.sent_at
+        checked = onepass.check(rules, batch, skew) if fast else rules.check_batch(batch, skew)
+        # verbatim: each accepted event is a slice of the body, as sent
+        verbatim = fast and batch.typed is not None and not batch.notes
+        checked = self.scrub(rules, checked, body, verbatim)
         record = self.record(rules, req, received_at, batch.sent_at, checked.body, None, checked.rejected)
         if endusers.mentions_end_user(checked.accepted):
             record.body, record.clients = endusers.lift(checked.accepted, self.limits.anonymize_ip)
@@ -203,15 +214,26 @@ class EventsEndpoint:
     def record(self, rules: TenantRules, req: EventRequest, received_at: int, sent_at: int | None,
                 body: bytes, accepted: list[int] | None, rejected: list[Rejection]) -> SpoolRecord:
         """The spool record of a request of ``rules``' tenant: its clocks and the request's enrichment."""
-        ip = enrich.client_ip(req.peer, req.header("x-forwarded-for"), self.proxies)
+        ip, ua, parsed = self.enrichment(req.peer, req.header("x-forwarded-for"), req.header("user-agent"))
+        return SpoolRecord(rules.tenant.id, received_at, sent_at or received_at, ip, ua, parsed, body, accepted, rejected)
+
+    def enrichment(self, peer: str | None, forwarded_for: str | None, agent: str | None) -> tuple[str | None, str | None, UserAgent]:
+        """(address, agent, parsed agent) of a request: a pure function of its peer and two
+        headers, kept for the last ``ENRICHED_KEPT`` of them (a connection sends many requests)."""
+        key = (peer, forwarded_for, agent)
+        found = self._enriched.get(key)
+        if found is not None:
+            return found
+        ip = enrich.client_ip(peer, forwarded_for, self.proxies)
         if ip is not None and self.limits.anonymize_ip:
             ip = enrich.anonymize_ip(ip)
-        ua = req.header("user-agent")
-        if ua is not None:
-            ua = clean_text(ua)
-        return SpoolRecord(
-            rules.tenant.id, received_at, sent_at or received_at, ip, ua, enrich.user_agent(ua), body, accepted, rejected
-        )
+        ua = None if agent is None else clean_text(agent)
+        found = (ip, ua, enrich.user_agent(ua))
+        if len(agent or "") + len(forwarded_for or "") <= ENRICHED_KEY_CHARS:  # bounded memory, whatever is sent
+            if len(self._enriched) >= ENRICHED_KEPT:
+                self._enriched.clear()
+            self._enriched[key] = found
+        return found
 
     async def make_durable(self, batch: Batch) -> None:
         """Return once ``batch`` is in the spool (the router's durable destination); a 503 when it cannot be."""
@@ -223,15 +245,17 @@ class EventsEndpoint:
             raise Refused(503, "spool_unavailable", f"cannot make events durable right now ({exc.strerror or exc}); retry later",
                           self.retry_after) from None
 
-    def scrub(self, rules: TenantRules, checked: Checked, body: bytes) -> Checked:
+    def scrub(self, rules: TenantRules, checked: Checked, body: bytes, verbatim: bool = False) -> Checked:
         """``checked`` with the tenant's PII rules applied (``[tenants.pii]``), before anything is
-        spooled; every door calls it (this endpoint and the Segment and Snowplow doors)."""
+        spooled; every door calls it (this endpoint and the Segment and Snowplow doors).
+        ``verbatim``: every accepted event is a slice of ``body`` as sent (``Scrubber.batch``)."""
         scrubber = self.scrubbers.get(rules.tenant.id)
         if scrubber is None:
             return checked
-        checked = scrubber.batch(checked, body)
-        for rule, times in scrubber.take_counts().items():
-            self.metrics.inc("beaconlake_pii_scrubbed_total", times, rule=rule)
+        checked = scrubber.batch(checked, body, verbatim)
+        if scrubber.counts:  # the usual batch has nothing scrubbed: no counter to swap
+            for rule, times in scrubber.take_counts().items():
+                self.metrics.inc("beaconlake_pii_scrubbed_total", times, rule=rule)
         return checked
 
     async def _keep_refusal(self, rules: TenantRules, req: EventRequest, received_at: int, reason: str, error: str,

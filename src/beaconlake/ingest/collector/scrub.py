@@ -40,6 +40,13 @@ EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 PHONE = re.compile(r"(?<![\w+])\+?\d(?:[ ().-]{0,2}\d){8,14}(?!\w)")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
+# The quick look of a whole batch (``Scrubber._quick_verbatim``) finds where a card or phone
+# number may be with two C-speed passes over the texts' bytes: every byte that may be part of a
+# digit (an ASCII digit, or any byte of a non-ASCII character: ``\d`` matches every Unicode
+# digit) becomes "1", and the separators ``CARD`` or ``PHONE`` allow between digits are deleted,
+# so any match of theirs becomes a run of at least 13 (cards) or 9 (phones) "1"s.
+_DIGITS_TO_ONES = bytes.maketrans(bytes(range(48, 58)) + bytes(range(128, 256)), b"1" * 138)
+_SEPARATORS = {9: b" ().-", 13: b" -"}
 _enc = msgspec.json.Encoder()
 
 
@@ -71,6 +78,11 @@ class Scrubber:
         self.param_needles = [n + "=" for n in sorted(self.drop_params | self.hash_params)]
         # a card number has 13 digits at least, a phone number 9: a string with fewer holds neither
         self.min_digits = 9 if rules.redact_phones else 13 if rules.redact_cards else 0
+        self.separators, self.run = _SEPARATORS.get(self.min_digits, b""), b"1" * self.min_digits
+        self.body_keys = self.prop_keys + self.context_keys
+        # Needles found in a joined, lower-cased text are found in its parts only if they are
+        # printable ASCII (no separator, no context-dependent lower case); else event by event.
+        self.plain_needles = all(n.isascii() and n.isprintable() for n in self.param_needles)
 
     def pseudonym(self, value: str) -> str:
         return "h_" + self._hasher()(value)[:16]
@@ -197,7 +209,9 @@ class Scrubber:
     def may_hold(self, body: bytes) -> bool:
         """Whether the e-mail rule can match anything in ``body``: a C-speed look at the request's
         bytes. A body with JSON escapes (``\\u0040`` is an ``@``) is always looked at event by event."""
-        return b"\\u" in body or (self.rules.redact_emails and (b"@" in body or b"%40" in body))
+        # each first looks for one byte (memchr, a tenth of the cost of a longer needle)
+        return (b"\\" in body and b"\\u" in body) or (self.rules.redact_emails and (
+            b"@" in body or (b"%" in body and b"%40" in body)))
 
     def _quick(self, checked: Checked) -> bool:
         """Whether any other rule may match a string of the batch: a named query parameter in a
@@ -224,11 +238,38 @@ class Scrubber:
                 return True
         return bool(checked.rejected)
 
-    def batch(self, checked: Checked, body: bytes) -> Checked:
+    def _quick_verbatim(self, checked: Checked, body: bytes) -> bool:
+        """``_quick`` for a batch whose events were decoded from ``body`` itself (the native
+        door's usual batch): the same answer when it is False, in a few C-speed looks at the
+        body and at the batch's texts joined, instead of a few per event. Sound because every
+        props and context is a slice of ``body``; the texts are joined with NUL, which is in no
+        needle and is neither a digit nor a separator. True sends the batch to ``_quick``."""
+        if checked.rejected or (self.body_keys and any(k in body for k in self.body_keys)):
+            return True
+        needed, needles = self.min_digits, self.param_needles
+        if not needed and not needles:
+            return False
+        accepted = checked.accepted
+        texts = "\x00".join([t for ev in accepted for t in (ev.url, ev.referrer, ev.title) if t])
+        if needles and "=" in texts:  # every needle ends with "="
+            if not self.plain_needles:
+                return self._quick(checked)
+            lowered = texts.lower()
+            for needle in needles:  # a loop, not any(): no generator to make for a dozen needles
+                if needle in lowered:
+                    return True
+        if needed:
+            probe = b"\x00".join([texts.encode("utf-8", "surrogatepass"), *[ev.props for ev in accepted]])
+            if self.run in probe.translate(_DIGITS_TO_ONES, self.separators):
+                return True
+        return False
+
+    def batch(self, checked: Checked, body: bytes, verbatim: bool = False) -> Checked:
         """The batch with every accepted event and rejection excerpt scrubbed; the same object
         when nothing matched (its body, as received, then goes to the spool as it is).
-        ``body``: the request body, for the quick look of ``may_hold``."""
-        if not self.may_hold(body) and not self._quick(checked):
+        ``body``: the request body, for the quick look of ``may_hold``; ``verbatim``: the
+        events were decoded from ``body`` itself, unchanged (the quick look is then cheaper)."""
+        if not self.may_hold(body) and not (self._quick_verbatim(checked, body) if verbatim else self._quick(checked)):
             return checked
         before = self.changes
         event = self.event
