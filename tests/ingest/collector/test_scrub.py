@@ -82,6 +82,21 @@ def test_an_escaped_email_in_the_body_is_found_too():
     assert scrubber().batch(checked, plain) is checked
 
 
+def test_a_key_spelled_with_json_escapes_is_dropped_or_hashed_all_the_same():
+    from beaconlake.ingest.collector.validate import Checked, decode_envelope
+
+    body = (b'{"events":[{"level":"mid","name":"signup","anonymous_id":"a1","props":{"pass\\u0077ord":"hunter2",'
+            b'"cust\\u006fmer":"C-9","plan":"pro"},"context":{"ip_\\u0068int":"1.2.3.4","locale":"fr"}}]}')
+    s = scrubber(redact_emails=False, redact_cards=False, drop_props=["password"], hash_props=["customer"],
+                 drop_context=["ip_hint"])
+    for verbatim in (True, False):
+        checked = Checked(list(decode_envelope(body, 32).typed), [], body)
+        out = s.batch(checked, body, verbatim)
+        assert msgspec.json.decode(out.accepted[0].props) == {"customer": "h_0123456789abcdef", "plan": "pro"}
+        assert msgspec.json.decode(out.accepted[0].context) == {"locale": "fr"}
+        assert b"hunter2" not in out.body and b"1.2.3.4" not in out.body
+
+
 def test_a_percent_encoded_email_is_found_by_the_quick_look_at_the_body():
     """The only sign of it in the body is "%40": the batch must not be passed over, whichever quick look runs."""
     from beaconlake.ingest.collector.validate import Checked, decode_envelope

@@ -185,7 +185,8 @@ class Scrubber:
         if data == b"null":
             return raw
         r = self.rules
-        wanted = (keys and any(k in data for k in keys)) or (texts and (
+        # a key can be spelled with JSON escapes ("em\u0061il"): no needle finds it, the decode does
+        wanted = (keys and (b"\\u" in data or any(k in data for k in keys))) or (texts and (
             (r.redact_emails and (b"@" in data or b"%40" in data or b"\\u" in data))
             or (self.min_digits and len(data) - len(data.translate(None, b"0123456789")) >= self.min_digits)))
         if not wanted:
