@@ -108,6 +108,10 @@ def test_environment_can_switch_storage_to_s3(tmp_path):
                       {"id": "b", "write_key": "wk_dddddddddddddddddddd", "read_key": KEY_A}]},
          {}, r"tenants.b.read_key: the same key is already used as tenants.a.admin_key"),
         (minimal(server={"admin_key": "x" * 129}), {}, r"length <= 128 - at `\$.server.admin_key`"),
+        # a trailing newline (a TOML "\n" escape) is no part of an id or a key: it would name a lake folder
+        ({"tenants": [{"id": "a\n", "write_key": KEY_W, "read_key": KEY_R}]}, {}, r"matching regex .* - at `\$.tenants\[0\].id`"),
+        ({"tenants": [{"id": "a", "write_key": KEY_W + "\n", "read_key": KEY_R}]}, {},
+         r"matching regex .* - at `\$.tenants\[0\].write_key`"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "allowed_origins": ["shop.example"]}]}, {}, "is not an origin"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R, "schemas": [{"level": "mid", "name": "x"}]}]}, {}, "exactly one of"),
         ({"tenants": [{"id": "a", "write_key": KEY_W, "read_key": KEY_R,

@@ -22,7 +22,7 @@ Level = Literal["low", "mid", "high"]
 LEVELS: tuple[str, ...] = ("low", "mid", "high")
 
 NAME_MAX = 64
-NAME_PATTERN = r"^[a-z0-9_.:-]+$"
+NAME_PATTERN = r"^[a-z0-9_.:-]+\Z"  # \Z, not $: "$" also matches before a trailing newline
 ID_MAX = 128
 TEXT_MAX = 2048
 CONTEXT_MAX_BYTES = 8 * 1024

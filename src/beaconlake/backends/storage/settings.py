@@ -87,8 +87,8 @@ class AzureStorageSettings(Section, tag="azure", tag_field="type"):
     """Azure Blob Storage (backends/storage/azure.py). Authenticates with the account's key or a
     SAS token (exactly one; both are secrets: set them through the environment)."""
 
-    account_name: Annotated[str, msgspec.Meta(min_length=3, max_length=24, pattern=r"^[a-z0-9]+$")]
-    container: Annotated[str, msgspec.Meta(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")]
+    account_name: Annotated[str, msgspec.Meta(min_length=3, max_length=24, pattern=r"^[a-z0-9]+\Z")]
+    container: Annotated[str, msgspec.Meta(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]\Z")]
     prefix: str = "lake"
     account_key: str | None = None
     sas_token: str | None = None
