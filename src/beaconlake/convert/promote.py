@@ -75,7 +75,7 @@ def promoted_columns(tenants) -> list[Promoted]:
                 kind = _json_type(spec)
                 if kind is None:
                     continue  # objects and arrays stay in the props JSON
-                if not KEY.match(key):
+                if not KEY.fullmatch(key):  # fullmatch: "$" alone lets a trailing newline through
                     log.warning("tenant %s, %s %s: property %r is not a valid column name; left in props",
                                 tenant.id, ref.level, ref.name, key)
                     continue

@@ -92,7 +92,7 @@ class ProfilesApi:
 def segment(value: str | None) -> str | None:
     if value is None or value == "":
         return None
-    if not _SEGMENT.match(value):
+    if not _SEGMENT.fullmatch(value):
         raise BadParam("segment", f"segment={value[:80]!r} is not a segment id; ids are s1, s2, ... (GET /v1/segments)")
     return value
 
