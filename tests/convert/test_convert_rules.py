@@ -170,3 +170,14 @@ def test_files_are_one_per_table_partition_typed_and_dictionary_encoded(lake):
     level = [meta.row_group(0).column(i) for i in range(meta.num_columns) if meta.row_group(0).column(i).path_in_schema == "level"][0]
     assert any("DICTIONARY" in enc for enc in level.encodings)
     assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_a_property_name_with_a_trailing_newline_is_no_column():
+    from types import SimpleNamespace
+
+    from beaconlake.convert.promote import promoted_columns
+
+    schema = {"type": "object", "properties": {"price": {"type": "number"}, "price\n": {"type": "number"},
+                                               "sku\n": {"type": "string"}}}
+    tenant = SimpleNamespace(id="shop", schemas=[SimpleNamespace(level="mid", name="add_to_cart", schema=schema, file=None)])
+    assert [p.column for p in promoted_columns([tenant])] == ["prop_price"]
