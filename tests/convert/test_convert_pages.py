@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from beaconlake.convert import pages
 from beaconlake.convert.quarantine import page_problem
-from beaconlake.ingest.deliver import _parquet_bytes
+from beaconlake.lake.parquet import file_bytes
 from beaconlake.types import RAW_SCHEMA
 
 NOW = 1_764_230_000_000
@@ -39,7 +39,7 @@ def _write(table: pa.Table, **options) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-CLEAN = _parquet_bytes(_table(60), 3)  # as lake delivery writes it
+CLEAN = file_bytes(_table(60), 3)  # as lake delivery writes it
 PAGES_END = len(CLEAN) - 8 - int.from_bytes(CLEAN[-8:-4], "little")  # where the footer starts
 
 

@@ -145,7 +145,7 @@ def test_a_damaged_event_id_is_caught_by_its_page_checksum_not_converted(tmp_pat
     import pyarrow as pa
 
     from beaconlake.convert.quarantine import page_problem
-    from beaconlake.ingest.deliver import _parquet_bytes
+    from beaconlake.lake.parquet import file_bytes
     from beaconlake.types import RAW_SCHEMA
 
     rng = random.Random(7)
@@ -153,7 +153,7 @@ def test_a_damaged_event_id_is_caught_by_its_page_checksum_not_converted(tmp_pat
     now = 1_764_230_000_000
     rows = [{"event_id": i, "tenant": "demo", "level": "mid", "name": "page_view", "anonymous_id": "a", "client_ts": now,
              "sent_at": now, "received_at": now, "event_ts": now, "is_bot": False, "segment": "s"} for i in ids]
-    clean = _parquet_bytes(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), 3)
+    clean = file_bytes(pa.Table.from_pylist(rows, schema=RAW_SCHEMA), 3)
     assert page_problem(pa.BufferReader(clean)) is None
     # a connection of its own, and a file of its own per flip: nothing another test set on DuckDB's
     # default connection, nor a cache of an earlier file at the same path, decides what is read

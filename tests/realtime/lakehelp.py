@@ -13,7 +13,7 @@ from beaconlake import config
 from beaconlake.backends.coordination.local import LocalCoordination
 from beaconlake.backends.highlevel.sqlite import SqliteHighLevelIndex
 from beaconlake.backends.storage import open_storage
-from beaconlake.ingest.deliver import _parquet_bytes
+from beaconlake.lake.parquet import file_bytes
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout
 from beaconlake.realtime.sequences import Detector, Seen
@@ -75,7 +75,7 @@ def write_raw(storage, segment: str, events: list[dict]) -> list[str]:
     keys = []
     for (tenant, level, y, m, d), table in sorted(raw.items()):
         key = layout.raw_key(tenant, level, date(y, m, d), segment)
-        storage.put(key, _parquet_bytes(table, 3))
+        storage.put(key, file_bytes(table, 3))
         keys.append(key)
     return keys
 

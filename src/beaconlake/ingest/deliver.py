@@ -31,7 +31,6 @@ failure is counted and logged, never a reason to hold back the lake.
 from __future__ import annotations
 
 import errno
-import io
 import json
 import logging
 import os
@@ -44,8 +43,6 @@ from pathlib import Path
 from typing import Protocol
 
 import msgspec
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
@@ -55,6 +52,7 @@ from beaconlake.ingest import spool
 from beaconlake.ingest.forget import scrub_spool
 from beaconlake.ingest.rows import SegmentRows, segment_rows
 from beaconlake.lake import layout, segment
+from beaconlake.lake.parquet import file_bytes
 from beaconlake.lake.records import LakeEvent
 from beaconlake.lake.privacy import SuppressionList
 from beaconlake.telemetry import Metrics
@@ -110,13 +108,6 @@ class Delivery:
     unreadable_bytes: int = 0
 
 
-def _parquet_bytes(table: pa.Table, zstd_level: int) -> bytes:
-    buf = io.BytesIO()
-    # page checksums: convert verifies them, the one way to tell a damaged page that still decodes
-    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level, write_page_checksum=True)
-    return buf.getvalue()
-
-
 def _readable(path: Path) -> bool:
     """Whether a segment the scrub left alone reads whole (so its rewrite failed: it waits for the
     next pass). One that is damaged or cannot be read goes on to delivery, which parks it."""
@@ -167,10 +158,10 @@ class Deliverer:
         level = self.settings.delivery.zstd_level
         out = Delivery(undeliverable=rows.undeliverable, unreadable_bytes=scan.unreadable_bytes)
         for (tenant, lvl, y, m, d), table in sorted(raw.items()):
-            self._put(layout.raw_key(tenant, lvl, date(y, m, d), path.stem), _parquet_bytes(table, level))
+            self._put(layout.raw_key(tenant, lvl, date(y, m, d), path.stem), file_bytes(table, level))
             out.events += table.num_rows
         for (tenant, y, m, d), table in sorted(rejected.items()):
-            self._put(layout.rejected_key(tenant, date(y, m, d), path.stem), _parquet_bytes(table, level))
+            self._put(layout.rejected_key(tenant, date(y, m, d), path.stem), file_bytes(table, level))
             out.rejections += table.num_rows
         if rows.undeliverable:
             log.warning("%s: %d record(s) or event(s) could not become lake rows; kept in lake/rejected as %r",

@@ -13,7 +13,6 @@ error); a row whose excerpt or error holds one of the ids goes.
 
 from __future__ import annotations
 
-import io
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from beaconlake.backends.storage import Storage
 from beaconlake.lake import layout
+from beaconlake.lake.parquet import file_bytes
 
 # Files rewritten at once: their reads and writes (pyarrow, outside the GIL) overlap.
 REWRITE_THREADS = 4
@@ -65,13 +65,6 @@ def holding(files: list[FileIds], ids: set[str]) -> list[str]:
     return [f.key for f in files if pc.any(pc.is_in(f.ids, value_set=wanted)).as_py()]
 
 
-def _parquet(table: pa.Table, zstd_level: int) -> bytes:
-    buf = io.BytesIO()
-    # as delivery writes them: zstd, page checksums (convert verifies them)
-    pq.write_table(table, buf, compression="zstd", compression_level=zstd_level, write_page_checksum=True)
-    return buf.getvalue()
-
-
 def _rewrite(storage: Storage, key: str, keep, zstd_level: int) -> tuple[int, int | None]:
     """Rewrite ``key`` with the rows ``keep(table)`` selects: (rows removed, new size, or None
     when the file was deleted because nothing was left)."""
@@ -84,7 +77,7 @@ def _rewrite(storage: Storage, key: str, keep, zstd_level: int) -> tuple[int, in
     if kept.num_rows == 0:
         storage.delete(key)
         return removed, None
-    data = _parquet(kept, zstd_level)
+    data = file_bytes(kept, zstd_level)
     storage.put(key, data)
     return removed, len(data)
 

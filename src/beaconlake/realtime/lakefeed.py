@@ -51,9 +51,9 @@ from beaconlake.backends.highlevel import HighLevelIndex
 from beaconlake.backends.storage import Storage
 from beaconlake.config import Settings
 from beaconlake.errors import StorageError
-from beaconlake.ingest.deliver import _parquet_bytes
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout
+from beaconlake.lake.parquet import file_bytes
 from beaconlake.lake.privacy import SuppressionList
 from beaconlake.lake.records import ROW_ERRORS, read_record, record_events
 from beaconlake.realtime.closer import WindowCloser
@@ -344,7 +344,7 @@ class LakeDetector:
         for (tenant, level, y, m, d), table in sorted(raw.items()):
             self.lease.check()
             # rows and Parquet options exactly as lake delivery writes a segment's files
-            self.storage.put(layout.raw_key(tenant, level, date(y, m, d), stem), _parquet_bytes(table, self.zstd_level))
+            self.storage.put(layout.raw_key(tenant, level, date(y, m, d), stem), file_bytes(table, self.zstd_level))
         self.lease.check()
         self.index.add(highs)
         if self.counters is not None:

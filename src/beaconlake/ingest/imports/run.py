@@ -40,12 +40,12 @@ from beaconlake.config import Settings
 from beaconlake.errors import ConfigError
 from beaconlake.ingest.collector.enrich import end_user, user_agent
 from beaconlake.ingest.collector.validate import Accepted, TenantRules, excerpt
-from beaconlake.ingest.deliver import _parquet_bytes
 from beaconlake.ingest.imports import readers
 from beaconlake.ingest.protocols import segment, snowplow
 from beaconlake.ingest.protocols.common import FOREIGN_ID_NAMESPACE, Mapped, Unmappable
 from beaconlake.ingest.rows import segment_rows
 from beaconlake.lake import layout
+from beaconlake.lake.parquet import file_bytes
 from beaconlake.lake.records import UNKNOWN_TENANT
 from beaconlake.types import LEVELS, Client, Rejection, SpoolRecord
 from beaconlake.units import DAY_MS
@@ -176,11 +176,11 @@ class Importer:
         raw, rejected = rows.tables()
         level = self.settings.delivery.zstd_level
         for (tenant, lvl, y, m, d), table in sorted(raw.items()):
-            self.storage.put(layout.raw_key(tenant, lvl, date(y, m, d), name), _parquet_bytes(table, level))
+            self.storage.put(layout.raw_key(tenant, lvl, date(y, m, d), name), file_bytes(table, level))
             self._remember(tenant, table)
             self.summary.imported += table.num_rows
         for (tenant, y, m, d), table in sorted(rejected.items()):
-            self.storage.put(layout.rejected_key(tenant, date(y, m, d), name), _parquet_bytes(table, level))
+            self.storage.put(layout.rejected_key(tenant, date(y, m, d), name), file_bytes(table, level))
             self.summary.rejected.update(table.column("reason").to_pylist())
 
     def _record(self, tenant: str, lines: list[Line], file_name: str) -> SpoolRecord:
