@@ -9,7 +9,9 @@ segment's Parquet output would deadlock: nothing could be delivered, so nothing 
 Why tracked between checks: a free-space check (statvfs) is cheap but not free, and a burst
 between two checks must not overshoot. Each write takes its bytes from the budget; the budget
 is re-measured at least every ``REFRESH_SECS`` and whenever it looks too small, so what other
-processes (other workers, the deliverer) wrote meanwhile is seen within that time.
+processes (other workers, the deliverer) wrote meanwhile is seen within that time. Bytes taken
+for frames buffered until the next group-commit write (``spool.py``) are not on disk yet, so a
+re-measure subtracts them too (``unwritten``).
 """
 
 from __future__ import annotations
@@ -44,25 +46,35 @@ class DiskBudget:
         self.refresh_secs = REFRESH_SECS
         self.free = 0
         self.available = 0  # bytes writable before the floor plus the reserve
+        self.unwritten = 0  # bytes taken for buffered frames: not on disk, so not in a measure
         self._measured_at = float("-inf")
 
     def refresh(self) -> int:
         self.free = shutil.disk_usage(self.path).free
-        self.available = self.free - self.floor - self.reserve
+        self.available = self.free - self.floor - self.reserve - self.unwritten
         self._measured_at = time.monotonic()
         return self.available
 
-    def take(self, nbytes: int) -> None:
-        """Count ``nbytes`` as written; raise SpoolFull (nothing taken) when they do not fit."""
+    def take(self, nbytes: int, buffered: bool = False) -> None:
+        """Count ``nbytes`` as written (``buffered``: to be written, see ``written``); raise
+        SpoolFull (nothing taken) when they do not fit."""
         if self.available < nbytes or time.monotonic() - self._measured_at > self.refresh_secs:
             self.refresh()
         if self.available < nbytes:
             raise SpoolFull(errno.ENOSPC, self.shortfall(nbytes))
         self.available -= nbytes
+        if buffered:
+            self.unwritten += nbytes
 
-    def give_back(self, nbytes: int) -> None:
+    def written(self, nbytes: int) -> None:
+        """Buffered bytes taken before are now on disk (a measure sees them)."""
+        self.unwritten -= nbytes
+
+    def give_back(self, nbytes: int, buffered: bool = False) -> None:
         """Bytes taken for a write that did not happen (or was truncated away)."""
         self.available += nbytes
+        if buffered:
+            self.unwritten -= nbytes
 
     def shortfall(self, nbytes: int) -> str:
         return (f"spool disk budget spent: {self.free} bytes free, and writing {nbytes} more would go under "
