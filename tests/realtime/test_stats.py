@@ -4,12 +4,14 @@ import json
 from pathlib import Path
 
 import msgspec
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 import pyarrow.dataset as ds
 
 from beaconlake import config
 from beaconlake.backends.counters import IdSet
 from beaconlake.backends.counters.memory import MemoryCounters
-from beaconlake.backends.counters.windows import WindowKey
+from beaconlake.backends.counters.windows import WindowKey, numbers_of
 from beaconlake.backends.storage.local import LocalStorage
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.stats import Folder, page_path
@@ -78,6 +80,37 @@ def test_numeric_props_only_numbers():
     agg = next(a for k, a in windows.items() if k.group == "")
     assert sorted(agg.nums) == ["engaged_ms", "max_scroll_pct"]
 
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@example(props={"n": 0}, as_text=False)
+@example(props={"n": -0.0, "s": "x"}, as_text=True)
+@given(props=st.dictionaries(st.text(max_size=6), _json_values, max_size=6), as_text=st.booleans())
+def test_fold_takes_every_number_the_props_hold_whether_bytes_or_text(props, as_text):
+    """The fold skips decoding props without a digit: it must still see every number, from the
+    collector's bytes and the deliverer's text alike."""
+    data = msgspec.json.encode(props)
+    ev = Ev("buy", "a", None, msgspec.Raw(data))
+    if as_text:
+        ev = TextEv("buy", "a", None, data.decode())
+    f = folder()
+    windows, late = f.fold([(ev, T0)], T0)
+    assert late == 0
+    want, _ = numbers_of(props, f.folder.max_numbers)
+    agg = windows[WindowKey("shop", "buy", "", T0)]
+    assert {k: v[1] for k, v in agg.nums.items()} == want
+
+
+class TextEv(msgspec.Struct):
+    name: str
+    anonymous_id: str
+    url: str | None
+    props: str | None
 
 def test_closed_windows_go_to_the_lake_by_day_with_hour_rollups(tmp_path):
     counters = MemoryCounters(tmp_path / "partials", "w")

@@ -70,6 +70,9 @@ class LakeDestination:
 FAILURE_LOG_SECS = 10.0
 
 
+_ALL = frozenset(LEVELS)
+
+
 class Router:
     def __init__(self, destinations: list[Destination], metrics: Metrics) -> None:
         self.durable = [d for d in destinations if d.durable]
@@ -81,7 +84,7 @@ class Router:
     async def route(self, batch: Batch) -> None:
         """Return once the batch is durable; raises what the durable destination raised."""
         for dest in self.durable:
-            await dest.deliver(batch.only(dest.levels) if dest.levels != frozenset(LEVELS) else batch)
+            await dest.deliver(batch if dest.levels == _ALL else batch.only(dest.levels))
         # Per tenant, once durable: what a tenant's own Pipeline view shows (a tenant's read key
         # must not see the server-wide totals, which count every tenant).
         tenant = batch.record.tenant
@@ -90,7 +93,7 @@ class Router:
         for rej in batch.record.rejected:
             self.metrics.inc("beaconlake_tenant_events_rejected_total", tenant=tenant, reason=rej.reason)
         for dest in self.best_effort:
-            part = batch.only(dest.levels)
+            part = batch if dest.levels == _ALL else batch.only(dest.levels)
             if not part.events:
                 continue
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -34,11 +35,15 @@ from beaconlake.backends.counters.windows import (
 from beaconlake.ingest.route import Batch
 from beaconlake.realtime.settings import RealtimeSettings
 from beaconlake.telemetry import Metrics
+from beaconlake.types import LEVELS
 
 _props = msgspec.json.Decoder()
 # For props with a number past a double's range (1e400): valid JSON, which the collector keeps as
 # it came, but the plain decoder refuses it. float() makes it an infinity, which is then skipped.
 _props_wide = msgspec.json.Decoder(float_hook=float)
+
+# Every JSON number has a digit (0.3 us to look, 0.7 us to decode and scan the props)
+_DIGIT_B, _DIGIT_S = re.compile(rb"[0-9]").search, re.compile(r"[0-9]").search
 
 
 def decode_props(data: bytes) -> Any:
@@ -92,7 +97,8 @@ class Folder:
                 continue
             name, anon, props = ev.name, ev.anonymous_id, ev.props
             nums = None
-            if props is not None and len(props) > 4:  # None, "null" and "{}" hold no number: skip decoding
+            # None, "null" and "{}" hold no number, nor does JSON without a digit: skip decoding
+            if props is not None and len(props) > 4 and (_DIGIT_S if type(props) is str else _DIGIT_B)(props):
                 nums, out_of_range = numbers_of(decode_props(props), max_numbers)
                 skipped += out_of_range
             key = (tenant, name, ALL_PATHS, minute)
@@ -147,7 +153,10 @@ class StatsDestination:
     """Router destination for mid- and high-level events (low-level ones are not counted)."""
 
     name = "stats"
-    levels = frozenset({"mid", "high"})
+    # It takes every batch whole and counts its mid- and high-level events itself: a copy of
+    # the spool record for the router's per-level part cost more than the fold (1.8 us a request).
+    levels = frozenset(LEVELS)
+    counted = frozenset({"mid", "high"})
     durable = False
 
     def __init__(self, settings: RealtimeSettings, counters: Counters, metrics: Metrics) -> None:
@@ -163,7 +172,11 @@ class StatsDestination:
         rec = batch.record
         sent_at = rec.sent_at
         skew = rec.received_at - sent_at
-        pairs = [(ev, (ev.client_ts if ev.client_ts is not None else sent_at) + skew) for ev in batch.events]
+        counted = self.counted
+        pairs = [(ev, (ev.client_ts if ev.client_ts is not None else sent_at) + skew)
+                 for ev in batch.events if ev.level in counted]
+        if not pairs:
+            return
         now = time.time_ns() // 1_000_000
         if self.inline:
             late = self.counters.fold(self.folder, rec.tenant, pairs, now)
