@@ -18,7 +18,6 @@ composition root (``beaconlake.up``) builds it and hands it to delivery, which n
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,6 +31,7 @@ from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt, StorageError
 from beaconlake.lake.privacy import SuppressionList
 from beaconlake.lake.records import ROW_ERRORS, LakeEvent
+from beaconlake.realtime.checkpoint import Checkpoint
 from beaconlake.realtime.closer import WindowCloser
 from beaconlake.realtime.emit import indexed, is_own, write_segment
 from beaconlake.realtime.feed import segment_events
@@ -53,14 +53,13 @@ class RealtimeConsumer:
         self.settings = settings
         self.metrics = metrics
         self.spool_root = settings.spool_path
-        self.state_path = settings.realtime_path / "detector.bin"
+        self.saved = Checkpoint(settings.realtime_path)
         # "lake": the active jobs node's lake detector (lakefeed) detects and closes windows; here
         # high-level events (browser reports) and identities are still indexed
         self.detects = rt.sequences_from == "spool"
         self.detector = Detector(settings.tenants if self.detects else [], int(rt.browser_grace_secs * 1000),
                                  rt.max_events_per_person)
-        if self.state_path.exists():
-            self.detector.load(self.state_path.read_bytes())
+        self.saved.load(self.detector)
         self.retention_ms = rt.retention_hours * 3_600_000
         self.counters = open_counters(settings.counters, role="deliver", state_dir=settings.realtime_path,
                                       retention_ms=self.retention_ms)
@@ -163,13 +162,7 @@ class RealtimeConsumer:
         return sum(self.detector.forget(tenant, lambda i, mine=mine: hasher(i) in mine) for tenant, mine in hashes.items())
 
     def checkpoint(self) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(self.detector.dump())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
+        self.saved.save(self.detector)
 
     def close(self) -> None:
         self.checkpoint()
@@ -180,18 +173,12 @@ class RealtimeConsumer:
 def forget_in_checkpoint(settings: Settings, tenant: str, ids: set[str]) -> int:
     """Drop the people ``ids`` name from the detector's checkpoint on disk (an erasure while the
     deliverer is stopped; a running one drops them itself through the suppression list)."""
-    path = settings.realtime_path / "detector.bin"
-    if not path.exists():
-        return 0
     rt = settings.realtime
     detector = Detector(settings.tenants, int(rt.browser_grace_secs * 1000), rt.max_events_per_person)
-    detector.load(path.read_bytes())
+    saved = Checkpoint(settings.realtime_path)
+    if not saved.load(detector):
+        return 0
     gone = detector.forget(tenant, ids.__contains__)
     if gone:
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(detector.dump())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        saved.save(detector, whole=True)
     return gone

@@ -15,14 +15,16 @@ the same match.
 
 State is bounded: a person keeps only events of the names the definitions mention, for the
 longest window (at most ``realtime.max_events_per_person``), and is forgotten when idle
-past it; ``dump``/``load`` make it survive a restart.
+past it; ``dump``/``load`` make it survive a restart. ``delta`` holds only what changed since
+the last ``dump`` or ``delta`` (the people and waiting matches touched, the reports added or
+gone), so a checkpoint can cost what a pass did rather than the whole state (``checkpoint``).
 """
 
 from __future__ import annotations
 
 import bisect
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +96,22 @@ class State(msgspec.Struct):
     seq: int = 0
     tenants: dict[str, TenantState] = {}
     processed: list[str] = []  # spool segments already fed (for idempotent replay)
+    generation: int = 0  # the snapshot's number: journal entries of an older one no longer apply
+
+
+class TenantDelta(msgspec.Struct):
+    """A tenant's changes: None for a person, waiting list or report that is gone."""
+
+    people: dict[str, Person | None] = {}
+    pending: dict[str, list[Pending] | None] = {}
+    reported: dict[str, int | None] = {}
+
+
+class Delta(msgspec.Struct):
+    generation: int
+    seq: int
+    processed: list[str]
+    tenants: dict[str, TenantDelta]
 
 
 @dataclass(slots=True)
@@ -272,6 +290,9 @@ class Detector:
         self.event_time = event_time
         self.max_events = max_events_per_person
         self.state = State()
+        # what changed since the last dump or delta: tenant -> anonymous ids, tenant -> report keys
+        self._touched: dict[str, set[str]] = {}
+        self._reports_touched: dict[str, set[str]] = {}
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -288,9 +309,10 @@ class Detector:
         if ts is None:
             ts = self.state.tenants[tenant] = TenantState()
         if ev.level == "high" and isinstance(ev.props, dict) and ev.props.get("source") == "browser":
-            self._browser_report(ts, rules, ev, now_ms)
+            self._browser_report(tenant, ts, rules, ev, now_ms)
         if ev.name not in rules.names:
             return
+        self._touch(tenant, ev.anonymous_id)
         person = ts.people.get(ev.anonymous_id)
         if person is None:
             person = ts.people[ev.anonymous_id] = Person(history=[], used={})
@@ -370,7 +392,7 @@ class Detector:
         else:
             del ts.pending[anon]
 
-    def _browser_report(self, ts: TenantState, rules: _Rules, ev: Seen, now_ms: int) -> None:
+    def _browser_report(self, tenant: str, ts: TenantState, rules: _Rules, ev: Seen, now_ms: int) -> None:
         definition = ev.props.get("definition")
         ids = ev.props.get("matched_event_ids")
         if not isinstance(definition, str) or not isinstance(ids, list):
@@ -379,6 +401,8 @@ class Detector:
         keys = {f"{definition}\x1f{i}" for i in ids if isinstance(i, str)}
         for k in keys:
             ts.reported[k] = forget
+        self._reports_touched.setdefault(tenant, set()).update(keys)
+        self._touch(tenant, ev.anonymous_id)
         latest = ev.event_ts - self.grace_ms if self.event_time else None  # deadline a report can still reach
         for anon in [ev.anonymous_id] if ev.anonymous_id in ts.pending else []:
             keep = [p for p in ts.pending[anon] if not (
@@ -402,6 +426,8 @@ class Detector:
                         out.append(Match(tenant, p.definition, p.anonymous_id, p.user_id, p.session_id, p.ids, p.last_ts))
                     else:
                         keep.append(p)
+                if len(keep) != len(ts.pending[anon]):
+                    self._touch(tenant, anon)
                 if keep:
                     ts.pending[anon] = keep
                 else:
@@ -418,8 +444,11 @@ class Detector:
                     if (not p.history or p.history[-1].ts < now_ms - window) and a not in waiting]
             for anon in idle:
                 del ts.people[anon]
-            for k in [k for k, until in ts.reported.items() if until < now_ms]:
+            self._touched.setdefault(tenant, set()).update(idle)
+            gone = [k for k, until in ts.reported.items() if until < now_ms]
+            for k in gone:
                 del ts.reported[k]
+            self._reports_touched.setdefault(tenant, set()).update(gone)
 
     def forget(self, tenant: str, gone: Callable[[str], bool]) -> int:
         """Drop the state of every person one of whose ids ``gone`` selects (an erasure): their
@@ -430,19 +459,61 @@ class Detector:
         people = [a for a, p in ts.people.items() if gone(a) or (p.user_id is not None and gone(p.user_id))]
         for anon in people:
             del ts.people[anon]
-        for anon in [a for a, waiting in ts.pending.items()
-                     if gone(a) or any(w.user_id is not None and gone(w.user_id) for w in waiting)]:
+        waiting = [a for a, waiting in ts.pending.items()
+                   if gone(a) or any(w.user_id is not None and gone(w.user_id) for w in waiting)]
+        for anon in waiting:
             del ts.pending[anon]
+        self._touched.setdefault(tenant, set()).update(people, waiting)
         return len(people)
 
+    def _touch(self, tenant: str, anon: str) -> None:
+        touched = self._touched.get(tenant)
+        if touched is None:
+            touched = self._touched[tenant] = set()
+        touched.add(anon)
+
     def dump(self) -> bytes:
+        self._touched, self._reports_touched = {}, {}
         return msgspec.msgpack.encode(self.state)
 
-    def load(self, data: bytes) -> None:
+    def delta(self) -> bytes:
+        """What changed since the last ``dump`` or ``delta``: ``load`` applies it on that state."""
+        tenants = {}
+        for tenant, ts in self.state.tenants.items():  # every tenant, so load creates the empty ones too
+            anons = self._touched.get(tenant, ())
+            keys = self._reports_touched.get(tenant, ())
+            tenants[tenant] = TenantDelta({a: ts.people.get(a) for a in anons}, {a: ts.pending.get(a) for a in anons},
+                                          {k: ts.reported.get(k) for k in keys})
+        self._touched, self._reports_touched = {}, {}
+        st = self.state
+        return msgspec.msgpack.encode(Delta(st.generation, st.seq, st.processed, tenants))
+
+    def load(self, data: bytes, deltas: Sequence[bytes] = ()) -> int:
+        """The state of a ``dump``, with the ``delta`` entries of the same generation applied in
+        order (others are skipped); returns how many applied."""
         self.state = msgspec.msgpack.decode(data, type=State)
+        self._touched, self._reports_touched = {}, {}
+        applied = 0
+        for raw in deltas:
+            d = msgspec.msgpack.decode(raw, type=Delta)
+            if d.generation != self.state.generation:
+                continue
+            applied += 1
+            self.state.seq, self.state.processed = d.seq, d.processed
+            for tenant, td in d.tenants.items():
+                ts = self.state.tenants.get(tenant)
+                if ts is None:
+                    ts = self.state.tenants[tenant] = TenantState()
+                for part, changes in ((ts.people, td.people), (ts.pending, td.pending), (ts.reported, td.reported)):
+                    for key, value in changes.items():
+                        if value is None:
+                            part.pop(key, None)
+                        else:
+                            part[key] = value
         for tenant, ts in self.state.tenants.items():
             rules = self.rules.get(tenant)
             for p in ts.people.values():
                 p.used = {k: tuple(v) for k, v in p.used.items()}
                 for held in p.history:
                     held.fits = rules.fits(held) if rules else frozenset()
+        return applied
