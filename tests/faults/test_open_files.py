@@ -4,7 +4,8 @@ never finished, as a slowloris does).
 
 The connection cap fits under the limit (``supervisor.connection_cap``: 64 a worker here), so
 the workers never run out of descriptors for the spool. Idle connections are shed to admit new
-ones, so clients with requests to make go on being acknowledged. When every slot holds a busy
+ones once they have waited ``SHED_GRACE_SECS``, so clients with requests to make go on being
+acknowledged, and no client is reset for a request it was sending as its connection was shed. When every slot holds a busy
 connection, a new one gets a 503 it can read (JSON, ``Retry-After``), not a reset. ``/metrics``
 counts both, and once the flood ends the service is ready again by itself, with every
 acknowledged event in the lake exactly once.
@@ -13,8 +14,10 @@ acknowledged event in the lake exactly once.
 from __future__ import annotations
 
 import collections
+import contextlib
 import resource
 import socket
+import threading
 import time
 
 import httpx
@@ -45,19 +48,39 @@ def flood(port: int, head: bytes) -> list[socket.socket]:
 def test_a_connection_flood_under_a_low_open_files_limit_is_refused_readably_and_loses_nothing(up):
     collector = up(workers=2, preexec_fn=low_open_files_limit, server={"body_read_timeout_secs": 60})
     held: list[socket.socket] = []
+    attacking, attacker = threading.Event(), None
     load = Load(collector.url, collector.write_key, connections=6).start()
     try:
         load.wait_acked(500)
         idle = b"POST /v1/events HTTP/1.1\r\nHost: x\r\n"
         held += flood(collector.port, idle)
         load.wait_acked(1000, timeout=10)  # idle connections are shed: requests still get through
-        # counted by the worker that shed, which publishes its counters every second or so
-        wait_until(lambda: Metrics(collector.url)("beaconlake_http_connections_closed_total", reason="shed") > 0, 10,
-                   "shed connections counted on /metrics")
+
+        def shed() -> float:  # counted by the worker that shed, which publishes every second or so
+            try:
+                return Metrics(collector.url)("beaconlake_http_connections_closed_total", reason="shed")
+            except AssertionError:  # a 503: the flood's connections are younger than SHED_GRACE_SECS yet
+                return 0.0
+
+        wait_until(lambda: shed() > 0, 10, "shed connections counted on /metrics")
 
         busy = (f"POST /v1/events?k={collector.write_key} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
                 "Content-Length: 1000\r\n\r\n{\"sent_at\":").encode()
         held += flood(collector.port, busy)
+        # The load's own connections are spared while they are younger than SHED_GRACE_SECS, so the
+        # slots they free are taken by an attacker who goes on opening busy connections (slowly
+        # enough that the refused ones linger out, REFUSED_LINGER_SECS, before being evicted).
+        attacking.set()
+
+        def attack() -> None:
+            while attacking.is_set():
+                with contextlib.suppress(OSError):
+                    held.append(socket.create_connection(("127.0.0.1", collector.port), timeout=5))
+                    held[-1].sendall(busy)
+                time.sleep(0.1)
+
+        attacker = threading.Thread(target=attack, daemon=True)
+        attacker.start()
         time.sleep(1.5)  # the flood's own refused connections have lingered out (REFUSED_LINGER_SECS)
         before = dict(load.statuses)
         time.sleep(2)
@@ -75,6 +98,9 @@ def test_a_connection_flood_under_a_low_open_files_limit_is_refused_readably_and
         for pid in role_pids(collector.proc.pid, "bl-worker"):
             assert fd_count(pid) < OPEN_FILES, f"worker {pid} at {fd_count(pid)} of {OPEN_FILES} descriptors"
     finally:
+        attacking.clear()
+        if attacker is not None:
+            attacker.join(5)
         for s in held:
             s.close()
     try:

@@ -17,6 +17,8 @@ from rawhttp import connect, read_answers, read_until_closed, request
 
 from support import start_collector
 
+from beaconlake.serve.http.server import SHED_GRACE_SECS
+
 pytestmark = pytest.mark.slow
 
 SHORT = {"header_read_timeout_secs": 1.0, "keepalive_idle_secs": 0.5, "body_read_timeout_secs": 1.0,
@@ -208,19 +210,25 @@ def capped(tmp_path_factory):
 
 
 def test_at_the_cap_the_longest_idle_connections_are_shed(capped):
-    socks = open_idle(capped.port, 150)
+    """Once idle connections have waited ``SHED_GRACE_SECS``, newcomers shed the oldest; younger
+    ones are spared (their client may be about to send), so a burst past the cap is refused."""
+    older = open_idle(capped.port, 100)  # over both workers' caps (2 x 40), all within the grace
+    socks = list(older)
     try:
-        time.sleep(0.3)
+        time.sleep(SHED_GRACE_SECS + 0.2)
+        newer = open_idle(capped.port, 30)  # each sheds one of the older
+        socks += newer
         for _ in range(5):
             assert httpx.get(capped.url + "/healthz", timeout=1.0).status_code == 200
             assert post(capped, batch()).status_code == 200
-        # the first connections opened are the ones shed
-        first, last = socks[:20], socks[-10:]
-        for s in first:
+        for s in older[:10]:  # the first opened are the first shed
             assert read_until_closed(s, 2)[1] is not None
-        for s in last:
-            assert read_until_closed(s, 0.05)[1] is None, "a recent idle connection was shed before older ones"
-        assert wait_metric(capped, "beaconlake_http_connections_closed_total", 100, reason="shed") >= 100
+        for s in newer:
+            assert read_until_closed(s, 0.05)[1] is None, "a connection within its grace was shed"
+        still_open = sum(read_until_closed(s, 0.05)[1] is None for s in older)
+        assert still_open <= 2 * 40 - 30, f"{still_open} of the older connections still open"
+        # the requests' connections closed after their answers: only the first had to shed one
+        assert wait_metric(capped, "beaconlake_http_connections_closed_total", 31, reason="shed") >= 31
     finally:
         for s in socks:
             s.close()

@@ -19,7 +19,8 @@ Invariants:
   follows is unknown (malformed request, no Content-Length on a POST, headers too large) the
   server answers, shuts its side down and drops what arrives until the client closes.
 - **Sheddable** means nothing of ours is in flight: no handler running, at most a partial
-  request header received. Only such connections are shed at the cap.
+  request header received. Only such connections are shed at the cap (the server spares the
+  ones opened or answered within a grace, and those with a request waiting unread).
 """
 
 from __future__ import annotations

@@ -4,11 +4,15 @@ Invariants:
 
 - **Bounded connections.** At most ``max_connections`` are open. A new one over the cap first
   sheds the connection that has been idle longest (one with nothing of ours in flight); only
-  when none is idle is the new one refused, with a 503 and ``Retry-After``. So connections that
-  hold a slot doing nothing can never lock out a client that has a request to make. A refused
-  connection is closed as an early answer is (a FIN after the 503, what the client still sends
-  dropped until its EOF, for at most ``REFUSED_LINGER_SECS``), so the client reads the 503
-  instead of a reset. At most ``max_connections // 8`` linger at once; past that the oldest is
+  when none is idle is the new one refused, with a 503 and ``Retry-After``. Shedding does not
+  reset requests: a connection with unread bytes in its socket is not idle (closed, the kernel
+  would answer the request we have not read yet with a reset), nor is one that has waited less
+  than ``SHED_GRACE_SECS`` since it was opened or last answered (its client may be sending the
+  request as we close: the fault suite saw clients reset while newer connections shed them).
+  So connections that hold a slot doing nothing can never lock out for long a client that has
+  a request to make. A refused connection is closed as an early answer is (a FIN after the
+  503, what the client still sends dropped until its EOF, for at most ``REFUSED_LINGER_SECS``),
+  so the client reads the 503 instead of a reset. At most ``max_connections // 8`` linger at once; past that the oldest is
   closed (a live client has read its answer within the second; one that has not is a flood's).
 - **Deadlines.** Each connection carries its own deadline (see ``protocol``); a sweeper task
   closes the ones past it every ``tick_secs`` (a fraction of the shortest timeout), so a timeout
@@ -26,9 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import functools
 import logging
 import socket
+import sys
+import termios
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -44,6 +51,7 @@ log = logging.getLogger(__name__)
 Route = Callable[[Request], Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 BACKLOG = 2048
 REFUSED_LINGER_SECS = 1.0
+SHED_GRACE_SECS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +145,7 @@ class HttpServer:
 
     def admit(self, conn: HttpProtocol) -> bool:
         if len(self.conns) >= self.limits.max_connections:
-            victim = next(iter(self._idle), None)
+            victim = self._victim(time.monotonic())
             if victim is None:
                 self._refuse(conn)
                 return False
@@ -147,6 +155,17 @@ class HttpServer:
         if self.shares is not None:
             self.shares.publish(len(self.conns))
         return True
+
+    def _victim(self, now: float) -> HttpProtocol | None:
+        """The longest-idle connection past its grace with nothing unread. ``_idle`` is in the
+        order connections became idle, which is their anchors' order: the scan stops at the
+        first one within its grace, so a flood of young connections costs no walk of them all."""
+        for conn in self._idle:
+            if now - conn.anchor < SHED_GRACE_SECS:
+                return None
+            if not unread(conn):
+                return conn
+        return None
 
     def forget(self, conn: HttpProtocol) -> None:
         self.refusing.pop(conn, None)
@@ -237,3 +256,16 @@ class HttpServer:
             await asyncio.wait(list(self.tasks), timeout=1.0)
         if self._sweeper is not None:
             self._sweeper.cancel()
+
+
+def unread(conn: HttpProtocol) -> bool:
+    """Whether the kernel holds bytes the connection has not read yet: a request that arrived
+    while the event loop was busy (or a connection accepted in the same turn) looks idle to us
+    until its ``data_received`` runs."""
+    sock = conn.transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, bytes(4)), sys.byteorder) > 0
+    except OSError:  # closed under us: nothing to protect
+        return False
