@@ -106,3 +106,28 @@ def test_a_percent_encoded_email_is_found_by_the_quick_look_at_the_body():
         checked = Checked(list(decode_envelope(body, 32).typed), [], body)
         out = scrubber(drop_query_params=[]).batch(checked, body, verbatim)
         assert out.accepted[0].url == "https://x.example/?to=[email]" and b"mail.example" not in out.body
+
+
+@settings(max_examples=300, deadline=None)
+@given(groups=st.lists(st.integers(0, 16**4 - 1), min_size=8, max_size=8), decimal=st.integers(0, 2**5 - 1),
+       wrap=st.sampled_from(['"{}"', "{}", "ids: {}, {}", "/e/{}?x=1"]))
+def test_a_uuid_is_never_taken_for_a_card_number(groups, decimal, wrap):
+    """uuid4s whose leading groups happen to be all decimal digits (one in ten of those is
+    Luhn-valid) stay as they are: a high-level event's matched_event_ids must name real events."""
+    hexes = [f"{g:04x}" for g in groups]
+    # force some of the 5 groups to decimal digits, as 1 uuid in a few thousand has them
+    digits = [f"{g % 10_000:04d}" for g in groups]
+    parts = [hexes[0] + hexes[1], hexes[2], hexes[3], hexes[4], hexes[5] + hexes[6] + hexes[7]]
+    dec = [digits[0] + digits[1], digits[2], digits[3], digits[4], digits[5] + digits[6] + digits[7]]
+    uid = "-".join(dec[i] if decimal >> i & 1 else parts[i] for i in range(5))
+    text = wrap.format(uid, uid)
+    assert scrubber().text(text) == text
+
+
+def test_the_uuid_that_was_redacted_is_not_and_cards_beside_ids_still_are():
+    s = scrubber()
+    uid = "41111111-1111-1111-fee9-b24000000000"  # its first 16 digits are a Luhn-valid card number
+    assert s.text(f'["{uid}"]') == f'["{uid}"]'
+    for shown in ("4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111"):
+        assert s.text(f"id {uid}, card {shown}.") == f"id {uid}, card [card]."
+        assert s.text(f"?cc={shown}&k=1") == "?cc=[card]&k=1"

@@ -10,7 +10,8 @@ What each rule does (all names case-insensitive for query parameters, exact for 
 * ``redact_emails`` / ``redact_phones`` / ``redact_cards``: in ``url``, ``referrer``, ``title``, every
   string of ``props`` and the excerpts of rejections, the match becomes ``[email]``, ``[phone]``,
   ``[card]``. A card number is 13 to 19 digits (spaces or dashes between) that pass the Luhn check,
-  so an order number is left alone.
+  so an order number is left alone, and that are not glued to letters, digits or dashes, so an
+  id holding such digits (a uuid) is left alone too.
 
 A pseudonym is ``h_`` and 16 hex digits of the keyed BLAKE2b hash of the value (``lake/privacy.py``):
 the same value always gives the same pseudonym, so counts and joins still work, and without the
@@ -37,7 +38,10 @@ from beaconlake.privacy.settings import PiiSettings
 from beaconlake.types import ClientEvent, Rejection
 
 EMAIL = re.compile(r"[\w.+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
-CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# A card number stands as a word of its own: digits glued to letters or dashes are part of an
+# id (the decimal groups of a uuid4, "12345678-1234-1234-…", are Luhn-valid one time in ten,
+# and redacting them broke the matched_event_ids of high-level events).
+CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 PHONE = re.compile(r"(?<![\w+])\+?\d(?:[ ().-]{0,2}\d){8,14}(?!\w)")
 _NO_DIGITS = str.maketrans("", "", "0123456789")
 # The quick look of a whole batch (``Scrubber._quick_verbatim``) finds where a card or phone
