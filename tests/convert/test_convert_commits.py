@@ -187,3 +187,24 @@ def test_every_converted_file_is_recorded_once_whatever_other_runs_commit_meanwh
     run.record_converted(rows(mine), "run-mine")
     recorded = open_store(settings, sections).table("converted_files").scan().to_arrow().column("raw_key").to_pylist()
     assert sorted(recorded) == sorted(set(mine).union(*theirs))  # every key, none twice
+
+
+def test_a_transaction_reads_its_staged_metadata_once_per_update_and_sees_each_update(lake):
+    """commits.transaction keeps pyiceberg's rebuilt metadata between updates (a commit reads it
+    per file it adds), and never hands back a copy from before an update was staged."""
+    from beaconlake.convert.commits import transaction
+
+    table = open_store(lake.settings, lake.sections, hold=True).table("events")
+    tx = transaction(table)
+    first = tx.table_metadata
+    assert tx.table_metadata is first  # no copy per read
+    tx.set_properties(**{"beaconlake.test": "1"})
+    staged = tx.table_metadata
+    assert staged is not first and staged.properties.get("beaconlake.test") == "1"
+    assert "beaconlake.test" not in first.properties
+    tx.set_properties(**{"beaconlake.test": "2"})
+    assert tx.table_metadata.properties["beaconlake.test"] == "2"
+    tx.commit_transaction()
+    assert table.properties["beaconlake.test"] == "2"
+    # after the commit the table's metadata is new: a transaction on it starts from there
+    assert transaction(table).table_metadata.properties["beaconlake.test"] == "2"

@@ -35,7 +35,7 @@ from pyiceberg.table import Table, TableProperties
 
 from beaconlake.backends.engine.base import Engine
 from beaconlake.convert import tables
-from beaconlake.convert.commits import RUN_PROPERTY, commit_with_retry, no_new_data
+from beaconlake.convert.commits import RUN_PROPERTY, commit_with_retry, no_new_data, transaction
 from beaconlake.convert.errors import ConvertError
 from beaconlake.convert.lake import EPOCH, ms_day
 from beaconlake.convert.promote import Promoted
@@ -117,7 +117,7 @@ class TableStore:
                 log.info("created Iceberg table %s", self.ident(tdef.name))
                 continue
             if any(table.properties.get(k) != v for k, v in TABLE_PROPERTIES.items()):  # made by an older version
-                with table.transaction() as tx:
+                with transaction(table) as tx:
                     tx.set_properties(TABLE_PROPERTIES)
         events = self.table(tables.EVENTS.name)
         have = {f.name for f in events.schema().fields}
@@ -178,7 +178,7 @@ class TableStore:
         props = {RUN_PROPERTY: run_id}
 
         def commit(table: Table) -> None:
-            with table.transaction() as tx, warnings.catch_warnings():
+            with transaction(table) as tx, warnings.catch_warnings():
                 # a first conversion deletes nothing, and pyiceberg warns about that
                 warnings.filterwarnings("ignore", "Delete operation did not match any records")
                 tx.delete(days, snapshot_properties=props)
@@ -217,7 +217,7 @@ class TableStore:
         placed = self._place(table, files)
 
         def commit(table: Table) -> None:
-            with table.transaction() as tx:
+            with transaction(table) as tx:
                 if tx.table_metadata.name_mapping() is None:  # engine files carry no field ids: map by name
                     tx.set_properties(**{TableProperties.DEFAULT_NAME_MAPPING:
                                          tx.table_metadata.schema().name_mapping.model_dump_json()})

@@ -33,7 +33,8 @@ from typing import TypeVar
 
 from pyiceberg.exceptions import CommitFailedException, ValidationException
 from pyiceberg.manifest import DataFile, ManifestContent, ManifestEntryStatus
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.snapshots import Snapshot
 
 from beaconlake.convert.errors import ConvertError
@@ -106,6 +107,30 @@ def commit_with_retry(
                         name, len(since), exc, attempt, attempts - 1)
             time.sleep(random.uniform(*RETRY_PAUSE_SECS))
     raise AssertionError("unreachable")
+
+
+class _Transaction(Transaction):
+    """pyiceberg's transaction, whose ``table_metadata`` is built once per staged update.
+
+    pyiceberg rebuilds it on every read (a deep copy of the table's metadata with the staged
+    updates replayed), and a commit reads it for each file it adds and each manifest it writes:
+    about 120 copies in an incremental convert run, a sixth of its time. Staging an update
+    replaces the ``_updates`` tuple, and a commit replaces the table's metadata, so the kept copy
+    is valid while both are the same objects."""
+
+    _memo: tuple[object, object, TableMetadata] | None = None
+
+    @property
+    def table_metadata(self) -> TableMetadata:
+        memo = self._memo
+        if memo is None or memo[0] is not self._table.metadata or memo[1] is not self._updates:
+            memo = self._memo = (self._table.metadata, self._updates, super().table_metadata)
+        return memo[2]
+
+
+def transaction(table: Table) -> Transaction:
+    """``table.transaction()``, reading its staged metadata without a copy per read."""
+    return _Transaction(table)
 
 
 def no_new_data(where: Callable[[DataFile], bool]) -> Callable[[Table, list[Snapshot]], str | None]:

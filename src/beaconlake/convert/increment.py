@@ -136,7 +136,11 @@ class Increment:
                 wanted[f.day] = {buckets.bucket_id(p, n) for p in people}
         hist = [f for f in context
                 if buckets.of_path(f.uri) in (None, buckets.DELTA) or buckets.of_path(f.uri) in wanted.get(f.day, ())]
-        self.e.read_parquet("hist_ev", [self._local(f) for f in hist], self.events_schema, key_offset=offset)
+        # the affected people's rows, read once: a bucket file holds many other people, and the
+        # history is scanned again for each day's changed and appended rows
+        self.e.read_parquet("hist_files", [self._local(f) for f in hist], self.events_schema, key_offset=offset)
+        self.e.materialize("hist_ev", f"SELECT * FROM hist_files h WHERE {merge.is_affected('h')}")
+        self.e.drop("hist_files")
         self.e.materialize("hist_raw", merge.history_raw_sql(self.d))
         self.e.materialize("raw", merge.raw_sql())
 

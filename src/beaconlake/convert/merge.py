@@ -2,7 +2,8 @@
 
 ``affected``  the anonymous ids whose rows can change: those of the new raw rows, and those of
               committed events that share an event id with them (a copy under another id)
-``hist_ev``   committed events rows of the affected people's buckets (and the day's appended files)
+``hist_ev``   the affected people's committed events rows (read from their buckets and the days'
+              appended files)
 ``raw``       the batch's raw rows: the new files' plus the affected people's committed events turned
               back into raw rows, which is lossless (the events table keeps every raw column)
 """
