@@ -51,6 +51,20 @@ save = st.tuples(st.just("save"), st.sampled_from([False, False, False, True])) 
 ops = st.lists(st.one_of(feed, feed, report, clock, clock, forget, save, save), max_size=60)
 
 
+def expire_checked(det: Detector, now: int) -> None:
+    """``det.expire(now)``, held to the rule it must keep whatever its index says: every person
+    idle past the longest window and not waiting for a match to go out is forgotten, every report
+    past its time too, and nothing else."""
+    want = {}
+    for tenant, ts in det.state.tenants.items():
+        window = det.rules[tenant].window_ms if tenant in det.rules else 0
+        people = {a for a, p in ts.people.items()
+                  if a in ts.pending or (p.history and p.history[-1].ts >= now - window)}
+        want[tenant] = (people, {k for k, until in ts.reported.items() if until >= now})
+    det.expire(now)
+    assert {t: (set(ts.people), set(ts.reported)) for t, ts in det.state.tenants.items()} == want
+
+
 def run(det: Detector, saved: Checkpoint, steps: list, states: list) -> None:
     """Apply ``steps``; after each save, what is on disk must load as the live state."""
     t, ids = T0, []
@@ -71,10 +85,10 @@ def run(det: Detector, saved: Checkpoint, steps: list, states: list) -> None:
         elif kind == "due":
             det.due(t + step[1])
         elif kind == "expire":
-            det.expire(t + step[1])
+            expire_checked(det, t + step[1])
         elif kind == "idle":  # what a tick does: matches out, idle people and old reports forgotten
             det.due(t + step[1])
-            det.expire(t + step[1])
+            expire_checked(det, t + step[1])
         elif kind == "forget":
             det.forget(step[1], step[2].__contains__)
         else:
@@ -89,6 +103,8 @@ def run(det: Detector, saved: Checkpoint, steps: list, states: list) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=ops)
 @example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("save", False), ("due", 100_000), ("save", False)])
+@example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("expire", 100_000), ("idle", 100_000)])
+@example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("expire", 60_000), ("expire", 60_001)])
 def test_what_is_saved_loads_as_the_live_state(tmp_path_factory, steps, monkeypatch):
     monkeypatch.setattr(checkpoint, "MIN_JOURNAL_BYTES", 2_000)  # snapshots and journals both, in small examples
     folder = tmp_path_factory.mktemp("ckpt")

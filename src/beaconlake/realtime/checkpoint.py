@@ -36,7 +36,7 @@ from pathlib import Path
 import msgspec
 
 from beaconlake.files import fsync_dir
-from beaconlake.realtime.sequences import Detector, State
+from beaconlake.realtime.sequences import Detector
 
 log = logging.getLogger(__name__)
 SNAPSHOT, JOURNAL = "detector.bin", "detector.journal"
@@ -86,7 +86,7 @@ class Checkpoint:
                 os.replace(path, path.with_name(f"{path.name}.corrupt-{stamp}"))
                 kept.append(f"{path.name}.corrupt-{stamp}")
         fsync_dir(self.folder)
-        detector.state = State()
+        detector.reset()
         log.error("realtime: the detector's checkpoint in %s cannot be read (%s); detection starts again from no "
                   "state, so sequences begun before now are not matched (the files are kept as %s)",
                   self.folder, exc, ", ".join(kept))

@@ -38,6 +38,7 @@ from beaconlake.realtime.predicates import (
     fields_read,
     json_eq,
 )
+from beaconlake.realtime.timeline import Timeline
 
 MATCH_NAMESPACE = uuid.UUID("0e9d51a6-8a4c-4d55-9f0e-7f3d3c6c2b11")
 MAX_WORK = 10_000  # candidate steps tried per search, as in the browser: no definition can stall us
@@ -289,10 +290,27 @@ class Detector:
         self.grace_ms = grace_ms
         self.event_time = event_time
         self.max_events = max_events_per_person
+        self.reset()
+
+    def reset(self) -> None:
+        """No state: every person, waiting match and report forgotten."""
         self.state = State()
         # what changed since the last dump or delta: tenant -> anonymous ids, tenant -> report keys
         self._touched: dict[str, set[str]] = {}
         self._reports_touched: dict[str, set[str]] = {}
+        # tenant -> people by when their newest event leaves the window, reports by when they go
+        self._idle: dict[str, Timeline] = {}
+        self._stale: dict[str, Timeline] = {}
+
+    def _window(self, tenant: str) -> int:
+        rules = self.rules.get(tenant)
+        return rules.window_ms if rules else 0
+
+    def _timeline(self, by_tenant: dict[str, Timeline], tenant: str) -> Timeline:
+        line = by_tenant.get(tenant)
+        if line is None:
+            line = by_tenant[tenant] = Timeline()
+        return line
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -339,6 +357,7 @@ class Detector:
             pos = max(0, pos - drop)
         if held.ts >= history[-1].ts:
             person.session_id = ev.session_id
+            self._timeline(self._idle, tenant).file(ev.anonymous_id, held.ts + rules.window_ms)
         before: set[int] = set()  # every step some earlier event fits: most definitions fail here
         for x in history[:pos]:
             before |= x.fits
@@ -399,8 +418,10 @@ class Detector:
             return
         forget = now_ms + rules.window_ms + 2 * self.grace_ms + 600_000
         keys = {f"{definition}\x1f{i}" for i in ids if isinstance(i, str)}
+        stale = self._timeline(self._stale, tenant)
         for k in keys:
             ts.reported[k] = forget
+            stale.file(k, forget)
         self._reports_touched.setdefault(tenant, set()).update(keys)
         self._touch(tenant, ev.anonymous_id)
         latest = ev.event_ts - self.grace_ms if self.event_time else None  # deadline a report can still reach
@@ -435,20 +456,39 @@ class Detector:
         return out
 
     def expire(self, now_ms: int) -> None:
-        """Forget people idle past the longest window, and browser reports past their use."""
+        """Forget people idle past the longest window (none waiting for a match to be emitted),
+        and browser reports past their use. Only those the timelines say may be due are looked at."""
         for tenant, ts in self.state.tenants.items():
-            rules = self.rules.get(tenant)
-            window = rules.window_ms if rules else 0
-            waiting = ts.pending
-            idle = [a for a, p in ts.people.items()
-                    if (not p.history or p.history[-1].ts < now_ms - window) and a not in waiting]
+            window = self._window(tenant)
+            idle_at = self._timeline(self._idle, tenant)
+            idle = []
+            for anon in idle_at.take(now_ms):
+                p = ts.people.get(anon)
+                if p is None:
+                    continue  # forgotten meanwhile
+                due = p.history[-1].ts + window if p.history else now_ms - 1
+                if due < now_ms and anon not in ts.pending:
+                    idle.append(anon)
+                else:  # a newer event, or a match waiting: looked at again when due, or next pass
+                    idle_at.file(anon, max(due, now_ms))
             for anon in idle:
                 del ts.people[anon]
-            self._touched.setdefault(tenant, set()).update(idle)
-            gone = [k for k, until in ts.reported.items() if until < now_ms]
+            if idle:
+                self._touched.setdefault(tenant, set()).update(idle)
+            stale_at = self._timeline(self._stale, tenant)
+            gone = []
+            for k in stale_at.take(now_ms):
+                until = ts.reported.get(k)
+                if until is None:
+                    continue
+                if until < now_ms:
+                    gone.append(k)
+                else:
+                    stale_at.file(k, until)
             for k in gone:
                 del ts.reported[k]
-            self._reports_touched.setdefault(tenant, set()).update(gone)
+            if gone:
+                self._reports_touched.setdefault(tenant, set()).update(gone)
 
     def forget(self, tenant: str, gone: Callable[[str], bool]) -> int:
         """Drop the state of every person one of whose ids ``gone`` selects (an erasure): their
@@ -510,10 +550,16 @@ class Detector:
                             part.pop(key, None)
                         else:
                             part[key] = value
+        self._idle, self._stale = {}, {}
         for tenant, ts in self.state.tenants.items():
             rules = self.rules.get(tenant)
-            for p in ts.people.values():
+            window = self._window(tenant)
+            idle_at, stale_at = self._timeline(self._idle, tenant), self._timeline(self._stale, tenant)
+            for anon, p in ts.people.items():
                 p.used = {k: tuple(v) for k, v in p.used.items()}
                 for held in p.history:
                     held.fits = rules.fits(held) if rules else frozenset()
+                idle_at.file(anon, p.history[-1].ts + window if p.history else 0)
+            for k, until in ts.reported.items():
+                stale_at.file(k, until)
         return applied
