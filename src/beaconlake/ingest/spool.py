@@ -84,6 +84,7 @@ class SegmentWriter:
         self._synced = 0  # every ticket up to this one is durable, or lost
         # Ticket ranges whose write or fsync failed, merged when adjacent: a commit of one raises.
         self._lost: list[tuple[int, int, OSError]] = []
+        self._lost_last = 0  # the newest ticket lost: a commit past it looks at no range
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._sync_task: asyncio.Task[None] | None = None
         self._dir_dirty = False
@@ -204,8 +205,11 @@ class SegmentWriter:
             first = self._lost[-1][0]
             self._lost.pop()
         self._lost.append((first, last, exc))
+        self._lost_last = max(self._lost_last, last)
 
     def _lost_error(self, ticket: int) -> OSError | None:
+        if ticket > self._lost_last:  # after one failure, every later commit would walk the ranges
+            return None
         for first, last, exc in reversed(self._lost):
             if first <= ticket <= last:
                 return exc
