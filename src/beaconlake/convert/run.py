@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -38,6 +37,7 @@ from beaconlake.convert.promote import keep_existing_types, promoted_columns
 from beaconlake.convert.quarantine import Quarantine, Quarantined, page_problem, problem
 from beaconlake.convert.settings import ConvertSettings, sections_of
 from beaconlake.convert.tables import EVENTS
+from beaconlake.files import replace_file
 from beaconlake.units import DAY_MS
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,7 @@ def _maintain_if_due(store: TableStore, cs: ConvertSettings, run_dir: Path) -> M
     if now_ms - last < cs.maintenance_interval_hours * 3_600_000:
         return None
     done = maintain(store, cs.snapshot_retention_hours, cs.orphan_min_age_hours, now_ms)
-    tmp = mark.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"last_ms": now_ms}))
-    os.replace(tmp, mark)
+    replace_file(mark, json.dumps({"last_ms": now_ms}).encode(), mark.with_suffix(".tmp"))
     log.info("warehouse maintenance: %d snapshot(s) expired, %d file(s) only they needed and %d orphan file(s) "
              "deleted, %.1f MB freed", done.snapshots_expired, done.files_deleted, done.orphans_deleted,
              done.bytes_deleted / 1e6)

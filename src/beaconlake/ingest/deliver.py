@@ -47,7 +47,7 @@ import msgspec
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
 from beaconlake.errors import SpoolCorrupt, StorageError
-from beaconlake.files import fsync_dir
+from beaconlake.files import fsync_dir, replace_file
 from beaconlake.ingest import spool
 from beaconlake.ingest.forget import scrub_spool
 from beaconlake.ingest.rows import SegmentRows, segment_rows
@@ -218,12 +218,7 @@ class Deliverer:
             **(scan.report() if scan else {}),
         }
         report_path = self.corrupt_dir / f"{path.stem}.json"
-        tmp = report_path.with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(report, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, report_path)
+        replace_file(report_path, json.dumps(report, indent=2).encode(), report_path.with_suffix(".json.tmp"))
         os.replace(path, self.corrupt_dir / path.name)
         fsync_dir(self.corrupt_dir)
         fsync_dir(path.parent)

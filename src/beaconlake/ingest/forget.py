@@ -18,7 +18,6 @@ not scrubbed and says so).
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import msgspec
 
-from beaconlake.files import fsync_dir
+from beaconlake.files import replace_file
 from beaconlake.ingest.spooldir import SEALED, sealed_segments
 from beaconlake.lake import segment
 from beaconlake.lake.records import ROW_ERRORS, split_events
@@ -126,13 +125,7 @@ def _rewrite(path: Path, frames: list[bytes]) -> None:
     parts = [segment.header(salt), *(segment.frame(seed, p) for p in frames)]
     offset = sum(map(len, parts))
     parts.append(segment.trailer(seed, segment.CLEAN, len(frames), offset))
-    tmp = path.with_name(path.stem + SCRUB_SUFFIX)
-    with open(tmp, "wb") as f:
-        f.write(b"".join(parts))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    replace_file(path, b"".join(parts), path.with_name(path.stem + SCRUB_SUFFIX))
 
 
 def scrub_spool(root: Path, tenants: set[str], drops: Drops, clear_ids: frozenset[str] = frozenset()

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import msgspec
 
-from beaconlake.files import fsync_dir
+from beaconlake.files import fsync_dir, replace_file
 from beaconlake.realtime.sequences import Detector
 
 log = logging.getLogger(__name__)
@@ -109,15 +109,9 @@ class Checkpoint:
         detector.state.generation += 1
         data = detector.dump()
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.snapshot.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.snapshot)
+        replace_file(self.snapshot, data, self.snapshot.with_suffix(".tmp"))
         if self.journal.exists():
             os.truncate(self.journal, 0)  # its entries are of the older generation now
-        fsync_dir(self.folder)
         self.snapshot_bytes, self.journal_bytes = len(data), 0
 
     def _append(self, entry: bytes) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from beaconlake.backends.coordination.base import RUN_LEASE, Lease, RunLog, run_record, run_update
 from beaconlake.backends.coordination.local_db import connect
+from beaconlake.files import replace_file
 from beaconlake.units import now_ms
 
 if TYPE_CHECKING:
@@ -140,9 +141,7 @@ class LocalRunLog(RunLog):
     def request(self, who: str = "requested", tenant: str | None = None) -> None:
         """Ask the scheduler for a run now: of ``tenant`` only, or of every tenant (None)."""
         self.request_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.request_path.with_name(f".{os.getpid()}.tmp")
-        tmp.write_text(who)
-        os.replace(tmp, self._request_file(tenant))
+        replace_file(self._request_file(tenant), who.encode(), self.request_path.with_name(f".{os.getpid()}.tmp"))
 
     def requested(self, tenant: str | None = None) -> bool:
         """Whether a run is asked for and not started yet: any (None), or one that runs ``tenant``."""

@@ -22,6 +22,7 @@ from beaconlake.backends.counters.base import Capabilities, Counters, IdSet, row
 from beaconlake.backends.counters.settings import MemoryCountersSettings
 from beaconlake.backends.counters.sketch import STANDARD_ERROR, HyperLogLog
 from beaconlake.backends.counters.windows import Agg, WindowKey, bucket_of, rollup
+from beaconlake.files import replace_file
 
 SUFFIX = ".bin"
 # One window: tenant, name, group, minute, count, sketch bytes, {prop: [n, sum, sumsq, min, max]}
@@ -66,13 +67,7 @@ def partials_folder(state_dir: Path) -> Path:
 
 
 def _write(path: Path, data: bytes, durable: bool = True) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if durable:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    replace_file(path, data, durable=durable)
 
 
 class MemoryCounters(Counters):

@@ -10,7 +10,7 @@ import pyarrow.fs as pafs
 from beaconlake.backends.storage.base import Capabilities, ObjectInfo, Storage
 from beaconlake.backends.storage.settings import LocalStorageSettings
 from beaconlake.errors import StorageError
-from beaconlake.files import fsync_dir
+from beaconlake.files import replace_file
 
 
 class LocalStorage(Storage):
@@ -32,14 +32,8 @@ class LocalStorage(Storage):
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        # write, fsync, rename, fsync the folder: the object is whole and durable, or absent.
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        # the object is whole and durable, or absent; a temporary name of this process's own
+        replace_file(path, data, path.with_name(f".{path.name}.{os.getpid()}.tmp"))
 
     def get(self, key: str) -> bytes:
         try:
