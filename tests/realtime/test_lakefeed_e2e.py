@@ -84,7 +84,8 @@ def settled_high_level(c, quiet_secs: float, timeout: float = 30) -> dict:
     return last
 
 
-def run(tmp_path, source: str) -> dict:
+def started(tmp_path, source: str):
+    """A collector detecting from ``source``, the stories posted to it; (collector, when posted)."""
     tmp_path.mkdir()
     c = start_collector(tmp_path, args=["--workers", "2"], config_overrides={
         "tenant": {"sequences": DEFINITIONS},
@@ -97,6 +98,15 @@ def run(tmp_path, source: str) -> dict:
         for requests in STORIES:
             for events in requests:
                 post(c, events, now)
+    except BaseException:
+        c.stop()
+        raise
+    return c, now
+
+
+def settled(c, source: str, now: int) -> dict:
+    """What ``c`` says once every match is due; then it is stopped."""
+    try:
         # every match is due (the last cart + negation + grace, + lateness for the lake), then nothing may move
         wait_secs = 2 + GRACE_SECS + (LATENESS_SECS if source == "lake" else 0) + 1
         time.sleep(max(0.0, now / 1000 + wait_secs - time.time()))
@@ -109,8 +119,17 @@ def run(tmp_path, source: str) -> dict:
 
 
 def test_lake_detector_finds_what_the_spool_detector_finds(tmp_path):
-    spool = run(tmp_path / "spool", "spool")
-    lake = run(tmp_path / "lake", "lake")
+    # both pipelines at once: each waits out its grace (and the lake its lateness) in wall time
+    spool_c, spool_now = started(tmp_path / "spool", "spool")
+    try:
+        lake_c, lake_now = started(tmp_path / "lake", "lake")
+    except BaseException:
+        spool_c.stop()
+        raise
+    try:
+        spool = settled(spool_c, "spool", spool_now)
+    finally:
+        lake = settled(lake_c, "lake", lake_now)
 
     def server(result):
         return {e["event_id"]: (e["name"], e["anonymous_id"], tuple(e["matched_event_ids"]))
