@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -299,18 +300,12 @@ class Detector:
         self._touched: dict[str, set[str]] = {}
         self._reports_touched: dict[str, set[str]] = {}
         # tenant -> people by when their newest event leaves the window, reports by when they go
-        self._idle: dict[str, Timeline] = {}
-        self._stale: dict[str, Timeline] = {}
+        self._idle: defaultdict[str, Timeline] = defaultdict(Timeline)
+        self._stale: defaultdict[str, Timeline] = defaultdict(Timeline)
 
     def _window(self, tenant: str) -> int:
         rules = self.rules.get(tenant)
         return rules.window_ms if rules else 0
-
-    def _timeline(self, by_tenant: dict[str, Timeline], tenant: str) -> Timeline:
-        line = by_tenant.get(tenant)
-        if line is None:
-            line = by_tenant[tenant] = Timeline()
-        return line
 
     # -- feeding -------------------------------------------------------------------------
 
@@ -357,7 +352,7 @@ class Detector:
             pos = max(0, pos - drop)
         if held.ts >= history[-1].ts:
             person.session_id = ev.session_id
-            self._timeline(self._idle, tenant).file(ev.anonymous_id, held.ts + rules.window_ms)
+            self._idle[tenant].file(ev.anonymous_id, held.ts + rules.window_ms)
         before: set[int] = set()  # every step some earlier event fits: most definitions fail here
         for x in history[:pos]:
             before |= x.fits
@@ -418,7 +413,7 @@ class Detector:
             return
         forget = now_ms + rules.window_ms + 2 * self.grace_ms + 600_000
         keys = {f"{definition}\x1f{i}" for i in ids if isinstance(i, str)}
-        stale = self._timeline(self._stale, tenant)
+        stale = self._stale[tenant]
         for k in keys:
             ts.reported[k] = forget
             stale.file(k, forget)
@@ -460,31 +455,21 @@ class Detector:
         and browser reports past their use. Only those the timelines say may be due are looked at."""
         for tenant, ts in self.state.tenants.items():
             window = self._window(tenant)
-            idle_at = self._timeline(self._idle, tenant)
-            idle = []
-            for anon in idle_at.take(now_ms):
+
+            def idle_at(anon: str, ts: TenantState = ts, window: int = window) -> int | None:
                 p = ts.people.get(anon)
                 if p is None:
-                    continue  # forgotten meanwhile
-                due = p.history[-1].ts + window if p.history else now_ms - 1
-                if due < now_ms and anon not in ts.pending:
-                    idle.append(anon)
-                else:  # a newer event, or a match waiting: looked at again when due, or next pass
-                    idle_at.file(anon, max(due, now_ms))
+                    return None  # forgotten meanwhile
+                if anon in ts.pending:
+                    return now_ms  # a match waiting to go out: looked at again next pass
+                return p.history[-1].ts + window if p.history else now_ms - 1
+
+            idle = self._idle[tenant].due(now_ms, idle_at)
             for anon in idle:
                 del ts.people[anon]
             if idle:
                 self._touched.setdefault(tenant, set()).update(idle)
-            stale_at = self._timeline(self._stale, tenant)
-            gone = []
-            for k in stale_at.take(now_ms):
-                until = ts.reported.get(k)
-                if until is None:
-                    continue
-                if until < now_ms:
-                    gone.append(k)
-                else:
-                    stale_at.file(k, until)
+            gone = self._stale[tenant].due(now_ms, ts.reported.get)
             for k in gone:
                 del ts.reported[k]
             if gone:
@@ -550,11 +535,11 @@ class Detector:
                             part.pop(key, None)
                         else:
                             part[key] = value
-        self._idle, self._stale = {}, {}
+        self._idle, self._stale = defaultdict(Timeline), defaultdict(Timeline)
         for tenant, ts in self.state.tenants.items():
             rules = self.rules.get(tenant)
             window = self._window(tenant)
-            idle_at, stale_at = self._timeline(self._idle, tenant), self._timeline(self._stale, tenant)
+            idle_at, stale_at = self._idle[tenant], self._stale[tenant]
             for anon, p in ts.people.items():
                 p.used = {k: tuple(v) for k, v in p.used.items()}
                 for held in p.history:

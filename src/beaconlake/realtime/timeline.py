@@ -13,7 +13,7 @@ files back the ones that stay. So the index may hold stale entries but never mis
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 STEP_MS = 1_000
 
@@ -42,5 +42,17 @@ class Timeline:
             out |= self._at.pop(heapq.heappop(seconds))
         return out
 
-    def __len__(self) -> int:
-        return sum(len(keys) for keys in self._at.values())
+    def due(self, now_ms: int, due_of: Callable[[Hashable], int | None]) -> list[Hashable]:
+        """The keys due before ``now_ms`` by ``due_of`` (their exact due time, or None for a key
+        gone meanwhile), taken out; the others looked at are filed back under their time, or
+        under now's second, so the next pass looks again."""
+        out = []
+        for key in self.take(now_ms):
+            at = due_of(key)
+            if at is None:
+                continue
+            if at < now_ms:
+                out.append(key)
+            else:
+                self.file(key, at)
+        return out

@@ -66,10 +66,6 @@ def partials_folder(state_dir: Path) -> Path:
     return Path(state_dir) / "partials"
 
 
-def _write(path: Path, data: bytes, durable: bool = True) -> None:
-    replace_file(path, data, durable=durable)
-
-
 class MemoryCounters(Counters):
     standard_error = STANDARD_ERROR
     capabilities = Capabilities(per_process_partials=True, in_process=True, flush_interval_secs=1.0)
@@ -114,11 +110,11 @@ class MemoryCounters(Counters):
     def flush(self) -> None:
         # Publishing for readers needs no fsync (that is for power loss): only close() pays it.
         if self._dirty:
-            _write(self.path, self._packer.pack(self.live), durable=False)
+            replace_file(self.path, self._packer.pack(self.live), durable=False)
             self._dirty = False
 
     def close(self) -> None:
-        _write(self.path, self._packer.pack(self.live))
+        replace_file(self.path, self._packer.pack(self.live))
         self._dirty = False
 
     def _others(self) -> list[dict[WindowKey, Agg]]:
@@ -179,7 +175,7 @@ class MemoryCounters(Counters):
                 cur = merged.get(key)
                 merged[key] = agg if cur is None else cur.merge(agg)
         target = folder / f"base-{secrets.token_hex(4)}{SUFFIX}"
-        _write(target, _pack(merged))
+        replace_file(target, _pack(merged))
         for path in paths:
             path.unlink()
         return len(merged)
