@@ -42,8 +42,12 @@ demo: install
 	-@scripts/system-deps chromium  # without it the demo runs, minus the real browser visitors
 	$(BIN)/beaconlake demo
 
+# Two processes for most tests (many wait on servers, leases and timeouts, not the CPU), then
+# the tests marked `alone` by themselves (tests/conftest.py says which and why). Both always run.
 test: install system-deps node-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone"; shared=$$?; \
+	$(BIN)/python -m pytest -m alone; alone=$$?; \
+	test $$shared -eq 0 && test $$alone -eq 0
 
 bench: install
 	@scripts/system-deps nginx wrk

@@ -9,6 +9,20 @@ from typing import Any
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
+TESTS = Path(__file__).parent
+
+# Tests that hold a running deployment to deadlines (delivery resumed within 20 s of a kill, a
+# jobs node taking over within its lease) while loading it themselves. `make test` runs every
+# other test in two processes (pytest-xdist), then these with the machine to themselves
+# (`pytest -m alone`): a neighbour test's CPU would move their deadlines, not the product's.
+ALONE = ("faults", "cluster", "schedule/test_jobs_failover.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix()
+        if any(where == a or where.startswith(a + "/") for a in ALONE):
+            item.add_marker(pytest.mark.alone)
 
 
 @pytest.fixture(scope="module")
