@@ -12,7 +12,7 @@ import re
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 from two_tenants import RIVAL, SERVER_ADMIN, SHOP, TwoTenants, make
@@ -164,6 +164,9 @@ def test_any_authorization_header_but_a_key_is_401(world, header):
 def test_a_key_one_character_off_is_refused(world, cut, char):
     key = SHOP["admin_key"]
     near = key[:cut] + char + key[cut + 1:]
+    # the keys differ only in their prefix: "r" for the "a" is the read key, a real key that may
+    # not run (403, test_a_run_now_needs_an_admin_key_and_runs_only_its_tenant), not one off
+    assume(near not in (SHOP["read_key"], SHOP["write_key"]))
     r = world.client.post("/v1/dashboard/pipeline/run", headers={"authorization": f"Bearer {near}"})
     assert r.status_code == (200 if near == key else 401)
     coordination_of(world.settings).run_log().take_request()  # leave no request behind for the other tests
