@@ -45,7 +45,7 @@ demo: install
 # Two processes for most tests (many wait on servers, leases and timeouts, not the CPU), then
 # the tests marked `alone` by themselves (tests/conftest.py says which and why). Both always run.
 test: install system-deps node-deps
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not alone"; shared=$$?; \
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not alone"; shared=$$?; \
 	$(BIN)/python -m pytest -m alone; alone=$$?; \
 	test $$shared -eq 0 && test $$alone -eq 0
 

@@ -16,13 +16,17 @@ TESTS = Path(__file__).parent
 # other test in two processes (pytest-xdist), then these with the machine to themselves
 # (`pytest -m alone`): a neighbour test's CPU would move their deadlines, not the product's.
 ALONE = ("faults", "cluster", "schedule/test_jobs_failover.py")
+# The two processes take whole files (`--dist loadgroup`, each test in its file's group). Files
+# that share a costly session fixture share a group, so it is built once: the scenario lakes each
+# engine converts (`baked`: one to two minutes for Spark's on two busy cores).
+GROUPS = {"convert/test_convert_engines_equal.py": "convert-baked", "convert/test_convert_rules.py": "convert-baked"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        where = item.path.relative_to(TESTS).as_posix()
-        if any(where == a or where.startswith(a + "/") for a in ALONE):
-            item.add_marker(pytest.mark.alone)
+def pytest_itemcollected(item: pytest.Item) -> None:  # marked as collected, before pytest-xdist reads the groups
+    where = item.path.relative_to(TESTS).as_posix()
+    if any(where == a or where.startswith(a + "/") for a in ALONE):
+        item.add_marker(pytest.mark.alone)
+    item.add_marker(pytest.mark.xdist_group(GROUPS.get(where, where)))
 
 
 @pytest.fixture(scope="module")
