@@ -25,6 +25,8 @@ _TYPES = {
 
 # The optimizers that reorder joins and swap their build and probe sides, off for the writes.
 WRITE_DISABLED_OPTIMIZERS = "join_order,build_side_probe_side"
+# Files whose Parquet schema an engine remembers (a long-lived one, the dashboard's, forgets them all past it).
+SHAPES_KEPT = 200_000
 
 
 def sql_type(t: pa.DataType) -> str:
@@ -111,6 +113,7 @@ class DuckDBEngine(Engine):
         self.con.execute("SET parquet_metadata_cache = true")
         self._arrow: dict[str, pa.Table] = {}  # keeps registered Arrow tables alive
         self._kinds: dict[str, str] = {}  # name -> "VIEW" / "TABLE" / "ARROW"
+        self._shapes: dict[tuple[str, int, int], tuple] = {}  # (path, size, mtime) -> the file's Parquet schema
 
     def read_parquet(self, view: str, paths: list[str], schema: pa.Schema, key_offset: int | None = None) -> None:
         if not paths:
@@ -121,13 +124,17 @@ class DuckDBEngine(Engine):
             return
         self.drop(view)
         files = "[" + ", ".join(literal(p) for p in paths) + "]"
-        options = "hive_partitioning = false, union_by_name = true"
+        # Files of one schema (the usual case) are bound from the first file. union_by_name, for
+        # files that differ, makes a column missing from some read as NULL there, but reads every
+        # footer again each time a query binds the view: a fifth of a convert of many small files.
+        same = self._one_schema(paths)
+        options = "hive_partitioning = false" + ("" if same else ", union_by_name = true")
+        first = f"read_parquet([{literal(paths[0])}], {options})" if same else None
         if key_offset is not None:
             options += ", file_row_number = true"
         source = f"read_parquet({files}, {options})"
-        # union_by_name: a column missing from some files reads as NULL there; one missing from
-        # every file is not in the union at all, so it is spelled as NULL here
-        present = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        # a column missing from every file is not in the union at all, so it is spelled as NULL here
+        present = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {first or source}").fetchall()}
         cols = [
             f"CAST({quote(f.name) if f.name in present else 'NULL'} AS {sql_type(f.type)}) AS {quote(f.name)}"
             for f in schema
@@ -136,6 +143,30 @@ class DuckDBEngine(Engine):
             cols.append(f"((file_index + {key_offset})::BIGINT << 32) | file_row_number::BIGINT AS _row_key")
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW {quote(view)} AS SELECT {', '.join(cols)} FROM {source}")
         self._kinds[view] = "VIEW"
+
+    def _one_schema(self, paths: list[str]) -> bool:
+        """Whether every file has the same Parquet schema (names, types, order). Each file's is read
+        once per engine (one ``parquet_schema`` call for those not seen yet) and kept by path, size
+        and modification time; a path that cannot be statted (not local) counts as different."""
+        keys = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except (OSError, ValueError):
+                return False
+            keys.append((path, st.st_size, st.st_mtime_ns))
+        unseen = [k for k in keys if k not in self._shapes]
+        if unseen:
+            if len(self._shapes) + len(unseen) > SHAPES_KEPT:
+                self._shapes.clear()
+            files = "[" + ", ".join(literal(k[0]) for k in unseen) + "]"
+            rows = self.con.execute(
+                "SELECT file_name, list((name, duckdb_type, repetition_type) ORDER BY column_id) "
+                f"FROM parquet_schema({files}) GROUP BY file_name").fetchall()
+            shapes = {name: tuple(map(tuple, shape)) for name, shape in rows}
+            for k in unseen:  # a file DuckDB named otherwise is taken as unlike every other
+                self._shapes[k] = shapes.get(k[0]) or (k,)
+        return len({self._shapes[k] for k in keys}) == 1
 
     def register_arrow(self, view: str, table: pa.Table) -> None:
         self.drop(view)
