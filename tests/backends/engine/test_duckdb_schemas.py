@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from beaconlake.backends.engine import duckdb as duckdb_engine
 from beaconlake.backends.engine.duckdb import DuckDBEngine
 from beaconlake.backends.engine.settings import DuckDBEngineSettings
 
@@ -75,3 +76,14 @@ def test_a_file_rewritten_with_another_schema_is_read_as_it_is_now(engine, tmp_p
     assert engine.query("SELECT * FROM v ORDER BY id").to_pylist() == [
         {"id": 1, "name": "name1", "extra": None}, {"id": 2, "name": None, "extra": "extra2"},
         {"id": 3, "name": None, "extra": "extra3"}]
+
+
+def test_past_the_files_it_remembers_the_engine_forgets_them_and_reads_on(engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(duckdb_engine, "SHAPES_KEPT", 3)
+    paths = [str(tmp_path / f"{i}.parquet") for i in range(5)]
+    for i, p in enumerate(paths):
+        write(p, [i], ("name",) if i != 4 else ("extra",), pa.int64())
+    for first, last in ((0, 2), (1, 3), (0, 4), (2, 5), (0, 5)):  # each call over the limit with the ones before
+        engine.read_parquet("v", paths[first:last], SCHEMA)
+        assert [r["id"] for r in engine.query("SELECT id FROM v ORDER BY id").to_pylist()] == list(range(first, last))
+        assert ("union_by_name" in view_sql(engine, "v")) == (last == 5)

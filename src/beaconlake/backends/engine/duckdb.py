@@ -26,7 +26,7 @@ _TYPES = {
 # The optimizers that reorder joins and swap their build and probe sides, off for the writes.
 WRITE_DISABLED_OPTIMIZERS = "join_order,build_side_probe_side"
 # Files whose Parquet schema an engine remembers (a long-lived one, the dashboard's, forgets them all past it).
-SHAPES_KEPT = 200_000
+SHAPES_KEPT = 100_000
 
 
 def sql_type(t: pa.DataType) -> str:
@@ -113,7 +113,10 @@ class DuckDBEngine(Engine):
         self.con.execute("SET parquet_metadata_cache = true")
         self._arrow: dict[str, pa.Table] = {}  # keeps registered Arrow tables alive
         self._kinds: dict[str, str] = {}  # name -> "VIEW" / "TABLE" / "ARROW"
-        self._shapes: dict[tuple[str, int, int], tuple] = {}  # (path, size, mtime) -> the file's Parquet schema
+        # (path, size, mtime) -> the number of the file's Parquet schema: files share a few schemas,
+        # each kept once (a schema is a few kB of strings; a backfill reads 100,000 files)
+        self._shapes: dict[tuple[str, int, int], int] = {}
+        self._schema_ids: dict[tuple, int] = {}
 
     def read_parquet(self, view: str, paths: list[str], schema: pa.Schema, key_offset: int | None = None) -> None:
         if not paths:
@@ -156,16 +159,19 @@ class DuckDBEngine(Engine):
                 return False
             keys.append((path, st.st_size, st.st_mtime_ns))
         unseen = [k for k in keys if k not in self._shapes]
+        if unseen and len(self._shapes) + len(unseen) > SHAPES_KEPT:
+            self._shapes.clear()
+            self._schema_ids.clear()
+            unseen = list(dict.fromkeys(keys))
         if unseen:
-            if len(self._shapes) + len(unseen) > SHAPES_KEPT:
-                self._shapes.clear()
             files = "[" + ", ".join(literal(k[0]) for k in unseen) + "]"
             rows = self.con.execute(
                 "SELECT file_name, list((name, duckdb_type, repetition_type) ORDER BY column_id) "
                 f"FROM parquet_schema({files}) GROUP BY file_name").fetchall()
-            shapes = {name: tuple(map(tuple, shape)) for name, shape in rows}
+            found = {name: tuple(map(tuple, shape)) for name, shape in rows}
             for k in unseen:  # a file DuckDB named otherwise is taken as unlike every other
-                self._shapes[k] = shapes.get(k[0]) or (k,)
+                shape = found.get(k[0]) or (k,)
+                self._shapes[k] = self._schema_ids.setdefault(shape, len(self._schema_ids))
         return len({self._shapes[k] for k in keys}) == 1
 
     def register_arrow(self, view: str, table: pa.Table) -> None:
