@@ -151,6 +151,8 @@ class DuckDBEngine(Engine):
         """Whether every file has the same Parquet schema (names, types, order). Each file's is read
         once per engine (one ``parquet_schema`` call for those not seen yet) and kept by path, size
         and modification time; a path that cannot be statted (not local) counts as different."""
+        if len(set(paths)) == 1:
+            return True  # nothing to differ from (an incremental run's new file): no schema read
         keys = []
         for path in paths:
             try:
