@@ -127,11 +127,14 @@ def _unreadable(lake: RawLake, files: list[RawFile]) -> list[tuple[RawFile, str]
     """The files the engines cannot read, or would read wrong, with the reason (``page_problem``)."""
     if not files:
         return []
+    def check(f: RawFile) -> str | None:
+        return problem(lake, f, page_problem)
+
     if lake.storage.capabilities.local_paths:
-        problems = [problem(lake, f, page_problem) for f in files]
+        problems = list(map(check, files))
     else:
         with ThreadPoolExecutor(min(FILE_CHECK_THREADS, len(files))) as pool:
-            problems = list(pool.map(lambda f: problem(lake, f, page_problem), files))
+            problems = list(pool.map(check, files))
     return [(f, p) for f, p in zip(files, problems, strict=True) if p]
 
 
