@@ -1,6 +1,7 @@
 import ast
 import asyncio
 import fcntl
+import gc
 import json
 import os
 import shutil
@@ -413,6 +414,35 @@ def test_a_segment_is_decoded_once_for_its_consumers_and_its_delivery(tmp_path, 
     assert sorted(decoded) == sorted(p.stem for p in segs)  # once each, for two consumers and delivery
     lake = sorted((r["tenant"], r["name"]) for r in read_lake(s.data_path))
     assert sorted(first.events) == sorted(second.events) == lake and len(lake) == 3
+
+
+class GcWatcher(Recorder):
+    """Notes whether Python's cyclic collector was on while it read the pass's segments."""
+
+    def process(self, segments, events):
+        self.collecting = gc.isenabled()
+        super().process(segments, events)
+
+
+@pytest.mark.parametrize("fail_on", [None, "process"])
+def test_a_pass_holds_the_cyclic_collector_until_it_ends_and_gives_it_back(tmp_path, fail_on):
+    s = settings(tmp_path)
+    spool_records(s, [record([ev(), ev("click", "low")])])
+    watcher = GcWatcher(fail_on=fail_on)
+    d = Deliverer(s, consumers=[watcher])
+    assert gc.isenabled()
+    assert d.run_once() == 1
+    assert watcher.collecting is False  # the decoded events are never traversed
+    assert gc.isenabled(), "the collector stayed off after the pass"
+    spool_records(s, [record([ev()])])
+    gc.disable()  # a caller that turned it off itself keeps it off
+    try:
+        assert d.run_once() == 1
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    d.close()
+    assert len(read_lake(s.data_path)) == 3
 
 
 def test_a_failing_consumer_is_counted_and_delivery_goes_on(tmp_path, caplog):

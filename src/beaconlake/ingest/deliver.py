@@ -31,6 +31,7 @@ failure is counted and logged, never a reason to hold back the lake.
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import logging
 import os
@@ -235,6 +236,13 @@ class Deliverer:
         """Seal orphans, then deliver every sealed segment that is due; return how many were
         delivered. One segment's failure never stops the others."""
         done = 0
+        # A pass holds its segments' events decoded (a tuple and a few strings each, hundreds of
+        # thousands of them) until it ends, and nothing in them can form a cycle: they die by
+        # reference count. Python's collector would traverse them again and again as they pile
+        # up (its full collections took 40 % of the deliverer's CPU under bench/ingest's load),
+        # so it waits for the pass to end (docs/performance.md, "Delivery").
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             self._seal_orphans()
             segments = spool.sealed_segments(self.root)
@@ -256,6 +264,8 @@ class Deliverer:
         finally:
             self._decoded.clear()
             self._decoded_bytes = 0
+            if collecting:
+                gc.enable()
             self._publish()
         return done
 
