@@ -38,6 +38,7 @@ from report import print_checks, print_table, show, summarize
 from workload import EVENTS_PER_BATCH, Block, Load, Run, run_wrk
 
 REPO = Path(__file__).resolve().parent.parent.parent
+DELIVERED_PUBLISH_SECS = 1.5  # the deliverer publishes its counters to /metrics every second
 
 
 def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> Block:
@@ -79,15 +80,19 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
                     path = f"/v1/events?k={col.write_key}"
                     with paused(*(other for other in servers.values() if other is not col)):
                         col.wait_delivered()  # each run from an empty spool, not the last run's backlog
+                        start = col.delivery_progress(roles[label])
                         r = run_wrk(col.url + path, load.script(path), args, seconds,
                                     Run(label, workers, durability, c, run_no), roles[label])
+                        r.delivery = caught_up(col, roles[label], start)
                     block.runs.append(r)
                     show(r, args.runs)
                     if label == "beaconlake" and not args.no_segment:  # the same events through Segment's API
                         with paused(*(other for other in servers.values() if other is not col)):
                             col.wait_delivered()
+                            start = col.delivery_progress(roles[label])
                             r = run_wrk(col.url + "/v1/batch", load.segment_script(col.write_key), args, seconds,
                                         Run("segment", workers, durability, c, run_no), roles[label])
+                            r.delivery = caught_up(col, roles[label], start)
                         block.runs.append(r)
                         show(r, args.runs)
         if nginx is not None:
@@ -123,6 +128,16 @@ def paused(*collectors: Collector) -> Iterator[None]:
     finally:
         for col in collectors:
             col.resume()
+
+
+def caught_up(col: Collector, roles: dict[int, str], start: tuple[float, float]) -> tuple[float, float]:
+    """Lake delivery's CPU seconds and delivered events from ``start`` (a run's) until it has caught
+    up with the run. A deliverer that falls behind does part of a run's work after wrk stops, which
+    the CPU it used during the run does not show: its cost an event is this CPU over these events."""
+    col.wait_delivered()
+    time.sleep(DELIVERED_PUBLISH_SECS)
+    cpu, events = col.delivery_progress(roles)
+    return cpu - start[0], events - start[1]
 
 
 def accounting(runs: list[Run], m: dict[str, float], stop_secs: float, col: Collector) -> dict:

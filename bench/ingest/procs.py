@@ -273,6 +273,11 @@ class Collector:
                 out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
         return out
 
+    def delivery_progress(self, roles: dict[int, str]) -> tuple[float, float]:
+        """(CPU seconds the deliver processes have used, events delivered to the lake), now."""
+        cpu = sum(cpu_seconds(pid) for pid, role in roles.items() if role == "deliver")
+        return cpu, self.metrics().get("beaconlake_events_delivered_total", 0.0)
+
     def wait_delivered(self, timeout: float = 120.0, backlog_bytes: int = 128 << 20) -> float:
         """Wait until lake delivery has caught up (at most ``backlog_bytes`` undelivered: the open
         segments are sealed only every flush_interval_secs), so that a run does not start against

@@ -54,6 +54,9 @@ def summarize(block: Block, connections: list[int]) -> list[dict]:
             cpu, events = row["cpu"], row["rps"] * EVENTS_PER_BATCH
             if row["server"] != "nginx" and events:  # the CPU an acknowledged event costs, in us
                 row["us_per_event"] = {k: cpu.get(k, 0.0) / events * 1e6 for k in ("workers", "server", "deliver")}
+                caught = [r.delivery for r in by_server[row["server"]] if r.delivery and r.delivery[1] > 0]
+                if caught and len(caught) == len(by_server[row["server"]]):  # delivery's CPU until it caught up
+                    row["us_per_event"]["deliver"] = statistics.median(cpu_s / n * 1e6 for cpu_s, n in caught)
             if "nginx" in here:
                 row["nginx_p99_ms"] = here["nginx"]["p99_ms"]
     return rows

@@ -200,6 +200,8 @@ class Run:
     p999_ms: float = 0.0
     max_ms: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)  # cores used, by role, during the run
+    # (CPU seconds, events) of lake delivery from the run's start until it caught up with the run
+    delivery: tuple[float, float] | None = None
 
     @property
     def rps(self) -> float:
