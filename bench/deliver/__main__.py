@@ -40,11 +40,13 @@ def child(segments: int, per_segment: int, realtime: bool) -> dict:
 
     from beaconlake import config
     from beaconlake.backends.storage import open_storage
-    from beaconlake.ingest import spool
+    from beaconlake.ingest import deliver, spool
     from beaconlake.ingest.deliver import Deliverer
     from beaconlake.telemetry import Metrics
     from beaconlake.types import SpoolRecord, UserAgent
 
+    if hasattr(deliver, "use_system_allocator"):  # as the deliverer process does (since 2026-12-01)
+        deliver.use_system_allocator()
     rng, now = random.Random(7), int(time.time() * 1000)
     ua = UserAgent("Chrome", "120", "Linux", None, "desktop", False)
     with tempfile.TemporaryDirectory() as tmp:

@@ -460,6 +460,34 @@ def test_a_failing_consumer_is_counted_and_delivery_goes_on(tmp_path, caplog):
     assert d.metrics.value("beaconlake_recorder_failures_total") == 2 and after.calls[-1] == ("close", [])
 
 
+ALLOCATOR_PROBE = """
+import os, signal, types
+import pyarrow as pa
+from beaconlake.ingest import deliver
+
+class Probe:
+    settings = types.SimpleNamespace(delivery=types.SimpleNamespace(poll_interval_secs=0.01))
+    def run_once(self):
+        print(pa.default_memory_pool().backend_name, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 0
+    def drain(self): pass
+    def close(self): pass
+
+deliver.run_forever(Probe)
+"""
+
+
+@pytest.mark.parametrize(("env", "backend"), [(None, "system"), ("jemalloc", "jemalloc"), ("mimalloc", "mimalloc")])
+def test_the_deliverer_process_takes_arrow_buffers_from_the_c_allocator_unless_told(env, backend):
+    environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if env:
+        environ["ARROW_DEFAULT_MEMORY_POOL"] = env
+    out = subprocess.run([sys.executable, "-c", ALLOCATOR_PROBE], env=environ, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [backend]
+
+
 DELIVERY_ALONE = """
 import json, sys
 from beaconlake import config

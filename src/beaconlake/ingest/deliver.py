@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Protocol
 
 import msgspec
+import pyarrow as pa
 
 from beaconlake.backends.storage import Storage, open_storage
 from beaconlake.config import Settings
@@ -380,6 +381,15 @@ class Deliverer:
             self._guarded(consumer, consumer.close)
 
 
+def use_system_allocator() -> None:
+    """Arrow's buffers from the C library's allocator, unless ``ARROW_DEFAULT_MEMORY_POOL`` says
+    otherwise. Delivery builds columns of tens of MB that grow by doubling: glibc's realloc moves
+    such a block by remapping its pages, where Arrow's default (mimalloc) copies it. bench/deliver
+    (delivery alone, segments of 15,000 requests): 0.84 x the CPU (medians of 6, alternating)."""
+    if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def run_forever(build: Callable[[], Deliverer], log_level: str = "INFO") -> None:
     """The deliverer process: poll for sealed segments until SIGTERM, then drain.
 
@@ -401,6 +411,7 @@ def run_forever(build: Callable[[], Deliverer], log_level: str = "INFO") -> None
     # Delivery is throughput work with a spool to absorb bursts; acknowledging requests is
     # latency work. Under load the workers get the CPU first (backpressure bounds the spool).
     os.nice(10)
+    use_system_allocator()
     deliverer = build()
     poll_secs = deliverer.settings.delivery.poll_interval_secs
     while not stop:
