@@ -56,6 +56,12 @@ def cpu_seconds(pid: int) -> float:
     return 0.0
 
 
+def process_name(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return ""
+
+
 def machine_cpu_seconds() -> tuple[float, float]:
     """CPU seconds the whole machine has used (all cores): in processes, and in interrupts.
 
@@ -228,6 +234,9 @@ class Collector:
 
     def start(self) -> None:
         env = dict(self.env)
+        # The scheduler's convert runs (the first 30 s after start, then every 5 minutes, tens of
+        # seconds each over this lake) would take CPU from the workers in some runs and not others.
+        env["BEACONLAKE__SCHEDULE__ENABLED"] = "false"
         if self.durability != "fsync":  # fsync is the default; leave the config as `init` wrote it
             env["BEACONLAKE__SPOOL__DURABILITY"] = f'"{self.durability}"'
         with open(self.log, "wb") as log:
@@ -237,7 +246,7 @@ class Collector:
 
     def roles(self) -> dict[int, str]:
         """server (the supervisor: ``beaconlake up`` itself), workers (``beaconlake.serve.http.worker``
-        processes it starts), deliver (the deliverer and the scheduler, spawned processes)."""
+        processes it starts), deliver (the deliverer) and schedule (the scheduler), spawned processes."""
         out = {}
         for pid in group_pids(self.proc.pid):
             try:
@@ -250,8 +259,8 @@ class Collector:
                 out[pid] = "workers"
             elif b"resource_tracker" in cmd:
                 out[pid] = "other"
-            elif b"spawn_main" in cmd:
-                out[pid] = "deliver"
+            elif b"spawn_main" in cmd:  # the deliverer, or the scheduler (off in this benchmark)
+                out[pid] = "schedule" if process_name(pid) == "bl-schedule" else "deliver"
             else:  # a baseline's server may fork workers that keep the parent's command line
                 out[pid] = "workers"
         return out
