@@ -38,7 +38,8 @@ from report import print_checks, print_table, show, summarize
 from workload import EVENTS_PER_BATCH, Block, Load, Run, run_wrk
 
 REPO = Path(__file__).resolve().parent.parent.parent
-DELIVERED_PUBLISH_SECS = 1.5  # the deliverer publishes its counters to /metrics every second
+DELIVERED_PUBLISH_SECS = 1.5  # the workers and the deliverer publish their counters to /metrics every second
+CATCH_UP_SECS = 60.0  # after a run, for the lake to hold every event accepted (spool.flush_interval_secs is 10)
 
 
 def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> Block:
@@ -79,20 +80,14 @@ def measure(load: Load, nginx: Nginx | None, workers: int, durability: str) -> B
                 for label, col in servers.items():  # each collector alone on the machine while it is measured
                     path = f"/v1/events?k={col.write_key}"
                     with paused(*(other for other in servers.values() if other is not col)):
-                        col.wait_delivered()  # each run from an empty spool, not the last run's backlog
-                        start = col.delivery_progress(roles[label])
-                        r = run_wrk(col.url + path, load.script(path), args, seconds,
-                                    Run(label, workers, durability, c, run_no), roles[label])
-                        r.delivery = caught_up(col, roles[label], start)
+                        r = delivered_run(col, roles[label], col.url + path, load.script(path), args, seconds,
+                                          Run(label, workers, durability, c, run_no))
                     block.runs.append(r)
                     show(r, args.runs)
                     if label == "beaconlake" and not args.no_segment:  # the same events through Segment's API
                         with paused(*(other for other in servers.values() if other is not col)):
-                            col.wait_delivered()
-                            start = col.delivery_progress(roles[label])
-                            r = run_wrk(col.url + "/v1/batch", load.segment_script(col.write_key), args, seconds,
-                                        Run("segment", workers, durability, c, run_no), roles[label])
-                            r.delivery = caught_up(col, roles[label], start)
+                            r = delivered_run(col, roles[label], col.url + "/v1/batch", load.segment_script(col.write_key),
+                                              args, seconds, Run("segment", workers, durability, c, run_no))
                         block.runs.append(r)
                         show(r, args.runs)
         if nginx is not None:
@@ -130,14 +125,27 @@ def paused(*collectors: Collector) -> Iterator[None]:
             col.resume()
 
 
-def caught_up(col: Collector, roles: dict[int, str], start: tuple[float, float]) -> tuple[float, float]:
-    """Lake delivery's CPU seconds and delivered events from ``start`` (a run's) until it has caught
-    up with the run. A deliverer that falls behind does part of a run's work after wrk stops, which
-    the CPU it used during the run does not show: its cost an event is this CPU over these events."""
+def delivered_run(col: Collector, roles: dict[int, str], url: str, script: Path, args: argparse.Namespace,
+                  seconds: float, run: Run) -> Run:
+    """One wrk run against ``col`` from an empty spool (not the last run's backlog), with lake
+    delivery's CPU seconds and delivered events (``Run.delivery``) from the run's start until it has
+    caught up with the run. A deliverer that falls behind does part of a run's work after wrk stops,
+    which the CPU it used during the run does not show: its cost an event is this CPU over these events."""
     col.wait_delivered()
-    time.sleep(DELIVERED_PUBLISH_SECS)
-    cpu, events = col.delivery_progress(roles)
-    return cpu - start[0], events - start[1]
+    start = col.delivery_progress(roles)
+    r = run_wrk(url, script, args, seconds, run, roles)
+    time.sleep(DELIVERED_PUBLISH_SECS)  # every worker's accepted count has reached /metrics
+    accepted = col.metrics().get("beaconlake_events_accepted_total", 0.0)
+    # caught up once the lake holds every event accepted so far: the run's open segments are
+    # sealed within spool.flush_interval_secs, so a short run waits for them too
+    deadline = time.monotonic() + CATCH_UP_SECS
+    while (progress := col.delivery_progress(roles))[1] < accepted and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if progress[1] < accepted:
+        print(f"  !! delivery had not caught up {CATCH_UP_SECS} s after the run ({progress[1]:,.0f} of "
+              f"{accepted:,.0f} events): its CPU an event is over what it delivered", flush=True)
+    r.delivery = progress[0] - start[0], progress[1] - start[1]
+    return r
 
 
 def accounting(runs: list[Run], m: dict[str, float], stop_secs: float, col: Collector) -> dict:
