@@ -77,10 +77,12 @@ def test_collector_down_then_up_every_event_arrives_exactly_once(context, site, 
     count = Counter(names(rows))
     assert count["offline"] == 10 and count["page_view"] == 2 and count["page_leave"] == 1
     assert count["link_click"] == 1
-    # sent_at is the time of the attempt that got through: the skew correction still holds
+    # sent_at is the time of the attempt that got through, so the skew correction shifts an event
+    # by that attempt's time in flight, not by its time in the outbox. (A bound in seconds on the
+    # shift fails under load: an attempt can wait in the backlog of a collector still starting.)
     late = [r for r in rows if r["name"] == "offline"]
     assert all(r["sent_at"] - r["client_ts"] >= 500 for r in late)
-    assert all(abs(r["event_ts"] - r["client_ts"]) < 2000 for r in late)
+    assert all(r["event_ts"] - r["client_ts"] == r["received_at"] - r["sent_at"] >= 0 for r in late)
     assert tab.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('bl_o_')).length") == 0
     assert not tab.errors
 
