@@ -188,6 +188,33 @@ def test_an_event_with_invalid_utf8_is_rejected_and_the_rest_delivered(tmp_path)
     assert d.metrics.value("beaconlake_delivery_failures_total") == 0
 
 
+def test_raw_columns_hold_each_event_as_decoded_and_a_row_arrow_refuses_is_rejected_alone():
+    from beaconlake.ingest.rows import segment_rows
+    from beaconlake.lake.records import LakeEvent
+
+    events = [ev(f"e{i}", event_id=f"0b3ba0c4-6bd8-4f3c-9d0b-0c5c7f1b2a9{i}", user_id=None if i else "u",
+                 title=f"t{i}", props={"i": i}, url=None if i == 2 else "https://x/") for i in range(4)]
+    frames = [msgspec.msgpack.encode(record(events[:3], sent_at=DAY1 + HOUR - 5)),
+              msgspec.msgpack.encode(record(events[3:]))]
+    rows = segment_rows("seg-9", frames, DAY1)
+    # a string no JSON decodes to: the one way left for Arrow to refuse a row (rows.py)
+    rows.rows[1] = rows.rows[1]._replace(title="\ud800")
+    raw, rejected = rows.tables()
+    [table] = raw.values()
+    got = table.to_pylist()
+    want = [r for i, r in enumerate(rows.rows) if i != 1]
+    assert [r["event_id"] for r in got] == [w.event_id for w in want]
+    for row, w, sent_at in zip(got, want, [DAY1 + HOUR - 5, DAY1 + HOUR - 5, DAY1 + HOUR]):
+        fields = LakeEvent._fields[:-1]  # all but the batch index, which is not stored
+        assert {f: row[f] for f in fields} == {f: getattr(w, f) for f in fields}
+        assert (row["event_ts"] - row["client_ts"], row["sent_at"], row["ip"], row["ua_browser"]) == \
+            (DAY1 + HOUR - sent_at, sent_at, "203.0.113.0", "Firefox")
+        assert (row["segment"], row["source"], row["props"]) == ("seg-9", "http", '{"i":%d}' % int(w.name[1]))
+    [(_, bad)] = rejected.items()
+    assert bad.column("index").to_pylist() == [1]
+    assert "events[1]: cannot be stored in the lake" in bad.column("error")[0].as_py()
+
+
 def test_a_record_that_does_not_decode_is_rejected_whole(tmp_path):
     s = settings(tmp_path)
     [seg] = spool_records(s, [record([ev()])])
