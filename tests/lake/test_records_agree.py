@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from beaconlake import config
 from beaconlake.ingest import spool
 from beaconlake.ingest.deliver import Deliverer
+from beaconlake.lake.records import _canonical, _canonical_ids, lake_event_id, record_events
 from beaconlake.realtime.feed import segment_events
 from beaconlake.types import SpoolRecord, UserAgent
 from support import read_lake
@@ -101,3 +102,24 @@ def test_delivery_and_the_realtime_feed_agree_on_every_event(payloads):
                      for r in rejected if r["reason"] == "undeliverable"}
     assert not undeliverable & set(seen), "an event both fed to realtime and refused by the lake"
     assert result.events == len(fed)
+
+
+# Pieces of ids that could fool a check of a record's ids joined by commas: whole UUIDs, commas,
+# UUIDs cut short or run on, capitals.
+ID_PIECES = st.one_of(UUIDS, UUIDS.map(str.upper), UUIDS.map(lambda u: u[:35]), UUIDS.map(lambda u: u + "0"),
+                      st.sampled_from([",", "-", "0", "", "g"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.lists(ID_PIECES, min_size=1, max_size=3).map("".join), min_size=1, max_size=12))
+def test_a_record_of_event_ids_is_taken_as_canonical_only_when_each_id_is(ids):
+    events = [(i,) for i in ids]  # the check reads an event's id, its first field
+    assert _canonical_ids(events) == all(_canonical(i) for i in ids)
+    # and whatever the check said, what the lake stores is each id in its canonical spelling
+    body = msgspec.json.encode({"sent_at": NOW, "events": [{"level": "low", "name": "x", "anonymous_id": "a",
+                                                              "event_id": i} for i in ids]})
+    rec = SpoolRecord("t1", NOW, NOW, None, None, UserAgent(), body, None, [])
+    events, failed = record_events(rec, "seg", 0)
+    for ev in events:
+        assert _canonical(ev.event_id) and ev.event_id == lake_event_id(ids[ev.index], "seg", 0, ev.index)
+    assert sorted([ev.index for ev in events] + [f[0] for f in failed]) == list(range(len(ids)))
