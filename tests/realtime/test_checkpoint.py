@@ -105,6 +105,7 @@ def run(det: Detector, saved: Checkpoint, steps: list, states: list) -> None:
 @example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("save", False), ("due", 100_000), ("save", False)])
 @example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("expire", 100_000), ("idle", 100_000)])
 @example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("expire", 60_000), ("expire", 60_001)])
+@example(steps=[("feed", "shop", "a1", "add_to_cart", 0, None), ("expire", 61_000), ("idle", 60_001)])  # clock set back
 def test_what_is_saved_loads_as_the_live_state(tmp_path_factory, steps, monkeypatch):
     monkeypatch.setattr(checkpoint, "MIN_JOURNAL_BYTES", 2_000)  # snapshots and journals both, in small examples
     folder = tmp_path_factory.mktemp("ckpt")

@@ -460,11 +460,10 @@ class Detector:
                 p = ts.people.get(anon)
                 if p is None:
                     return None  # forgotten meanwhile
-                if anon in ts.pending:
-                    return now_ms  # a match waiting to go out: looked at again next pass
                 return p.history[-1].ts + window if p.history else now_ms - 1
 
-            idle = self._idle[tenant].due(now_ms, idle_at)
+            # a person with a match waiting to go out is kept, and looked at again next pass
+            idle = self._idle[tenant].due(now_ms, idle_at, ts.pending.__contains__)
             for anon in idle:
                 del ts.people[anon]
             if idle:

@@ -42,16 +42,18 @@ class Timeline:
             out |= self._at.pop(heapq.heappop(seconds))
         return out
 
-    def due(self, now_ms: int, due_of: Callable[[Hashable], int | None]) -> list[Hashable]:
+    def due(self, now_ms: int, due_of: Callable[[Hashable], int | None],
+            held: Callable[[Hashable], bool] | None = None) -> list[Hashable]:
         """The keys due before ``now_ms`` by ``due_of`` (their exact due time, or None for a key
-        gone meanwhile), taken out; the others looked at are filed back under their time, or
-        under now's second, so the next pass looks again."""
+        gone meanwhile), taken out; the others looked at are filed back under their time. A key
+        ``held`` says must wait, though due, is filed back under its own due time, not now's: the
+        next pass looks again even if its clock is behind this one's (a clock set back)."""
         out = []
         for key in self.take(now_ms):
             at = due_of(key)
             if at is None:
                 continue
-            if at < now_ms:
+            if at < now_ms and not (held is not None and held(key)):
                 out.append(key)
             else:
                 self.file(key, at)
