@@ -204,8 +204,8 @@ def test_raw_columns_hold_each_event_as_decoded_and_a_row_arrow_refuses_is_rejec
     got = table.to_pylist()
     want = [r for i, r in enumerate(rows.rows) if i != 1]
     assert [r["event_id"] for r in got] == [w.event_id for w in want]
+    fields = LakeEvent._fields[:-1]  # all but the batch index, which is not stored
     for row, w, sent_at in zip(got, want, [DAY1 + HOUR - 5, DAY1 + HOUR - 5, DAY1 + HOUR]):
-        fields = LakeEvent._fields[:-1]  # all but the batch index, which is not stored
         assert {f: row[f] for f in fields} == {f: getattr(w, f) for f in fields}
         assert (row["event_ts"] - row["client_ts"], row["sent_at"], row["ip"], row["ua_browser"]) == \
             (DAY1 + HOUR - sent_at, sent_at, "203.0.113.0", "Firefox")

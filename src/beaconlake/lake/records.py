@@ -194,7 +194,7 @@ def _canonical_ids(events: list[LakeEvent]) -> bool:
 
 
 def _lake_event(ev: StoredEvent, sent_at: int, skew: int, segment: str, rec_no: int, idx: int,
-                check_id: bool = True) -> LakeEvent:
+                check_id: bool) -> LakeEvent:
     # the per-event hot path of delivery and of the feed: checks inline, no call, no copy that
     # the usual event (a canonical event_id, props and context present or not) does not need.
     # check_id=False leaves a client's event_id as it came, for _canonical_ids to check.
