@@ -35,7 +35,7 @@ from beaconlake.lake.records import (
     record_decoder,
     record_events,
 )
-from beaconlake.types import RAW_SCHEMA, REJECTED_SCHEMA, SpoolRecord
+from beaconlake.types import RAW_SCHEMA, REJECTED_SCHEMA, SpoolRecord, UserAgent
 from beaconlake.units import DAY_MS, day_of
 
 UNDELIVERABLE = "undeliverable"
@@ -94,10 +94,8 @@ class SegmentRows:
             self.undeliverable_event(rec, index, error, data)
         if not events:
             return
-        ua = rec.ua
         self.owner += [len(self.records)] * len(events)
-        self.records.append((rec.tenant, rec.received_at, rec.sent_at, rec.ip, rec.user_agent, ua.browser,
-                             ua.browser_version, ua.os, ua.os_version, ua.device, ua.is_bot, rec.source or None))
+        self.records.append(_request_columns(rec, rec.ip, rec.user_agent, rec.ua))
         self.bodies.append((rec_no, rec.body))
         first = len(self.rows)
         self.rows += events
@@ -111,10 +109,7 @@ class SegmentRows:
             client = rec.clients.get(self.rows[row].index)
             if client is not None:
                 self.owner[row] = len(self.records)
-                cua = client.ua
-                self.records.append((rec.tenant, rec.received_at, rec.sent_at, client.ip, client.user_agent, cua.browser,
-                                     cua.browser_version, cua.os, cua.os_version, cua.device, cua.is_bot,
-                                     rec.source or None))
+                self.records.append(_request_columns(rec, client.ip, client.user_agent, client.ua))
                 self.bodies.append((rec_no, rec.body))
 
     def _bad_record(self, rec_no: int, payload: bytes, exc: BaseException) -> None:
@@ -185,6 +180,13 @@ class SegmentRows:
             else:
                 good.append(i)
         return self._raw_table(per_record, good) if good else None
+
+
+def _request_columns(rec: SpoolRecord, ip: str | None, user_agent: str | None, ua: UserAgent) -> tuple:
+    """A record's per-request columns (``_PER_RECORD``), with the address and agent given: the
+    request's own, or those of an end user an event names."""
+    return (rec.tenant, rec.received_at, rec.sent_at, ip, user_agent, ua.browser, ua.browser_version, ua.os,
+            ua.os_version, ua.device, ua.is_bot, rec.source or None)
 
 
 def _native_sources(source: pa.Array, context: pa.Array) -> pa.Array:
