@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from beaconlake import config
 from beaconlake.ingest import spool
 from beaconlake.ingest.deliver import Deliverer
-from beaconlake.lake.records import _canonical, canonical_ids, lake_event_id, record_events
+from beaconlake.lake.records import _canonical, _canonical_ids, lake_event_id, record_events
 from beaconlake.realtime.feed import segment_events
 from beaconlake.types import SpoolRecord, UserAgent
 from support import read_lake
@@ -119,7 +119,7 @@ ID_PIECES = st.one_of(UUIDS, UUIDS.map(str.upper), UUIDS.map(lambda u: u[:35]), 
 @example(["e3\ud80070682-c209-4cac-629f-6fbed82c07cd"])  # the length and the places of a UUID; no UTF-8
 @given(st.lists(st.lists(ID_PIECES, min_size=1, max_size=3).map("".join), min_size=1, max_size=12))
 def test_a_record_of_event_ids_is_taken_as_canonical_only_when_each_id_is(ids):
-    assert canonical_ids(ids) == all(_canonical(i) for i in ids)
+    assert _canonical_ids(ids) == all(_canonical(i) for i in ids)
     # and whatever the check said, what the lake stores is each id in its canonical spelling
     # (json escapes a lone surrogate, which msgspec cannot encode: the door may still have let one in)
     body = json.dumps({"sent_at": NOW, "events": [{"level": "low", "name": "x", "anonymous_id": "a",

@@ -45,7 +45,7 @@ _TENANT_RE = re.compile(_TENANT_META.pattern)
 _UUID_TEXT = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _CANONICAL_UUID = re.compile(_UUID_TEXT)
 _canonical = _CANONICAL_UUID.fullmatch
-_CANONICAL_CHARS = b"0123456789abcdef-,"  # what canonical_ids leaves of ids joined: nothing
+_CANONICAL_CHARS = b"0123456789abcdef-,"  # what _canonical_ids leaves of ids joined: nothing
 
 
 class StoredEvent(msgspec.Struct):
@@ -183,20 +183,20 @@ def read_record(payload: bytes) -> SpoolRecord:
     return rec
 
 
-def canonical_ids(ids: list[str]) -> bool:
-    """Whether every id is a UUID in canonical spelling, for a record's or a segment's ids at
-    once, with a handful of passes in C over them joined by commas (a regex match per id, or
-    over the joined text, cost four times as much). The joined text's length says it holds n
-    ids of 36 characters and n - 1 joins; the joins and the UUIDs' dashes are where they must
-    be and nowhere else (their counts), and every other character is a lower-case hex digit."""
+def _canonical_ids(ids: list[str]) -> bool:
+    """Whether every id of a record is a UUID in canonical spelling, with a handful of passes in
+    C over the ids joined by commas (a regex match per id, or over the joined text, cost four
+    times as much). The joined text's length says it holds n ids of 36 characters and n - 1
+    joins; the joins and the UUIDs' dashes are where they must be and nowhere else (their
+    counts), and every other character is a lower-case hex digit."""
     n = len(ids)
-    joined = ",".join(ids)
     if n == 0:
         return True
-    if len(joined) != 37 * n - 1 or not joined.isascii():
+    joined = ",".join(ids)
+    if len(joined) != 37 * n - 1 or not joined.isascii():  # (isascii: encode() cannot fail below)
         return False
     dashes = "-" * n
-    return (joined.count("-") == 4 * n and joined.count(",") == n - 1 and joined[36::37] == dashes[1:].replace("-", ",")
+    return (joined.count("-") == 4 * n and joined.count(",") == n - 1 and joined[36::37] == "," * (n - 1)
             and joined[8::37] == dashes and joined[13::37] == dashes and joined[18::37] == dashes
             and joined[23::37] == dashes and not joined.encode().translate(None, _CANONICAL_CHARS))
 
@@ -205,7 +205,7 @@ def _lake_event(ev: StoredEvent, sent_at: int, skew: int, segment: str, rec_no: 
                 check_id: bool) -> LakeEvent:
     # the per-event hot path of delivery and of the feed: checks inline, no call, no copy that
     # the usual event (a canonical event_id, props and context present or not) does not need.
-    # check_id=False leaves a client's event_id as it came, for canonical_ids to check.
+    # check_id=False leaves a client's event_id as it came, for _canonical_ids to check.
     if ev.level not in LEVELS:
         raise ValueError(f"level {ev.level!r} is not one of {', '.join(LEVELS)}")
     client_ts = ev.client_ts
@@ -259,7 +259,7 @@ def record_events(rec: SpoolRecord, segment: str, rec_no: int) -> tuple[list[Lak
                 return [], [(idx, error, body) for idx in ([-1] if rec.accepted is None else dict.fromkeys(rec.accepted))]
         count = len(raw)
     events, failed = _checked(rec, segment, rec_no, stored, raw, count, check_id=False)
-    if events and not canonical_ids([ev[0] for ev in events]):  # rare: an id in another spelling, or no UUID
+    if events and not _canonical_ids([ev[0] for ev in events]):  # rare: an id in another spelling, or no UUID
         events, failed = _checked(rec, segment, rec_no, stored, raw, count, check_id=True)
     return events, failed
 
