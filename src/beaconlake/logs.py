@@ -54,3 +54,29 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.handlers[:] = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
     root.setLevel(level)
 
+
+
+class RepeatedFailures:
+    """A failure that repeats while its cause lasts (a server down, a full disk), logged once with
+    its traceback, then summed in a line at most every ``every`` seconds per kind: not a
+    traceback per request or per tick, and never silent."""
+
+    def __init__(self, logger: logging.Logger, every: float = 10.0) -> None:
+        self.logger, self.every = logger, every
+        self._unlogged: dict[str, int] = {}  # kind -> failures since its last log line
+        self._logged_at: dict[str, float] = {}
+
+    def failed(self, kind: str, exc: BaseException, first: str) -> None:
+        """``first``: the message of the first failure of ``kind``, logged with the traceback."""
+        now = time.monotonic()
+        self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+        last = self._logged_at.get(kind)
+        if last is None:
+            self.logger.error("%s", first, exc_info=exc)
+        elif now - last >= self.every:
+            self.logger.error("%s failed %d time(s) in the last %.0f s; the last: %s: %s", kind,
+                              self._unlogged[kind], now - last, type(exc).__name__, exc)
+        else:
+            return
+        self._logged_at[kind] = now
+        self._unlogged[kind] = 0

@@ -52,6 +52,9 @@ HELP = {
     "beaconlake_spool_orphans_sealed_total": ("counter", "Segments of dead spool writers sealed by the deliverer."),
     "beaconlake_spool_write_failures_total": ("counter", "Spool writes refused (disk budget) or failed (disk errors)."),
     "beaconlake_destination_failures_total": ("counter", "Best-effort destinations that failed on a batch."),
+    "beaconlake_housekeeping_failures_total": (
+        "counter", "Steps of a server worker's housekeeping tick that raised, by step (seal, pressure, realtime, "
+                   "metrics); the next tick tries again."),
     "beaconlake_convert_quarantined_files_total": (
         "counter", "Raw files scheduled convert runs moved to the lake's quarantine/ as unreadable, by tenant."),
     "beaconlake_schedule_runs_failed_total": ("counter", "Scheduled convert + analyze runs that failed, by stage."),

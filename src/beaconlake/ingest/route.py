@@ -10,13 +10,13 @@ Adding one is a class with ``levels``, ``durable`` and ``deliver``, and a line i
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 import msgspec
 
 from beaconlake.ingest.spool import SegmentWriter
+from beaconlake.logs import RepeatedFailures
 from beaconlake.telemetry import Metrics
 from beaconlake.types import LEVELS, ClientEvent, SpoolRecord
 
@@ -78,8 +78,7 @@ class Router:
         self.durable = [d for d in destinations if d.durable]
         self.best_effort = [d for d in destinations if not d.durable]
         self.metrics = metrics
-        self._unlogged: dict[str, int] = {}  # destination -> failures since its last log line
-        self._logged_at: dict[str, float] = {}
+        self._failures = RepeatedFailures(log, FAILURE_LOG_SECS)
 
     async def route(self, batch: Batch) -> None:
         """Return once the batch is durable; raises what the durable destination raised."""
@@ -100,21 +99,8 @@ class Router:
                 await dest.deliver(part)
             except Exception as exc:  # a best-effort destination must never fail an acknowledged request
                 self.metrics.inc("beaconlake_destination_failures_total", destination=dest.name)
-                self._log_failure(dest.name, len(part.events), exc)
-
-    def _log_failure(self, name: str, events: int, exc: Exception) -> None:
-        now = time.monotonic()
-        self._unlogged[name] = self._unlogged.get(name, 0) + 1
-        last = self._logged_at.get(name)
-        if last is None:
-            log.error("destination %s failed on a batch of %d events", name, events, exc_info=exc)
-        elif now - last >= FAILURE_LOG_SECS:
-            log.error("destination %s failed on %d batch(es) in the last %.0f s; the last: %s: %s", name,
-                      self._unlogged[name], now - last, type(exc).__name__, exc)
-        else:
-            return
-        self._logged_at[name] = now
-        self._unlogged[name] = 0
+                self._failures.failed(f"destination {dest.name}", exc,
+                                      f"destination {dest.name} failed on a batch of {len(part.events)} events")
 
 
 def build_router(writer: SegmentWriter, metrics: Metrics, extra: list[Destination] | None = None) -> Router:

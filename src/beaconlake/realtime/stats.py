@@ -133,8 +133,10 @@ class Folder:
         return path
 
     def prune(self, before_ms: int) -> None:
-        for k in [k for k in self._paths if k[2] < before_ms]:
-            del self._paths[k]
+        # list() copies the keys in one step under the GIL: folds in other threads (a server
+        # backend's) may add windows meanwhile, which iterating the dict itself would not survive
+        for k in [k for k in list(self._paths) if k[2] < before_ms]:
+            self._paths.pop(k, None)
 
 
 # A fold into a server backend (Redis) runs in a thread. The request's answer waits for it at

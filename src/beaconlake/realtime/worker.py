@@ -7,6 +7,7 @@ itself: the realtime stage knows no HTTP."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from beaconlake.backends.counters import open_counters
 from beaconlake.backends.counters.windows import MINUTE_MS
@@ -32,6 +33,8 @@ class _LazyIndex:
 
 
 class WorkerRealtime:
+    name = "realtime"
+
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.retention_ms = settings.realtime.retention_hours * 3_600_000
@@ -41,18 +44,38 @@ class WorkerRealtime:
         self.index: HighLevelIndex = _LazyIndex(settings)  # type: ignore[assignment]
         self.flush_secs = self.counters.capabilities.flush_interval_secs
         self._last_flush = time.monotonic()
+        # A server backend's housekeeping (Redis: a round trip per series) runs in a thread, one
+        # call at a time, as its folds do: a hung server holds a call for its socket timeout,
+        # which must be neither the event loop's time nor a queue of calls behind it.
+        self._pool = None if self.counters.capabilities.in_process else \
+            ThreadPoolExecutor(1, thread_name_prefix="counters-housekeeping")
+        self._call: Future[None] | None = None
 
     def housekeeping(self) -> None:
-        """Publish partials when due; forget windows past retention."""
+        """Publish partials when due; forget windows past retention. What a call in the thread
+        raised is raised here, on the tick after it ends, for the collector to count and log."""
+        if self._call is not None:
+            if not self._call.done():
+                return
+            call, self._call = self._call, None
+            call.result()
         now = time.monotonic()
         if now - self._last_flush < self.flush_secs:
             return
         self._last_flush = now
+        if self._pool is None:
+            self._tidy()
+        else:
+            self._call = self._pool.submit(self._tidy)
+
+    def _tidy(self) -> None:
         before = time.time_ns() // 1_000_000 - self.retention_ms
         self.counters.prune(before)
         self.stats.folder.prune(before - MINUTE_MS)
         self.counters.flush()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)  # pruning can wait for the next start
         self.counters.close()
         self.index.close()

@@ -22,6 +22,7 @@ import uvloop
 from rawhttp import connect, read_answers, read_until_closed, request
 
 from beaconlake.serve.http import server as server_module
+from beaconlake.serve.http.protocol import HttpProtocol
 from beaconlake.serve.http.server import HttpServer, Limits
 
 
@@ -46,8 +47,7 @@ class Served:
         return found[0]
 
 
-@pytest.fixture
-def served() -> Iterator[Served]:
+def serve_in_thread(header_read_timeout_secs: float = 30) -> Served:
     sock = socket.create_server(("127.0.0.1", 0))
     ready = threading.Event()
     got: list[Served] = []
@@ -57,7 +57,7 @@ def served() -> Iterator[Served]:
         return 200, [], b'{"size": %d}' % len(body)
 
     async def serve() -> None:
-        limits = Limits(keepalive_idle_secs=30, header_read_timeout_secs=30, body_read_timeout_secs=30,
+        limits = Limits(keepalive_idle_secs=30, header_read_timeout_secs=header_read_timeout_secs, body_read_timeout_secs=30,
                         max_header_bytes=16384, max_body_bytes=1 << 20, max_connections=2, max_drain_bytes=1 << 20,
                         drain_timeout_secs=2, send_timeout_secs=5, retry_after_secs=1, shutdown_timeout_secs=1)
         server = HttpServer({"/upload": upload}, None, limits)
@@ -69,7 +69,12 @@ def served() -> Iterator[Served]:
 
     threading.Thread(target=lambda: uvloop.run(serve()), daemon=True).start()
     assert ready.wait(10)
-    yield got[0]
+    return got[0]
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    yield serve_in_thread()
 
 
 def post(body: bytes) -> bytes:
@@ -143,3 +148,21 @@ def test_a_connection_that_never_sent_a_byte_gives_way_after_the_grace(served, m
     time.sleep(0.6)
     gives_way(served.port, idle)
     finish_busy(busy)
+
+
+def test_a_connection_whose_expiry_raises_is_aborted_and_the_others_still_expire(monkeypatch):
+    """The sweeper is every connection's deadline: one connection's failure must not end it."""
+    served = serve_in_thread(header_read_timeout_secs=0.5)
+    broken, idle = connect(served.port), connect(served.port)
+    conn, expire = served.conn_of(broken), HttpProtocol.expire
+
+    def expire_but_one(self: HttpProtocol) -> None:
+        if self is conn:
+            raise RuntimeError("a bug in one connection's expiry")
+        expire(self)
+
+    monkeypatch.setattr(HttpProtocol, "expire", expire_but_one)
+    for sock in (broken, idle):
+        got, closed_after = read_until_closed(sock, 3)
+        assert closed_after is not None, got
+    assert read_until_closed(connect(served.port), 3)[1] is not None  # and later ones too

@@ -147,10 +147,12 @@ class RedisCounters(Counters):
         return {tuple(m.split(SEP, 1)) for m in found}  # type: ignore[misc]
 
     def prune(self, before_ms: int) -> None:
+        pipe = self.r.pipeline(transaction=False)  # two round trips, however many series
         for m in self.r.zrange(f"{self.prefix}:series", 0, -1):
             tenant, name = m.split(SEP, 1)
-            self.r.zremrangebyscore(f"{self.prefix}:w:{tenant}:{name}", "-inf", f"({before_ms}")
-        self.r.zremrangebyscore(f"{self.prefix}:series", "-inf", f"({before_ms}")
+            pipe.zremrangebyscore(f"{self.prefix}:w:{tenant}:{name}", "-inf", f"({before_ms}")
+        pipe.zremrangebyscore(f"{self.prefix}:series", "-inf", f"({before_ms}")
+        pipe.execute()
 
     def close(self) -> None:
         self.r.close()

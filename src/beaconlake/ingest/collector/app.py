@@ -37,6 +37,7 @@ from beaconlake.ingest.collector.foreign import ForeignDoor
 from beaconlake.ingest.collector.segment_api import SegmentApi
 from beaconlake.ingest.collector.snowplow_api import SnowplowApi
 from beaconlake.ingest.route import Destination, build_router
+from beaconlake.logs import RepeatedFailures
 from beaconlake.telemetry import Metrics
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class FastRequest(Protocol):
 
 class Companion(Protocol):
     """What a worker runs beside the collector on its clock: ``housekeeping`` on every tick
-    (an OSError is logged, the next tick tries again), ``close`` at shutdown once the spool
-    segment is sealed."""
+    (whatever it raises is counted and logged, and the next tick tries again; it must not block
+    the event loop on a server), ``close`` at shutdown once the spool segment is sealed."""
+
+    name: str  # the housekeeping step's label on /metrics
 
     def housekeeping(self) -> None: ...
 
@@ -90,6 +93,7 @@ class Collector:
         self.tenants_by_write_key = settings.tenant_by_write_key()
         self.ready = False
         self._task: asyncio.Task[None] | None = None
+        self._failures = RepeatedFailures(log)
         self._tracker: tuple[bytes, bytes] | None = None  # the script, plain and gzipped
 
     def _protocols(self) -> dict[str, Callable[[EventRequest], Awaitable[tuple[int, Headers, bytes]]]]:
@@ -145,24 +149,41 @@ class Collector:
         await self.writer.seal()
         for companion in self.companions:
             companion.close()
-        self._count_spooled()
-        self.metrics.write_snapshot()
+        self._publish_metrics()
 
     async def _housekeeping(self) -> None:
+        # Each step on its own, and nothing but cancellation ends the loop: whatever a step raises
+        # (a full disk, a backend down, a bug), the segment is still sealed on time and the
+        # spool's pressure still checked. (The fault suite found a Redis refusing one prune
+        # ending this task: that worker's events then waited for 64 MB of segment, not 10 s.)
         ticks = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_SECS)
             ticks += 1
             try:
                 await self.writer.seal_if_due()
-                self._check_pressure()
-                for companion in self.companions:
-                    companion.housekeeping()
-                if ticks % 4 == 0:
-                    self._count_spooled()
-                    self.metrics.write_snapshot()
-            except OSError as exc:
-                log.error("collector housekeeping failed: %s", exc)
+            except Exception as exc:
+                self._step_failed("seal", exc)
+            self._step("pressure", self._check_pressure)
+            for companion in self.companions:
+                self._step(companion.name, companion.housekeeping)
+            if ticks % 4 == 0:
+                self._step("metrics", self._publish_metrics)
+
+    def _step(self, name: str, step: Callable[[], None]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            self._step_failed(name, exc)
+
+    def _step_failed(self, name: str, exc: Exception) -> None:
+        self.metrics.inc("beaconlake_housekeeping_failures_total", step=name)
+        self._failures.failed(f"housekeeping step {name}", exc,
+                              f"housekeeping step {name} failed; the next tick tries again")
+
+    def _publish_metrics(self) -> None:
+        self._count_spooled()
+        self.metrics.write_snapshot()
 
     def _count_spooled(self) -> None:
         self.metrics.inc("beaconlake_spooled_bytes_total", self.writer.bytes_written)

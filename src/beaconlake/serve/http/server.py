@@ -29,6 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import functools
@@ -230,7 +231,12 @@ class HttpServer:
             self._date_secs, self.date = secs, response.date_header()
         for conn in [c for c in (*self.conns, *self.refusing) if 0.0 < c.deadline <= now]:
             conn.now = now
-            conn.expire()
+            try:
+                conn.expire()
+            except Exception:  # a bug on one connection must not end every other's deadlines
+                log.exception("expiring a connection failed; it is aborted")
+                with contextlib.suppress(Exception):
+                    conn.close(abort=True)
 
     # -- stopping -------------------------------------------------------------------------------
 
