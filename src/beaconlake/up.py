@@ -137,7 +137,10 @@ class KeptAlive:
             with self._lock:
                 if not self.proc.is_alive() and not self._stopped.is_set():
                     log.error("%s process exited with code %s; restarting it", self.role, self.proc.exitcode)
-                    self.proc = self._spawn()
+                    try:
+                        self.proc = self._spawn()
+                    except OSError as exc:  # out of processes, memory or descriptors: the next tick tries again
+                        log.error("cannot start the %s process: %s", self.role, exc)
 
     def stop(self, wait_secs: float) -> None:
         """SIGTERM (the deliverer drains what the workers sealed; the scheduler ends the run in

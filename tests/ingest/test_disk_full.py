@@ -265,3 +265,42 @@ def test_the_collector_sheds_on_a_full_disk_and_recovers_when_space_is_freed(tmp
         missing = acked - counts.keys()
         assert not missing, f"{len(missing)} acknowledged events are not in the lake"
         assert max(counts.values()) == 1
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_another_program_fills_the_disk_is_replaced(tmp_path):
+    """When a worker dies the supervisor writes its metrics snapshot; on a disk filled to the last
+    byte by someone else, that write failed and ended ``beaconlake up`` itself, for good."""
+    from faults.fault_procs import alive, kill9, wait_role
+
+    with tmpfs(tmp_path / "disk", "48m") as disk:
+        collector = start_collector(disk, args=["--workers", "2"], config_overrides={
+            "spool": {"min_free_disk_bytes": MiB, "max_segment_bytes": MiB, "flush_interval_secs": 0.3},
+            "realtime": {"enabled": False}, "schedule": {"enabled": False}})
+        acked: set[str] = set()
+
+        async def posts(n: int) -> collections.Counter:
+            async with httpx.AsyncClient(timeout=10) as client:
+                return collections.Counter([(await post(client, collector.url, collector.write_key, acked)).status_code
+                                            for _ in range(n)])
+
+        try:
+            assert asyncio.run(posts(20))[200] == 20
+            filler = fill(disk)
+            first, second = wait_role(collector.proc.pid, "bl-worker", count=2)
+            kill9(first)
+            wait_role(collector.proc.pid, "bl-worker", count=2, exclude={first}, timeout=30)
+            time.sleep(1.0)  # the supervisor's snapshot, and the new worker's start, on the full disk
+            assert collector.proc.poll() is None and alive(second), "the collector did not survive the full disk"
+            filler.unlink()
+            deadline = time.monotonic() + 15
+            while httpx.get(f"{collector.url}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "not ready again after space was freed"
+                time.sleep(0.1)
+            assert asyncio.run(posts(20))[200] == 20
+            collector.stop()
+            collector.wait_delivered(timeout=20)
+        finally:
+            collector.kill()
+        counts = collections.Counter(r["event_id"] for r in read_lake(collector.data_dir))
+        assert acked <= counts.keys() and max(counts.values()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import time
 from pathlib import Path
@@ -78,6 +79,45 @@ def test_a_killed_worker_is_replaced_and_the_service_keeps_answering(tmp_path):
         assert "was killed by SIGKILL; starting a new one" in c.log_path.read_text()
     finally:
         c.stop()
+
+
+def test_processes_that_cannot_be_started_for_a_while_are_started_once_they_can(tmp_path):
+    """Out of descriptors (or processes, or memory) when a worker and the deliverer must be
+    replaced: ``up`` says so and tries again later, and the other worker serves meanwhile. Before,
+    the OSError ended the supervisor's loop, and with it every worker (the server was gone for
+    good), and the deliverer's watch thread (delivery was gone for good)."""
+    from faults.fault_procs import role_pids
+
+    c = start_collector(tmp_path, args=["--workers", "2"])
+    try:
+        wait_ready(c, 2)
+        before = workers(c)
+        up = c.proc.pid
+        [deliverer] = role_pids(up, "bl-deliver")
+        limits = resource.prlimit(up, resource.RLIMIT_NOFILE)
+        resource.prlimit(up, resource.RLIMIT_NOFILE, (3, limits[1]))  # no new descriptor for the supervisor
+        try:
+            os.kill(before[0], signal.SIGKILL)
+            os.kill(deliverer, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while not all(said in c.log_path.read_text() for said in
+                          ("cannot start a server worker", "cannot start the lake delivery process")):
+                assert time.monotonic() < deadline and c.proc.poll() is None, c.log_path.read_text()[-3000:]
+                time.sleep(0.1)
+            assert post(c, batch("one-worker")).status_code == 200
+            assert c.proc.poll() is None
+        finally:
+            resource.prlimit(up, resource.RLIMIT_NOFILE, limits)
+        assert before[1] in wait_workers(c, 2, {before[0]}, timeout=30)
+        wait_ready(c, 3)
+        assert post(c, batch("two-workers")).status_code == 200
+        deadline = time.monotonic() + 30
+        while not [p for p in role_pids(up, "bl-deliver") if p != deliverer]:
+            assert time.monotonic() < deadline, "the deliverer was not started again"
+            time.sleep(0.1)
+    finally:
+        c.stop()
+    assert {"one-worker", "two-workers"} <= {row["anonymous_id"] for row in read_lake(c.data_dir)}
 
 
 def test_all_workers_killed_requests_wait_in_the_backlog_and_are_served(tmp_path):

@@ -138,6 +138,9 @@ class Supervisor:
                  "--shares-fd", str(self.shares_fd), "--slot", str(slot)],
                 stdin=subprocess.PIPE, pass_fds=(fd, ready_w, self.shares_fd),
             )
+        except BaseException:
+            os.close(ready_r)
+            raise
         finally:
             os.close(ready_w)
         # in a thread: a pipe holds only 64 KiB, and the worker reads it once its imports are done
@@ -167,7 +170,11 @@ class Supervisor:
             missing = self.settings.server.workers - len(self.workers)
             if missing > 0 and not self.stopping and time.monotonic() >= self.next_start:
                 for _ in range(missing):
-                    self._spawn(cap)
+                    try:
+                        self._spawn(cap)
+                    except OSError as exc:  # out of processes, memory or descriptors, for now
+                        self._retry_later(f"cannot start a server worker: {exc}")
+                        break
         return 0
 
     def _check_ready(self, w: _Worker) -> None:
@@ -185,15 +192,20 @@ class Supervisor:
         code = w.proc.returncode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
         self.metrics.inc("beaconlake_http_worker_restarts_total")
-        self.metrics.write_snapshot()
+        try:
+            self.metrics.write_snapshot()
+        except OSError as exc:  # a disk someone else filled must not end the server: the count waits
+            log.warning("cannot write the server's metrics snapshot: %s", exc)
         if w.ready:
             log.error("server worker %d %s; starting a new one", w.proc.pid, how)
             self.next_start = 0.0
             return
+        self._retry_later(f"server worker {w.proc.pid} {how} before it was ready")
+
+    def _retry_later(self, why: str) -> None:
         self.start_failures += 1
         delay = min(0.5 * 2 ** (self.start_failures - 1), 10.0)
-        log.error("server worker %d %s before it was ready (try %d); next try in %.1f s",
-                  w.proc.pid, how, self.start_failures, delay)
+        log.error("%s (try %d); next try in %.1f s", why, self.start_failures, delay)
         self.next_start = time.monotonic() + delay
 
     def _stop_workers(self) -> None:
