@@ -8,6 +8,7 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -92,6 +93,25 @@ class PostgresServer:
     def crash(self) -> None:
         """Stop without a checkpoint (``-m immediate``): every connection is cut, as in a crash."""
         self._ctl("-m", "immediate", "-w", "stop")
+
+    def _processes(self) -> list[int]:
+        """The postmaster, then its children (the backends serving each connection, the writers)."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def freeze(self) -> None:
+        """Hung (SIGSTOP to every process of it: a stuck server, a black-holed network): the
+        kernel still accepts connections and acknowledges what is sent, and nothing answers.
+        The postmaster first, so that it forks no process the list would miss."""
+        os.kill(self._processes()[0], signal.SIGSTOP)
+        for pid in self._processes()[1:]:
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
 
     def close(self) -> None:
         subprocess.run([*self.as_user, f"{self.bindir}/pg_ctl", "-D", self.data, "-m", "immediate", "stop"],

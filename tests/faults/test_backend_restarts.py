@@ -5,7 +5,7 @@ Neither is on the path of an acknowledgement: ingest never fails because of them
 every acknowledged event is in the lake exactly once), their failures are counted on
 ``/metrics``, and once they are back the statistics, the high-level index, the read API and
 the profile store work again without restarting anything. Lake delivery goes on while
-PostgreSQL is down, even through a restart of the deliverer meanwhile.
+PostgreSQL is hung or down, even through a restart of the deliverer meanwhile.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def shopper(collector) -> None:
 def test_redis_and_postgres_restarts_never_fail_ingest_and_are_recovered_from(up, backends):
     redis, postgres = backends
     collector = up(workers=2, counters={"type": "redis", "url": redis.url, "key_prefix": "fault"},
-                   highlevel={"type": "postgres", "dsn": postgres.dsn},
-                   profiles={"type": "postgres", "dsn": postgres.dsn})
+                   highlevel={"type": "postgres", "dsn": postgres.dsn, "timeout_secs": 2},
+                   profiles={"type": "postgres", "dsn": postgres.dsn, "timeout_secs": 2})
     tenant = tomllib.loads(collector.config_path.read_text())["tenants"][0]
     read_key, admin_key = tenant["read_key"], tenant["admin_key"]
     load = Load(collector.url, collector.write_key, connections=6).start()
@@ -129,6 +129,19 @@ def test_redis_and_postgres_restarts_never_fail_ingest_and_are_recovered_from(up
         redis.start()
         assert Metrics(collector.url)("beaconlake_destination_failures_total", destination="stats") > failures
         probe_stats(collector, read_key, "after_redis")  # the workers' clients reconnected by themselves
+
+        # PostgreSQL hung (every process of it stopped): lake delivery must not wait for it (before,
+        # the deliverer's pass waited for ever on its high-level index), and reads answer 503
+        postgres.freeze()
+        try:
+            probe = post_probe(collector.url, collector.write_key, level="high", name="checkout_done")
+            wait_until(lambda: probe in lake_ids(collector.data_dir), 30, "lake delivery going on while PostgreSQL hangs")
+            start = time.monotonic()
+            assert_unavailable(read(collector.url, read_key, "/v1/high-level?name=checkout_done"), "PostgreSQL")
+            assert time.monotonic() - start < 8  # highlevel.timeout_secs (2), or a connect_timeout (3)
+        finally:
+            postgres.thaw()
+        probe_index(collector, read_key)
 
         # PostgreSQL: crashed; while it is down the deliverer dies too (and is restarted)
         realtime_failures = Metrics(collector.url)("beaconlake_realtime_failures_total")
@@ -185,5 +198,36 @@ def test_a_postgres_restart_between_two_calls_costs_no_call(backends):
     postgres.crash()
     postgres.start()
     assert index.counts("t", None, None, None) == {} and profiles.count("t") == 0
+    index.close()
+    profiles.close()
+
+
+def test_a_hung_postgres_costs_a_call_its_timeout_not_for_ever(backends):
+    """Before, a call to a server that had stopped answering waited for ever: the kernel of a hung
+    server (or of a black-holed network's peer) still acknowledges what is sent."""
+    from beaconlake.backends.highlevel.postgres import PostgresHighLevelIndex
+    from beaconlake.backends.profiles.postgres import PostgresProfileStore
+
+    from beaconlake.errors import BackendUnavailable
+
+    _, postgres = backends
+    index = PostgresHighLevelIndex(postgres.dsn, timeout_secs=1)
+    profiles = PostgresProfileStore(postgres.dsn, timeout_secs=1)
+    assert index.counts("t", None, None, None) == {} and profiles.count("t") == 0  # connected
+    postgres.freeze()
+    try:
+        for call, setting in ((lambda: index.counts("t", None, None, None), "highlevel.timeout_secs"),
+                              (lambda: profiles.count("t"), "profiles.timeout_secs")):
+            start = time.monotonic()
+            with pytest.raises(BackendUnavailable, match=rf"did not answer within 1 s \({setting}\)"):
+                call()
+            assert time.monotonic() - start < 3
+        start = time.monotonic()  # no connection left: a new one waits for the DSN's connect_timeout (3 s)
+        with pytest.raises(BackendUnavailable, match="cannot be reached"):
+            index.counts("t", None, None, None)
+        assert time.monotonic() - start < 5
+    finally:
+        postgres.thaw()
+    assert index.counts("t", None, None, None) == {} and profiles.count("t") == 0  # back, with no one's help
     index.close()
     profiles.close()

@@ -13,10 +13,20 @@ once with ``BackendUnavailable``, for the caller to count and go on (the read ro
 503 with Retry-After). Connecting waits at
 most ``CONNECT_TIMEOUT_SECS`` unless the DSN says otherwise, so an unreachable server cannot
 hang the caller.
+
+Nor can a server that stops answering (hung, or its network black-holed): its kernel still
+acknowledges what is sent, so neither TCP keepalives nor a server-side statement timeout end
+the wait, and a call would wait for ever (the lake deliverer's pass with it: delivery stopped
+for as long as PostgreSQL hung). A call gets ``timeout_secs``; past it the connection's socket is
+shut down under the waiting call, which fails as a broken connection, then as
+``BackendUnavailable``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,18 +38,23 @@ from beaconlake.errors import BackendUnavailable
 
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECS = 5
+CALL_TIMEOUT_SECS = 30.0
+_UNBOUNDED = -1.0  # run()'s default: the connection's own timeout
 
 
 class PgConnection:
     """``run(fn)`` calls ``fn(connection)`` under a lock (one call at a time: psycopg connections
     are not shared between threads' transactions). ``schema`` (with ``lock_id`` serialising its
-    creation between processes) is applied on each new connection."""
+    creation between processes) is applied on each new connection. ``timeout_secs`` bounds a
+    call (None: unbounded), ``setting`` names where it is configured, for the error."""
 
-    def __init__(self, dsn: str, schema: str, lock_id: int) -> None:
+    def __init__(self, dsn: str, schema: str, lock_id: int, timeout_secs: float | None = CALL_TIMEOUT_SECS,
+                 setting: str = "") -> None:
         params = conninfo_to_dict(dsn)
         params.setdefault("connect_timeout", CONNECT_TIMEOUT_SECS)
         self.params = params
         self.schema, self.lock_id = schema, lock_id
+        self.timeout_secs, self.setting = timeout_secs, setting
         self.lock = threading.Lock()
         self.conn: psycopg.Connection | None = None
 
@@ -64,27 +79,60 @@ class PgConnection:
             self.conn.close()
             self.conn = None
 
-    def run(self, fn: Callable[[psycopg.Connection], T]) -> T:
-        """Raises BackendUnavailable when the server cannot be reached (now, or any more)."""
+    def run(self, fn: Callable[[psycopg.Connection], T], timeout_secs: float | None = _UNBOUNDED) -> T:
+        """Raises BackendUnavailable when the server cannot be reached (now, or any more), or does
+        not answer within ``timeout_secs`` (by default the connection's; None: no bound, for a
+        bulk write that may take long)."""
+        limit = self.timeout_secs if timeout_secs == _UNBOUNDED else timeout_secs
         with self.lock:
+            cut = threading.Event()
             try:
                 conn = self._connect()
                 try:
-                    return fn(conn)
+                    return _bounded(conn, fn, limit, cut)
                 except psycopg.OperationalError:
-                    if not (conn.closed or conn.broken):
-                        raise  # the statement failed, not the connection
+                    if not (conn.closed or conn.broken) or cut.is_set():
+                        raise  # the statement failed, not the connection; or the server does not answer
                 # the server went away since the last call: a new connection, and one more try
                 conn = self._connect()
-                return fn(conn)
+                return _bounded(conn, fn, limit, cut)
             except psycopg.OperationalError as exc:
                 if self.conn is not None and not (self.conn.closed or self.conn.broken):
                     raise
                 self._drop()
                 where = f"{self.params.get('host', 'localhost')}:{self.params.get('port', 5432)}"
+                if cut.is_set():
+                    raise BackendUnavailable(f"PostgreSQL at {where} did not answer within {limit:g} s"
+                                             + (f" ({self.setting})" if self.setting else "")) from exc
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise BackendUnavailable(f"PostgreSQL at {where} cannot be reached: {first}") from exc
 
     def close(self) -> None:
         with self.lock:
             self._drop()
+
+
+def _bounded(conn: psycopg.Connection, fn: Callable[[psycopg.Connection], T], limit: float | None,
+             cut: threading.Event) -> T:
+    if limit is None:
+        return fn(conn)
+    timer = threading.Timer(limit, _cut, (conn, cut))
+    timer.daemon = True
+    timer.start()
+    try:
+        return fn(conn)
+    finally:
+        timer.cancel()
+
+
+def _cut(conn: psycopg.Connection, cut: threading.Event) -> None:
+    """Shut the connection's socket down under the call waiting on it: the call then reads the
+    end of the stream and fails as a broken connection (a shutdown reaches every descriptor of
+    the socket, the duplicate made here included)."""
+    cut.set()
+    with contextlib.suppress(OSError, psycopg.Error):
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()

@@ -8,7 +8,7 @@ import msgspec
 from beaconlake.backends.highlevel.base import Capabilities, HighLevelEvent, HighLevelIndex
 from beaconlake.backends.highlevel.settings import PostgresHighLevelSettings
 from beaconlake.backends.highlevel.sqlite import COLUMNS, _row, range_sql
-from beaconlake.backends.pgconn import PgConnection
+from beaconlake.backends.pgconn import CALL_TIMEOUT_SECS, PgConnection
 
 SCHEMA = """
 create table if not exists high_level_events (
@@ -33,10 +33,10 @@ class PostgresHighLevelIndex(HighLevelIndex):
 
     @classmethod
     def from_settings(cls, settings: PostgresHighLevelSettings) -> PostgresHighLevelIndex:
-        return cls(settings.dsn)
+        return cls(settings.dsn, settings.timeout_secs)
 
-    def __init__(self, dsn: str) -> None:
-        self.db = PgConnection(dsn, SCHEMA, lock_id=7351)
+    def __init__(self, dsn: str, timeout_secs: float = CALL_TIMEOUT_SECS) -> None:
+        self.db = PgConnection(dsn, SCHEMA, lock_id=7351, timeout_secs=timeout_secs, setting="highlevel.timeout_secs")
 
     def add(self, events: list[HighLevelEvent], identities: list[tuple[str, str, str]] = ()) -> None:
         rows = [

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from beaconlake.sections import Section, resolve
+from beaconlake.sections import PositiveFloat, Section, resolve
 
 
 class SqliteHighLevelSettings(Section, tag="sqlite", tag_field="type"):
@@ -20,6 +20,9 @@ class SqliteHighLevelSettings(Section, tag="sqlite", tag_field="type"):
 
 class PostgresHighLevelSettings(Section, tag="postgres", tag_field="type"):
     dsn: Annotated[str, msgspec.Meta(min_length=1)]
+    # A call the server has not answered within this is given up (a hung server, a black-holed
+    # network): the deliverer's pass goes on without indexing, a read answers 503.
+    timeout_secs: PositiveFloat = 30.0
 
 
 HighLevelSettings = SqliteHighLevelSettings | PostgresHighLevelSettings

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from psycopg.types.json import Jsonb
 
-from beaconlake.backends.pgconn import PgConnection
+from beaconlake.backends.pgconn import CALL_TIMEOUT_SECS, PgConnection
 
 from beaconlake.backends.profiles.base import (
     TRAITS,
@@ -54,10 +54,12 @@ class PostgresProfileStore(ProfileStore):
 
     @classmethod
     def from_settings(cls, settings: PostgresProfilesSettings) -> PostgresProfileStore:
-        return cls(settings.dsn)
+        return cls(settings.dsn, settings.timeout_secs)
 
-    def __init__(self, dsn: str) -> None:
-        self.db = PgConnection(dsn, SCHEMA, lock_id=7352)
+    def __init__(self, dsn: str, timeout_secs: float = CALL_TIMEOUT_SECS) -> None:
+        # reads and small writes are bounded; an analyze run's upserts, an erasure's deletes and
+        # the purge's VACUUM FULL may take long, and say unbounded
+        self.db = PgConnection(dsn, SCHEMA, lock_id=7352, timeout_secs=timeout_secs, setting="profiles.timeout_secs")
 
     def upsert(self, rows: list[Row]) -> None:
         if not rows:
@@ -82,7 +84,7 @@ class PostgresProfileStore(ProfileStore):
                     [(r.tenant, i, r.person_id) for r in rows for i in sorted(r.ids())],
                 )
 
-        self.db.run(upsert)
+        self.db.run(upsert, timeout_secs=None)
 
     def delete(self, tenant: str, person_ids: list[str]) -> int:
         if not person_ids:
@@ -94,7 +96,7 @@ class PostgresProfileStore(ProfileStore):
                 return conn.execute("delete from profiles where tenant = %s and person_id = any(%s)",
                                     (tenant, person_ids)).rowcount
 
-        return self.db.run(delete)
+        return self.db.run(delete, timeout_secs=None)
 
     def delete_inactive(self, tenant: str, last_seen_before_ms: int) -> int:
         pids = [r[0] for r in self.db.run(lambda conn: conn.execute(
@@ -103,7 +105,7 @@ class PostgresProfileStore(ProfileStore):
 
     def purge(self) -> None:
         # dead row versions stay in the table's pages until VACUUM FULL rewrites them
-        self.db.run(lambda conn: conn.execute("vacuum full profiles, profile_ids"))
+        self.db.run(lambda conn: conn.execute("vacuum full profiles, profile_ids"), timeout_secs=None)
 
     def get_json(self, tenant: str, any_id: str) -> str | None:
         row = self.db.run(lambda conn: conn.execute(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from beaconlake.sections import Section, resolve
+from beaconlake.sections import PositiveFloat, Section, resolve
 
 
 class SqliteProfilesSettings(Section, tag="sqlite", tag_field="type"):
@@ -23,6 +23,9 @@ class PostgresProfilesSettings(Section, tag="postgres", tag_field="type"):
     """PostgreSQL (``pip install 'beaconlake[postgres]'``): JSONB documents, GIN and B-tree indexes."""
 
     dsn: str
+    # A read or small write the server has not answered within this is given up (503 to the
+    # reader); an analyze run's upserts, erasures' deletes and the purge are not bounded.
+    timeout_secs: PositiveFloat = 30.0
 
     def __post_init__(self) -> None:
         if not self.dsn:
