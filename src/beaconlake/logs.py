@@ -55,7 +55,6 @@ def setup(level: str = "INFO", stream=None) -> None:
     root.setLevel(level)
 
 
-
 class RepeatedFailures:
     """A failure that repeats while its cause lasts (a server down, a full disk), logged once with
     its traceback, then summed in a line at most every ``every`` seconds per kind: not a

@@ -39,7 +39,6 @@ from beaconlake.errors import BackendUnavailable
 T = TypeVar("T")
 CONNECT_TIMEOUT_SECS = 5
 CALL_TIMEOUT_SECS = 30.0
-_CONNECTIONS = -1.0  # run()'s default: the connection's own timeout_secs
 
 
 class PgConnection:
@@ -79,11 +78,10 @@ class PgConnection:
             self.conn.close()
             self.conn = None
 
-    def run(self, fn: Callable[[psycopg.Connection], T], timeout_secs: float | None = _CONNECTIONS) -> T:
+    def run(self, fn: Callable[[psycopg.Connection], T], *, bounded: bool = True) -> T:
         """Raises BackendUnavailable when the server cannot be reached (now, or any more), or does
-        not answer within ``timeout_secs`` (by default the connection's; None: no bound, for a
-        bulk write that may take long)."""
-        limit = self.timeout_secs if timeout_secs == _CONNECTIONS else timeout_secs
+        not answer within ``timeout_secs`` (unless not ``bounded``: a bulk write that may take long)."""
+        limit = self.timeout_secs if bounded else None
         with self.lock:
             cut = threading.Event()
             try:

@@ -44,7 +44,7 @@ class WorkerRealtime:
         self.index: HighLevelIndex = _LazyIndex(settings)  # type: ignore[assignment]
         self.flush_secs = self.counters.capabilities.flush_interval_secs
         self._last_flush = time.monotonic()
-        # A server backend's housekeeping (Redis: a round trip per series) runs in a thread, one
+        # A server backend's housekeeping (Redis: its prune's round trips) runs in a thread, one
         # call at a time, as its folds do: a hung server holds a call for its socket timeout,
         # which must be neither the event loop's time nor a queue of calls behind it.
         self._pool = None if self.counters.capabilities.in_process else \

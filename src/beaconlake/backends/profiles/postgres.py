@@ -84,7 +84,7 @@ class PostgresProfileStore(ProfileStore):
                     [(r.tenant, i, r.person_id) for r in rows for i in sorted(r.ids())],
                 )
 
-        self.db.run(upsert, timeout_secs=None)
+        self.db.run(upsert, bounded=False)
 
     def delete(self, tenant: str, person_ids: list[str]) -> int:
         if not person_ids:
@@ -96,7 +96,7 @@ class PostgresProfileStore(ProfileStore):
                 return conn.execute("delete from profiles where tenant = %s and person_id = any(%s)",
                                     (tenant, person_ids)).rowcount
 
-        return self.db.run(delete, timeout_secs=None)
+        return self.db.run(delete, bounded=False)
 
     def delete_inactive(self, tenant: str, last_seen_before_ms: int) -> int:
         pids = [r[0] for r in self.db.run(lambda conn: conn.execute(
@@ -105,7 +105,7 @@ class PostgresProfileStore(ProfileStore):
 
     def purge(self) -> None:
         # dead row versions stay in the table's pages until VACUUM FULL rewrites them
-        self.db.run(lambda conn: conn.execute("vacuum full profiles, profile_ids"), timeout_secs=None)
+        self.db.run(lambda conn: conn.execute("vacuum full profiles, profile_ids"), bounded=False)
 
     def get_json(self, tenant: str, any_id: str) -> str | None:
         row = self.db.run(lambda conn: conn.execute(
