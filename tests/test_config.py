@@ -156,3 +156,12 @@ def test_reading_the_config_imports_settings_and_the_core_only():
     others = [m for m in loaded if m not in packages | contracts | core and not m.endswith(".settings")]
     assert others == []
     assert "beaconlake.backends.storage.settings" in loaded and "beaconlake.realtime.settings" in loaded
+
+
+@pytest.mark.parametrize("section", ["highlevel", "profiles"])
+@pytest.mark.parametrize("value", [0, -1, 1e400, float("nan"), 3601])
+def test_a_postgres_call_timeout_out_of_range_is_refused_naming_it(tmp_path, section, value):
+    """inf (``1e400`` in TOML) would make every call unbounded again, and break its timer."""
+    with pytest.raises(ConfigError, match=rf"{section}\.timeout_secs = .*between 0\.1 and 3600 seconds"):
+        config.parse(minimal(**{section: {"type": "postgres", "dsn": "dbname=x", "timeout_secs": value}}), tmp_path,
+                     environ={})

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from beaconlake.sections import PositiveFloat, Section, resolve
+from beaconlake.sections import Section, check_range, resolve
 
 
 class SqliteHighLevelSettings(Section, tag="sqlite", tag_field="type"):
@@ -22,7 +22,10 @@ class PostgresHighLevelSettings(Section, tag="postgres", tag_field="type"):
     dsn: Annotated[str, msgspec.Meta(min_length=1)]
     # A call the server has not answered within this is given up (a hung server, a black-holed
     # network): the deliverer's pass goes on without indexing, a read answers 503.
-    timeout_secs: PositiveFloat = 30.0
+    timeout_secs: float = 30.0
+
+    def __post_init__(self) -> None:
+        check_range("highlevel.timeout_secs", self.timeout_secs, 0.1, 3600, "seconds")
 
 
 HighLevelSettings = SqliteHighLevelSettings | PostgresHighLevelSettings

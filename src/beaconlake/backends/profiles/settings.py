@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from beaconlake.sections import PositiveFloat, Section, resolve
+from beaconlake.sections import Section, check_range, resolve
 
 
 class SqliteProfilesSettings(Section, tag="sqlite", tag_field="type"):
@@ -25,11 +25,12 @@ class PostgresProfilesSettings(Section, tag="postgres", tag_field="type"):
     dsn: str
     # A read or small write the server has not answered within this is given up (503 to the
     # reader); an analyze run's upserts, erasures' deletes and the purge are not bounded.
-    timeout_secs: PositiveFloat = 30.0
+    timeout_secs: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.dsn:
             raise ValueError("profiles.dsn = '': give a libpq connection string, e.g. 'host=db dbname=beaconlake'")
+        check_range("profiles.timeout_secs", self.timeout_secs, 0.1, 3600, "seconds")
 
 
 ProfilesSettings = SqliteProfilesSettings | PostgresProfilesSettings
